@@ -1,0 +1,87 @@
+/* The job configuration (DESIGN.md 5.1): a TOML file, parsed by toml++ behind
+ * io/toml_c.cpp, validated here, overridable with --set key=value.
+ *
+ * Every key has a default except model.path. Unknown keys, wrong types and out-of-range
+ * values are NQ_ERR_INPUT errors naming the file, the line, the key and what was expected:
+ *   "job.toml:12: quantization.bits = 9, expected an integer in 2..8" */
+#ifndef NUPES_CONFIG_H
+#define NUPES_CONFIG_H
+
+#include <stdint.h>
+
+#include "status.h"
+
+#define CONFIG_PATH_MAX 1024
+
+typedef enum { METHOD_NUPES, METHOD_POWERQUANT, METHOD_RTN } QuantMethod;
+typedef enum { MODE_PARALLEL, MODE_SEQUENTIAL, MODE_PIPELINED } ReconMode;
+
+typedef struct {
+    /* [model] */
+    char model_path[CONFIG_PATH_MAX];   /* required */
+    char model_format[16];              /* "auto" | "llama2c" | "hf" */
+    /* [tokenizer] */
+    char tokenizer_path[CONFIG_PATH_MAX]; /* default: tokenizer.bin/.model beside the model */
+    /* [calibration] */
+    char calib_text[CONFIG_PATH_MAX];   /* a UTF-8 file ... */
+    char calib_tokens[CONFIG_PATH_MAX]; /* ... or an HDF5 file of int32 ids (one of the two) */
+    int calib_sequences;                /* 0 = as many as the text gives; default 0 */
+    int calib_seq_len;                  /* T, default 256 */
+    /* [quantization] */
+    QuantMethod method;                 /* default nupes */
+    int bits;                           /* 2..8, default 4 */
+    int group_size;                     /* 0 = per output channel (default) */
+    int exponent_per_channel;           /* exponent = "channel" (1) | "tensor" (0, default) */
+    int learn_scale;                    /* default 1 */
+    unsigned skip_mask;                 /* bit i: matrix i (mat_names order) stays fp32 */
+    /* [reconstruction] */
+    ReconMode mode;                     /* default parallel */
+    double switch_fraction;             /* pipelined: default 0.8 */
+    int iterations;                     /* default 500 */
+    int batch;                          /* sequences per iteration, default 4 */
+    double lr_weights;                  /* default 1e-3 */
+    double lr_exponent;                 /* default 1e-4 */
+    double lr_scale;                    /* default 1e-3 */
+    uint64_t seed;                      /* default 1 */
+    /* [run] */
+    char run_dir[CONFIG_PATH_MAX];      /* default "run" */
+    double checkpoint_interval;         /* seconds, default 60 */
+    /* [output] */
+    char output_path[CONFIG_PATH_MAX];  /* default "<run.dir>/checkpoint.h5" */
+    int zstd_level;                     /* 1..22, default 19 */
+    /* [mpi] */
+    int data_parallel;                  /* D >= 1, 0 = auto; default 1 */
+    /* [eval] */
+    char eval_text[CONFIG_PATH_MAX];    /* optional */
+    int eval_seq_len;                   /* default 256 */
+    int eval_sequences;                 /* 0 = all windows */
+    /* where it came from, for messages */
+    char source_path[CONFIG_PATH_MAX];
+} NupesConfig;
+
+/* Defaults for every key (model.path empty). */
+void config_defaults(NupesConfig *cfg);
+
+/* Parses and validates path into cfg (defaults first). Relative paths in the file are
+ * resolved against the config file's directory. */
+nq_status config_load(const char *path, NupesConfig *cfg);
+
+/* Applies one "section.key=value" override (value in TOML syntax; a bare word is taken
+ * as a string) and re-validates. */
+nq_status config_set(NupesConfig *cfg, const char *assignment);
+
+/* Checks cross-key constraints after all overrides (model.path given, one calibration
+ * source, ...). */
+nq_status config_validate(const NupesConfig *cfg);
+
+/* The resolved config as TOML text, every key, in a fixed order (malloc'd). */
+char *config_to_toml(const NupesConfig *cfg);
+
+/* The result-changing keys as TOML text (for the fingerprint), malloc'd: everything but
+ * run.dir, run.checkpoint_interval, output.*, eval.* and mpi.data_parallel's "auto". */
+char *config_result_keys_toml(const NupesConfig *cfg);
+
+const char *config_method_name(QuantMethod m);
+const char *config_mode_name(ReconMode m);
+
+#endif

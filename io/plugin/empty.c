@@ -1,0 +1,2 @@
+/* Keeps the plugin target non-empty until the filter lands. */
+typedef int h5zstd_plugin_nonempty;

@@ -1,0 +1,32 @@
+/* One LLaMA transformer block, forward and backward (DESIGN.md section 2).
+ *
+ *   h1 = rmsnorm(X) * g_att;  Q, K, V = h1 Wq^T, h1 Wk^T, h1 Wv^T;  Q, K = rope(Q), rope(K)
+ *   per head h (kv group h / (H/Hkv)): P = softmax(causal(Q_h K_g^T / sqrt(hs))), O_h = P V_g
+ *   X1 = X + O Wo^T;  h2 = rmsnorm(X1) * g_ffn;  Y = X1 + (silu(h2 W1^T) * h2 W3^T) W2^T
+ *
+ * Every matrix product, attention included, goes through cblas_sgemm. The backward pass
+ * gives gradients for the seven weight matrices only (never for X or the norm gains). */
+#ifndef NUPES_BLOCK_H
+#define NUPES_BLOCK_H
+
+#include "model.h"
+
+/* Everything the forward pass keeps for the backward pass, plus scratch, for B sequences
+ * of T tokens. Allocated once (one allocation, carved) and reused every iteration. */
+typedef struct BlockActs BlockActs;
+
+/* Returns NULL (with nq_fail recorded) when out of memory. */
+BlockActs *block_acts_create(const ModelConfig *c, int B, int T);
+void block_acts_free(BlockActs *acts); /* NULL is fine */
+
+/* x: [B][T][d] block input; y: [B][T][d] block output (may not alias x).
+ * Fills acts for a later block_backward. */
+void block_forward(const ModelConfig *c, const BlockWeights *w, const float *x, float *y,
+                   BlockActs *acts);
+
+/* dy: [B][T][d] gradient of the loss w.r.t. y of the last block_forward on acts.
+ * Writes (overwrites, not accumulates) grads->mat[i] with the same shapes as w->mat[i]. */
+void block_backward(const ModelConfig *c, const BlockWeights *w, BlockActs *acts,
+                    const float *dy, BlockGrads *grads);
+
+#endif

@@ -1,0 +1,47 @@
+# Tests are found by name, so adding one needs no edit here:
+#   tests/test_NAME.c   a cmocka program, run directly;
+#   tests/test_NAME.sh  a bash script (real mpirun, real files, real SLURM), run with
+#                       the environment below; a script exits 0 on pass, non-zero on fail.
+#   tests/support/*.c   helpers shared by tests (naive reference kernels, fixtures).
+# Every test runs with the variables that real MPI on this machine needs (TOOLCHAIN.md).
+
+set(NUPES_TEST_ENV
+  "NUPES_SOURCE_DIR=${CMAKE_SOURCE_DIR}"
+  "NUPES_BUILD_DIR=${CMAKE_BINARY_DIR}"
+  "NUPES_BIN=$<TARGET_FILE:nupes-mpi>"
+  "NUPES_DATA=${CMAKE_SOURCE_DIR}/data"
+  "MPIEXEC=${MPIEXEC_EXECUTABLE}"
+  "HDF5_PLUGIN_PATH=${CMAKE_BINARY_DIR}/plugins"
+  "OMPI_ALLOW_RUN_AS_ROOT=1"
+  "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"
+  "OMPI_MCA_rmaps_base_oversubscribe=1"
+  "OMPI_MCA_btl_vader_single_copy_mechanism=none"
+  "OPENBLAS_NUM_THREADS=1"
+  "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0"
+  "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp:print_suppressions=0"
+  "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+
+file(GLOB NUPES_TEST_SUPPORT CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/support/*.c)
+add_library(nupes_test_support STATIC ${NUPES_TEST_SUPPORT} ${CMAKE_SOURCE_DIR}/tests/support/empty.c)
+target_include_directories(nupes_test_support PUBLIC ${CMAKE_SOURCE_DIR}/tests/support)
+target_link_libraries(nupes_test_support PUBLIC nupes_mpi PkgConfig::CMOCKA)
+
+file(GLOB NUPES_TEST_C CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/test_*.c)
+foreach(src ${NUPES_TEST_C})
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(${name} ${src})
+  target_link_libraries(${name} PRIVATE nupes_test_support)
+  add_test(NAME ${name} COMMAND ${name} WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
+  set_tests_properties(${name} PROPERTIES ENVIRONMENT "${NUPES_TEST_ENV}" TIMEOUT 600)
+endforeach()
+
+file(GLOB NUPES_TEST_SH CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/test_*.sh)
+foreach(src ${NUPES_TEST_SH})
+  get_filename_component(name ${src} NAME_WE)
+  add_test(NAME ${name} COMMAND bash ${src} WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
+  set_tests_properties(${name} PROPERTIES ENVIRONMENT "${NUPES_TEST_ENV}" TIMEOUT 900)
+  # Scripts that start daemons (SLURM) must not run beside each other.
+  if(name MATCHES "slurm")
+    set_tests_properties(${name} PROPERTIES RUN_SERIAL TRUE LABELS slurm)
+  endif()
+endforeach()
