@@ -1,25 +1,54 @@
-/* nupes-mpi: command-line entry point. Dispatches to one function per subcommand. */
+/* nupes-mpi: command-line entry point. Dispatches to one function per subcommand; the
+ * default command is quantize, so `nupes-mpi --config job.toml` quantizes. */
 #include <stdio.h>
 #include <string.h>
 
+#include "commands.h"
 #include "status.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} commands[] = {
+    {"quantize", cmd_quantize, "quantize a model with NUPES (the default command)"},
+    {"eval", cmd_eval, "perplexity, KL divergence and top-1 agreement of a checkpoint"},
+    {"generate", cmd_generate, "write text with a (quantized) model"},
+    {"export", cmd_export, "write a checkpoint as a llama2.c file or a safetensors directory"},
+    {"inspect", cmd_inspect, "summarise a model, run directory, state or checkpoint file"},
+};
 
 static void print_usage(FILE *out) {
     fprintf(out,
+            "nupes-mpi " NUPES_VERSION ": NUPES post-training quantization of LLaMA models\n\n"
             "usage: nupes-mpi [quantize] --config FILE [--set key=value]... [--restart] [--dry-run]\n"
             "       nupes-mpi eval      --model M [--checkpoint C] --text FILE [--seq-len T]\n"
             "       nupes-mpi generate  --checkpoint C [--prompt TEXT] [--steps N] [--temperature X]\n"
             "       nupes-mpi export    --checkpoint C --format llama2c|safetensors --out PATH\n"
-            "       nupes-mpi inspect   FILE\n"
-            "Run 'nupes-mpi COMMAND --help' for a command's options.\n");
+            "       nupes-mpi inspect   FILE\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nRun 'nupes-mpi COMMAND --help' for a command's options.\n"
+                 "Exit codes: 0 done, 2 bad input or config (nothing written), 3 runtime failure,\n"
+                 "75 stopped on a signal with its state saved (re-run the same command to resume).\n");
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        print_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? NQ_ERR_INPUT : NQ_OK;
+    if (argc < 2) {
+        print_usage(stderr);
+        return NQ_ERR_INPUT;
     }
-    fprintf(stderr, "nupes-mpi: unknown command '%s'\n", argv[1]);
-    print_usage(stderr);
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        print_usage(stdout);
+        return NQ_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("nupes-mpi %s\n", NUPES_VERSION);
+        return NQ_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+    if (argv[1][0] == '-') return cmd_quantize(argc, argv); /* options only: quantize */
+    fprintf(stderr, "nupes-mpi: unknown command '%s' (run 'nupes-mpi --help')\n", argv[1]);
     return NQ_ERR_INPUT;
 }

@@ -1,0 +1,31 @@
+/* What a model backend implements (llama2.c file, HF directory, nupes checkpoint).
+ * Only io/ sees this; everyone else uses model_file.h. */
+#ifndef NUPES_MODEL_INTERNAL_H
+#define NUPES_MODEL_INTERNAL_H
+
+#include <limits.h>
+
+#include "model_file.h"
+
+typedef struct {
+    nq_status (*block)(Model *m, int l, BlockWeights *w);
+    void (*release_block)(Model *m, int l);
+    nq_status (*head)(Model *m, HeadWeights *h);
+    nq_status (*content_hash)(Model *m, uint64_t *hash);
+    void (*close)(Model *m); /* frees m->backend */
+} ModelOps;
+
+struct Model {
+    const ModelOps *ops;
+    ModelConfig config;
+    char path[PATH_MAX];
+    void *backend; /* owned by the backend */
+};
+
+/* Each fills m->ops, m->config and m->backend, or returns an error with m untouched
+ * except for what its own close would free (the caller then frees nothing else). */
+nq_status llama2c_model_open(const char *path, Model *m);
+nq_status hf_model_open(const char *path, Model *m);
+nq_status checkpoint_model_open(const char *path, Model *m);
+
+#endif
