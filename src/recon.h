@@ -1,0 +1,87 @@
+/* Block reconstruction (DESIGN.md 3.3) for one block, driven one iteration at a time so
+ * that the caller (mpi/) can sum gradients across data-parallel ranks, check for a stop
+ * signal between iterations, and save or restore the optimiser state.
+ *
+ * One iteration on a rank:
+ *     recon_batch_indices(r, idx)                 global sequence ids of this step's batch
+ *     recon_accumulate_gradient(r, x, y, b, ...)  forward + backward on this rank's share
+ *     [MPI_Allreduce of recon_grad_floats / recon_grad_doubles over the group]
+ *     recon_apply(r)                              Adam step, clamps, step + 1
+ *
+ * Learned per matrix: the latent z = w / M (one per weight), the exponent a (per tensor or
+ * per row) and, with learn_scale, a factor s per group (M = M0 * s, s starts at 1): the
+ * scale is learned relative to its start so one learning rate suits every group size. */
+#ifndef NUPES_RECON_H
+#define NUPES_RECON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+#include "quant.h"
+#include "result.h"
+
+typedef enum { RECON_RTN, RECON_POWERQUANT, RECON_NUPES } ReconMethod;
+
+typedef struct {
+    ReconMethod method;   /* RTN: a = 1; POWERQUANT: searched a; NUPES: searched a, then learned */
+    QuantSpec spec;
+    int learn_scale;
+    unsigned skip_mask;   /* bit i: matrix i stays fp32 */
+    int iterations;
+    int batch;            /* sequences per iteration, over all ranks of the group */
+    float lr_weights;     /* Adam learning rates, cosine-decayed to 0 over iterations */
+    float lr_exponent;
+    float lr_scale;
+    uint64_t seed;
+} ReconParams;
+
+typedef struct Recon Recon;
+
+/* Starts block `block` from its fp32 weights (copied; fp may be released afterwards):
+ * scales, exponent search (PowerQuant/NUPES) and latents. n_sequences: calibration set
+ * size N; T: tokens per sequence; max_rows_local: the most sequences this rank passes to
+ * one call. Returns NULL with nq_fail recorded on failure. */
+Recon *recon_create(const ModelConfig *c, const BlockWeights *fp, const ReconParams *p,
+                    int block, int n_sequences, int T, int max_local_sequences);
+void recon_free(Recon *r);
+
+int recon_step(const Recon *r);     /* iterations applied so far */
+int recon_finished(const Recon *r); /* step == iterations (always 1 for RTN / PowerQuant) */
+
+/* idx [batch]: the sequences of the next iteration. Depends only on (seed, block, step):
+ * each epoch visits every sequence once in an order shuffled for that epoch. */
+void recon_batch_indices(Recon *r, int *idx);
+
+/* x, y: [b][T][d] this rank's share of the batch (input and fp32 target). total_sequences:
+ * the batch size over all ranks, so that summed gradients are those of the mean loss.
+ * Overwrites the gradient buffers; returns this share's sum of squared errors. */
+double recon_accumulate_gradient(Recon *r, const float *x, const float *y, int b,
+                                 int total_sequences);
+
+/* The gradient buffers, contiguous, for an in-place MPI_Allreduce (SUM). */
+float *recon_grad_floats(Recon *r, size_t *count);
+double *recon_grad_doubles(Recon *r, size_t *count);
+
+/* Adam step on the gradients, clamp z to [-1, 1], a to [0.2, 1.5], s to > 0; step + 1. */
+void recon_apply(Recon *r);
+
+/* Sum of squared errors of the current quantization on x, y [b][T][d] (no gradient). */
+double recon_eval_sse(Recon *r, const float *x, const float *y, int b);
+
+/* The current quantization (codes, scales M0 * s, exponents) into out, allocated by the
+ * caller with block_result_alloc. */
+void recon_result(Recon *r, BlockResult *out);
+
+/* The optimiser state as named arrays, for saving and restoring: views into r (write into
+ * them to restore, then call recon_set_step). The list is fixed for a given config. */
+typedef struct {
+    char name[32];
+    void *data;
+    size_t count;
+    int is_double; /* 0: float32 */
+} ReconArray;
+int recon_state_arrays(Recon *r, ReconArray *arrays, int max_arrays); /* returns the count */
+void recon_set_step(Recon *r, int step);
+
+#endif
