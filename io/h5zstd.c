@@ -1,0 +1,17 @@
+#include "h5zstd.h"
+
+#include "h5zstd_filter.h"
+
+_Static_assert(H5Z_FILTER_ZSTD == H5ZSTD_FILTER_ID, "one filter id");
+
+nq_status h5zstd_register(void) {
+    static int registered;
+    if (registered) return NQ_OK;
+    if (H5Zregister(&h5zstd_class_) < 0)
+        return nq_fail(NQ_ERR_RUNTIME, "HDF5: cannot register the zstd filter (id %d)", H5Z_FILTER_ZSTD);
+    if (H5Zfilter_avail(H5Z_FILTER_ZSTD) <= 0)
+        return nq_fail(NQ_ERR_RUNTIME, "HDF5: zstd filter (id %d) not available after registration",
+                       H5Z_FILTER_ZSTD);
+    registered = 1;
+    return NQ_OK;
+}

@@ -1,0 +1,78 @@
+/* The zstd filter of HDF5 (registered id 32015), shared by the library (io/h5zstd.c,
+ * registered with H5Zregister) and the dynamic plugin (io/plugin/h5zstd_plugin.c, found
+ * through HDF5_PLUGIN_PATH by h5dump and h5py).
+ *
+ * Format, compatible with the HDF Group's zstd plugin: one zstd frame per chunk, level in
+ * cd_values[0] (default 3 when absent). Everything here is static and calls no libhdf5
+ * function: the plugin is linked with zstd only, because h5py loads its libhdf5 with
+ * RTLD_LOCAL and a plugin needing libhdf5 symbols fails to load there. Buffers therefore
+ * use malloc/free, which is what HDF5 uses for filter buffers on Linux. */
+#ifndef NUPES_H5ZSTD_FILTER_H
+#define NUPES_H5ZSTD_FILTER_H
+
+#include <stdlib.h>
+
+#include <hdf5.h>
+#include <zstd.h>
+
+#define H5ZSTD_FILTER_ID 32015
+#define H5ZSTD_DEFAULT_LEVEL 3
+
+/* Compresses the chunk in *buf (nbytes) into one frame. Returns the frame size, or 0 on
+ * failure (HDF5 then reports the filter failure and keeps *buf). */
+static size_t h5zstd_compress_(size_t cd_nelmts, const unsigned cd_values[], size_t nbytes,
+                               size_t *buf_size, void **buf) {
+    int level = cd_nelmts > 0 ? (int)cd_values[0] : H5ZSTD_DEFAULT_LEVEL;
+    if (level > ZSTD_maxCLevel()) level = ZSTD_maxCLevel();
+    size_t const bound = ZSTD_compressBound(nbytes);
+    if (ZSTD_isError(bound)) return 0;
+    void *out = malloc(bound);
+    if (!out) return 0;
+    size_t const got = ZSTD_compress(out, bound, *buf, nbytes, level);
+    if (ZSTD_isError(got)) {
+        free(out);
+        return 0;
+    }
+    free(*buf);
+    *buf = out;
+    *buf_size = bound;
+    return got;
+}
+
+/* Decompresses the frame in *buf (nbytes). The frame must record its content size (every
+ * frame ZSTD_compress writes does). Returns the chunk size, or 0 on a damaged frame. */
+static size_t h5zstd_decompress_(size_t nbytes, size_t *buf_size, void **buf) {
+    unsigned long long const size = ZSTD_getFrameContentSize(*buf, nbytes);
+    if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN) return 0;
+    if (size > (unsigned long long)((size_t)-1)) return 0;
+    void *out = malloc(size ? (size_t)size : 1);
+    if (!out) return 0;
+    size_t const got = ZSTD_decompress(out, (size_t)size, *buf, nbytes);
+    if (ZSTD_isError(got) || got != (size_t)size) {
+        free(out);
+        return 0;
+    }
+    free(*buf);
+    *buf = out;
+    *buf_size = (size_t)size;
+    return got;
+}
+
+static size_t h5zstd_filter_(unsigned flags, size_t cd_nelmts, const unsigned cd_values[],
+                             size_t nbytes, size_t *buf_size, void **buf) {
+    if (flags & H5Z_FLAG_REVERSE) return h5zstd_decompress_(nbytes, buf_size, buf);
+    return h5zstd_compress_(cd_nelmts, cd_values, nbytes, buf_size, buf);
+}
+
+static const H5Z_class2_t h5zstd_class_ = {
+    H5Z_CLASS_T_VERS,             /* version of this struct */
+    (H5Z_filter_t)H5ZSTD_FILTER_ID,
+    1,                            /* encoder present */
+    1,                            /* decoder present */
+    "zstd (nupes-mpi)",
+    NULL,                         /* can_apply */
+    NULL,                         /* set_local */
+    h5zstd_filter_,
+};
+
+#endif
