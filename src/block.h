@@ -15,11 +15,18 @@
  * of T tokens. Allocated once (one allocation, carved) and reused every iteration. */
 typedef struct BlockActs BlockActs;
 
-/* Returns NULL (with nq_fail recorded) when out of memory. */
+/* Returns NULL (with nq_fail recorded) when out of memory or the config or B, T are
+ * invalid. The RoPE tables for positions 0..T-1 are computed here, once. */
 BlockActs *block_acts_create(const ModelConfig *c, int B, int T);
 void block_acts_free(BlockActs *acts); /* NULL is fine */
 
-/* x: [B][T][d] block input; y: [B][T][d] block output (may not alias x).
+/* The B and T the activations were created for. */
+int block_acts_batch(const BlockActs *acts);
+int block_acts_seq_len(const BlockActs *acts);
+
+/* Token t of each sequence is at position t (RoPE), and attends to tokens 0..t of its own
+ * sequence. acts must have been created with the same config shape.
+ * x: [B][T][d] block input; y: [B][T][d] block output (may not alias x).
  * Fills acts for a later block_backward. */
 void block_forward(const ModelConfig *c, const BlockWeights *w, const float *x, float *y,
                    BlockActs *acts);

@@ -8,17 +8,22 @@
 void embedding_forward(const ModelConfig *c, const HeadWeights *head, const int *tokens, int B,
                        int T, float *x);
 
-/* x: [B][T][d] last block output; logits: [B][T][V] = rmsnorm(x) * g_final  E^T. */
+/* x: [B][T][d] last block output; logits: [B][T][V] = (rmsnorm(x) * g_final) E^T.
+ * xnorm: [B][T][d] scratch for rmsnorm(x) * g_final; it may be x itself (x is then
+ * overwritten). */
 void logits_forward(const ModelConfig *c, const HeadWeights *head, const float *x, int B, int T,
-                    float *logits);
+                    float *xnorm, float *logits);
 
 /* Scratch for model_forward: two [B][T][d] buffers, one BlockActs, reused across calls
  * with the same B and T. */
 typedef struct Transformer Transformer;
-Transformer *transformer_create(const ModelConfig *c, int B, int T); /* NULL on OOM */
-void transformer_free(Transformer *t);
+/* Copies *c. Returns NULL (with nq_fail recorded) when out of memory or the config or
+ * B, T are invalid. */
+Transformer *transformer_create(const ModelConfig *c, int B, int T);
+void transformer_free(Transformer *t); /* NULL is fine */
 
-/* tokens: [B][T] (B, T as created) -> logits: [B][T][V]. blocks: [L]. */
+/* tokens: [B][T] (B, T as created) -> logits: [B][T][V]. blocks: [L]. Token t of each
+ * sequence is at position t. */
 void transformer_forward(Transformer *t, const HeadWeights *head, const BlockWeights *blocks,
                          const int *tokens, float *logits);
 

@@ -1,0 +1,184 @@
+#include "block.h"
+
+#include "attention.h"
+#include "ffn.h"
+#include "linear.h"
+#include "rmsnorm.h"
+#include "rope.h"
+#include "status.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The tensors of BlockActs, in carving order. The forward pass fills the first group and
+ * the backward pass reads it; the second group is the backward pass's scratch. */
+enum {
+    /* forward, kept for backward */
+    ACT_H1,    /* [N][d]  rmsnorm(X) * g_att */
+    ACT_Q,     /* [N][d]  rope(h1 Wq^T) */
+    ACT_K,     /* [N][dkv] rope(h1 Wk^T) */
+    ACT_V,     /* [N][dkv] h1 Wv^T */
+    ACT_ATT,   /* [B][H][T][T] softmax probabilities */
+    ACT_O,     /* [N][d]  attention output, before Wo */
+    ACT_X1,    /* [N][d]  X + O Wo^T */
+    ACT_RSTD2, /* [N]     1/rms of the rows of X1 */
+    ACT_H2,    /* [N][d]  rmsnorm(X1) * g_ffn */
+    ACT_U,     /* [N][f]  h2 W1^T */
+    ACT_G,     /* [N][f]  h2 W3^T */
+    ACT_HH,    /* [N][f]  silu(U) * G */
+    ACT_COS,   /* [T][hs/2] rope tables, filled once at creation */
+    ACT_SIN,   /* [T][hs/2] */
+    /* backward scratch */
+    ACT_DX1,   /* [N][d]  dL/dX1 */
+    ACT_DH,    /* [N][d]  dL/dh2, then dL/dO */
+    ACT_DQ,    /* [N][d] */
+    ACT_DK,    /* [N][dkv] */
+    ACT_DV,    /* [N][dkv] */
+    ACT_DATT,  /* [T][T]  dP then dS of one (sequence, head) */
+    ACT_DU,    /* [N][f]  dL/dHh, then dL/dU in place */
+    ACT_DG,    /* [N][f] */
+    N_ACTS
+};
+
+struct BlockActs {
+    int B, T;
+    int d, f, H, Hkv; /* the shape the tensors were sized for */
+    float *memory;    /* the one allocation; t[] points into it */
+    float *t[N_ACTS];
+};
+
+/* Element counts of every tensor, each rounded up to 16 floats (64-byte alignment). */
+static void block_act_sizes_(const ModelConfig *c, int B, int T, size_t sizes[N_ACTS]) {
+    size_t const N = (size_t)B * T, d = c->dim, f = c->hidden_dim, H = c->n_heads;
+    size_t const hs = d / H, dkv = (size_t)c->n_kv_heads * hs, TT = (size_t)T * T;
+    size_t const count[N_ACTS] = {
+        [ACT_H1] = N * d,    [ACT_Q] = N * d,       [ACT_K] = N * dkv,  [ACT_V] = N * dkv,
+        [ACT_ATT] = B * H * TT, [ACT_O] = N * d,    [ACT_X1] = N * d,   [ACT_RSTD2] = N,
+        [ACT_H2] = N * d,    [ACT_U] = N * f,       [ACT_G] = N * f,    [ACT_HH] = N * f,
+        [ACT_COS] = T * hs / 2, [ACT_SIN] = T * hs / 2,
+        [ACT_DX1] = N * d,   [ACT_DH] = N * d,      [ACT_DQ] = N * d,   [ACT_DK] = N * dkv,
+        [ACT_DV] = N * dkv,  [ACT_DATT] = TT,       [ACT_DU] = N * f,   [ACT_DG] = N * f,
+    };
+    for (int i = 0; i < N_ACTS; i++) sizes[i] = (count[i] + 15) / 16 * 16;
+}
+
+BlockActs *block_acts_create(const ModelConfig *c, int B, int T) {
+    char why[160];
+    if (model_config_check(c, why, sizeof why) != 0) {
+        nq_fail(NQ_ERR_INPUT, "block activations: model config: %s", why);
+        return NULL;
+    }
+    if (B <= 0 || T <= 0) {
+        nq_fail(NQ_ERR_INPUT, "block activations: B = %d, T = %d, expected both > 0", B, T);
+        return NULL;
+    }
+    size_t sizes[N_ACTS], total = 0;
+    block_act_sizes_(c, B, T, sizes);
+    for (int i = 0; i < N_ACTS; i++) total += sizes[i];
+    BlockActs *a = nq_calloc(1, sizeof *a, "block activations");
+    if (!a) return NULL;
+    a->memory = nq_calloc(total, sizeof(float), "block activations");
+    if (!a->memory) {
+        free(a);
+        return NULL;
+    }
+    float *p = a->memory;
+    for (int i = 0; i < N_ACTS; i++) {
+        a->t[i] = p;
+        p += sizes[i];
+    }
+    a->B = B;
+    a->T = T;
+    a->d = c->dim;
+    a->f = c->hidden_dim;
+    a->H = c->n_heads;
+    a->Hkv = c->n_kv_heads;
+    rope_tables_init(a->t[ACT_COS], a->t[ACT_SIN], T, c->dim / c->n_heads, c->rope_theta);
+    return a;
+}
+
+void block_acts_free(BlockActs *acts) {
+    if (!acts) return;
+    free(acts->memory);
+    free(acts);
+}
+
+int block_acts_batch(const BlockActs *acts) { return acts->B; }
+int block_acts_seq_len(const BlockActs *acts) { return acts->T; }
+
+static void check_shape_(const ModelConfig *c, const BlockActs *a) {
+    (void)c;
+    (void)a;
+    assert(a->d == c->dim && a->f == c->hidden_dim && a->H == c->n_heads &&
+           a->Hkv == c->n_kv_heads);
+}
+
+void block_forward(const ModelConfig *c, const BlockWeights *w, const float *x, float *y,
+                   BlockActs *acts) {
+    check_shape_(c, acts);
+    float *const *t = acts->t;
+    int const B = acts->B, T = acts->T, N = B * T;
+    int const d = c->dim, f = c->hidden_dim, H = c->n_heads, Hkv = c->n_kv_heads;
+    int const hs = d / H, dkv = Hkv * hs;
+    size_t const nd = (size_t)N * d;
+
+    /* attention */
+    rmsnorm_forward(t[ACT_H1], NULL, x, w->attn_norm, N, d, c->norm_eps);
+    linear_forward(t[ACT_Q], t[ACT_H1], w->mat[MAT_WQ], N, d, d, 0);
+    linear_forward(t[ACT_K], t[ACT_H1], w->mat[MAT_WK], N, d, dkv, 0);
+    linear_forward(t[ACT_V], t[ACT_H1], w->mat[MAT_WV], N, d, dkv, 0);
+    rope_forward(t[ACT_Q], t[ACT_COS], t[ACT_SIN], B, T, H, hs, c->rope_style);
+    rope_forward(t[ACT_K], t[ACT_COS], t[ACT_SIN], B, T, Hkv, hs, c->rope_style);
+    attention_forward(t[ACT_O], t[ACT_ATT], t[ACT_Q], t[ACT_K], t[ACT_V], B, T, H, Hkv, hs);
+    memcpy(t[ACT_X1], x, nd * sizeof(float)); /* residual */
+    linear_forward(t[ACT_X1], t[ACT_O], w->mat[MAT_WO], N, d, d, 1);
+
+    /* feed-forward */
+    rmsnorm_forward(t[ACT_H2], t[ACT_RSTD2], t[ACT_X1], w->ffn_norm, N, d, c->norm_eps);
+    linear_forward(t[ACT_U], t[ACT_H2], w->mat[MAT_W1], N, d, f, 0);
+    linear_forward(t[ACT_G], t[ACT_H2], w->mat[MAT_W3], N, d, f, 0);
+    swiglu_forward(t[ACT_HH], t[ACT_U], t[ACT_G], (size_t)N * f);
+    memcpy(y, t[ACT_X1], nd * sizeof(float)); /* residual */
+    linear_forward(y, t[ACT_HH], w->mat[MAT_W2], N, f, d, 1);
+}
+
+/* dY -> dW2, dHh -> dU, dG -> dW1, dW3; dh2 -> dX1 (plus the residual dY). */
+static void ffn_backward_(const ModelConfig *c, const BlockWeights *w, BlockActs *acts,
+                          const float *dy, BlockGrads *grads) {
+    float *const *t = acts->t;
+    int const N = acts->B * acts->T, d = c->dim, f = c->hidden_dim;
+    linear_backward_weight(grads->mat[MAT_W2], dy, t[ACT_HH], N, f, d);
+    linear_backward_input(t[ACT_DU], dy, w->mat[MAT_W2], N, f, d, 0); /* dHh */
+    swiglu_backward(t[ACT_DU], t[ACT_DG], t[ACT_DU], t[ACT_U], t[ACT_G], (size_t)N * f);
+    linear_backward_weight(grads->mat[MAT_W1], t[ACT_DU], t[ACT_H2], N, d, f);
+    linear_backward_weight(grads->mat[MAT_W3], t[ACT_DG], t[ACT_H2], N, d, f);
+    linear_backward_input(t[ACT_DH], t[ACT_DU], w->mat[MAT_W1], N, d, f, 0);
+    linear_backward_input(t[ACT_DH], t[ACT_DG], w->mat[MAT_W3], N, d, f, 1); /* dh2 */
+    memcpy(t[ACT_DX1], dy, (size_t)N * d * sizeof(float));                  /* residual */
+    rmsnorm_backward(t[ACT_DX1], t[ACT_DH], t[ACT_X1], w->ffn_norm, t[ACT_RSTD2], N, d);
+}
+
+/* dX1 -> dWo, dO -> dQ, dK, dV (through rope) -> dWq, dWk, dWv. dX is never needed. */
+static void attention_block_backward_(const ModelConfig *c, const BlockWeights *w,
+                                      BlockActs *acts, BlockGrads *grads) {
+    float *const *t = acts->t;
+    int const B = acts->B, T = acts->T, N = B * T;
+    int const d = c->dim, H = c->n_heads, Hkv = c->n_kv_heads, hs = d / H, dkv = Hkv * hs;
+    linear_backward_weight(grads->mat[MAT_WO], t[ACT_DX1], t[ACT_O], N, d, d);
+    linear_backward_input(t[ACT_DH], t[ACT_DX1], w->mat[MAT_WO], N, d, d, 0); /* dO */
+    attention_backward(t[ACT_DQ], t[ACT_DK], t[ACT_DV], t[ACT_DATT], t[ACT_DH], t[ACT_ATT],
+                       t[ACT_Q], t[ACT_K], t[ACT_V], B, T, H, Hkv, hs);
+    rope_backward(t[ACT_DQ], t[ACT_COS], t[ACT_SIN], B, T, H, hs, c->rope_style);
+    rope_backward(t[ACT_DK], t[ACT_COS], t[ACT_SIN], B, T, Hkv, hs, c->rope_style);
+    linear_backward_weight(grads->mat[MAT_WQ], t[ACT_DQ], t[ACT_H1], N, d, d);
+    linear_backward_weight(grads->mat[MAT_WK], t[ACT_DK], t[ACT_H1], N, d, dkv);
+    linear_backward_weight(grads->mat[MAT_WV], t[ACT_DV], t[ACT_H1], N, d, dkv);
+}
+
+void block_backward(const ModelConfig *c, const BlockWeights *w, BlockActs *acts,
+                    const float *dy, BlockGrads *grads) {
+    check_shape_(c, acts);
+    ffn_backward_(c, w, acts, dy, grads);
+    attention_block_backward_(c, w, acts, grads);
+}

@@ -1,0 +1,23 @@
+#include "ffn.h"
+
+#include <math.h>
+
+void swiglu_forward(float *hh, const float *u, const float *g, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float val = u[i];
+        val *= 1.0f / (1.0f + expf(-val));
+        val *= g[i];
+        hh[i] = val;
+    }
+}
+
+/* With s = sigmoid(u): silu(u) = u s and silu'(u) = s (1 + u (1 - s)). */
+void swiglu_backward(float *du, float *dg, const float *dhh, const float *u, const float *g,
+                     size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float const s = 1.0f / (1.0f + expf(-u[i]));
+        float const d = dhh[i]; /* read before du[i] is written: du may alias dhh */
+        dg[i] = d * u[i] * s;
+        du[i] = d * g[i] * s * (1.0f + u[i] * (1.0f - s));
+    }
+}
