@@ -1,0 +1,361 @@
+#include "recon.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adam.h"
+#include "block.h"
+#include "rng.h"
+#include "status.h"
+
+/* Latents and Adam moments of one learned quantity (z, a or s) of one matrix. */
+typedef struct {
+    float *value; /* the parameter */
+    float *m, *v; /* Adam moments */
+    size_t count;
+} Learned;
+
+struct Recon {
+    ModelConfig c;
+    ReconParams p;
+    int block, n_sequences, T;
+    QuantShape shape[N_MATS];
+    int quantized[N_MATS];
+
+    float *attn_norm, *ffn_norm; /* [d] copies */
+    float *fp_weight[N_MATS];    /* [rows][cols] fp32 copy, skipped matrices only */
+    float *scale0[N_MATS];       /* [rows][groups] M0 = max |w| of the group */
+    float *scale[N_MATS];        /* [rows][groups] M = M0 * s, refreshed each forward */
+    Learned z[N_MATS], a[N_MATS], s[N_MATS];
+
+    int8_t *codes[N_MATS]; /* [rows][cols] current codes */
+    float *w_hat[N_MATS];  /* [rows][cols] current quantized weights */
+    float *dw[N_MATS];     /* [rows][cols] dL/dw_hat from block_backward */
+
+    /* Gradients, contiguous so that one MPI_Allreduce sums them: dz of every quantized
+     * matrix in grad_floats; da then ds of every quantized matrix in grad_doubles. */
+    float *grad_floats;
+    size_t n_grad_floats;
+    double *grad_doubles;
+    size_t n_grad_doubles;
+    float *dz[N_MATS];
+    double *da[N_MATS], *ds[N_MATS];
+
+    BlockActs *acts;
+    int acts_sequences;
+    float *y_quant, *dy; /* [max_local][T][d] */
+    int max_local;
+
+    int step;
+    BatchSampler sampler; /* per-block stream: every epoch a new shuffle of the N sequences */
+    int sampler_drawn;    /* batches drawn from it, so that it follows step after a restore */
+};
+
+static int learns(const Recon *r) { return r->p.method == RECON_NUPES; }
+
+static size_t mat_size(const Recon *r, int i) {
+    return (size_t)r->shape[i].rows * (size_t)r->shape[i].cols;
+}
+
+static size_t scale_size(const Recon *r, int i) {
+    return (size_t)r->shape[i].rows * (size_t)r->shape[i].groups;
+}
+
+static float *copy_floats(const float *src, size_t n, const char *what) {
+    float *dst = nq_calloc(n, sizeof *dst, what);
+    if (dst) memcpy(dst, src, n * sizeof *dst);
+    return dst;
+}
+
+static int learned_alloc(Learned *l, size_t count, int with_moments) {
+    l->count = count;
+    l->value = nq_calloc(count, sizeof(float), "learned parameter");
+    if (!l->value) return -1;
+    if (!with_moments) return 0;
+    l->m = nq_calloc(count, sizeof(float), "Adam first moment");
+    l->v = nq_calloc(count, sizeof(float), "Adam second moment");
+    return l->m && l->v ? 0 : -1;
+}
+
+static void learned_free(Learned *l) {
+    free(l->value);
+    free(l->m);
+    free(l->v);
+}
+
+/* Scales, exponent and latents of matrix i from its fp32 weights w. */
+static int init_matrix(Recon *r, int i, const float *w) {
+    size_t const n = mat_size(r, i), ns = scale_size(r, i);
+    QuantShape const sh = r->shape[i];
+    r->scale0[i] = nq_calloc(ns, sizeof(float), "scales");
+    r->scale[i] = nq_calloc(ns, sizeof(float), "scales");
+    r->codes[i] = nq_calloc(n, sizeof(int8_t), "codes");
+    r->w_hat[i] = nq_calloc(n, sizeof(float), "quantized weights");
+    r->dw[i] = nq_calloc(n, sizeof(float), "weight gradient");
+    if (!r->scale0[i] || !r->scale[i] || !r->codes[i] || !r->w_hat[i] || !r->dw[i]) return -1;
+    int const moments = learns(r);
+    if (learned_alloc(&r->z[i], n, moments) || learned_alloc(&r->a[i], (size_t)sh.n_exponents, moments))
+        return -1;
+    if (r->p.learn_scale && learned_alloc(&r->s[i], ns, moments)) return -1;
+
+    quant_init_scales(r->p.spec, sh, w, r->scale0[i]);
+    memcpy(r->scale[i], r->scale0[i], ns * sizeof(float));
+    quant_normalise(r->p.spec, sh, w, r->scale0[i], r->z[i].value);
+    if (r->p.method == RECON_RTN) {
+        for (int e = 0; e < sh.n_exponents; e++) r->a[i].value[e] = 1.0f;
+    } else {
+        quant_search_exponent(r->p.spec, sh, w, r->scale0[i], r->a[i].value);
+    }
+    for (size_t g = 0; r->s[i].value && g < ns; g++) r->s[i].value[g] = 1.0f;
+    return 0;
+}
+
+/* Lays the gradient buffers out contiguously and points the per-matrix views into them. */
+static int init_gradients(Recon *r) {
+    size_t nf = 0, nd = 0;
+    for (int i = 0; i < N_MATS; i++) {
+        if (!r->quantized[i]) continue;
+        nf += mat_size(r, i);
+        nd += (size_t)r->shape[i].n_exponents + (r->p.learn_scale ? scale_size(r, i) : 0);
+    }
+    r->n_grad_floats = nf;
+    r->n_grad_doubles = nd;
+    r->grad_floats = nq_calloc(nf, sizeof(float), "weight latent gradients");
+    r->grad_doubles = nq_calloc(nd ? nd : 1, sizeof(double), "exponent and scale gradients");
+    if (!r->grad_floats || !r->grad_doubles) return -1;
+    float *f = r->grad_floats;
+    double *d = r->grad_doubles;
+    for (int i = 0; i < N_MATS; i++) {
+        if (!r->quantized[i]) continue;
+        r->dz[i] = f;
+        f += mat_size(r, i);
+        r->da[i] = d;
+        d += r->shape[i].n_exponents;
+        if (r->p.learn_scale) {
+            r->ds[i] = d;
+            d += scale_size(r, i);
+        }
+    }
+    return 0;
+}
+
+Recon *recon_create(const ModelConfig *c, const BlockWeights *fp, const ReconParams *p,
+                    int block, int n_sequences, int T, int max_local_sequences) {
+    Recon *r = nq_calloc(1, sizeof *r, "reconstruction state");
+    if (!r) return NULL;
+    r->c = *c;
+    r->p = *p;
+    if (r->p.method != RECON_NUPES) r->p.learn_scale = 0;
+    r->block = block;
+    r->n_sequences = n_sequences;
+    r->T = T;
+    r->max_local = max_local_sequences;
+    size_t const d = (size_t)c->dim;
+    r->attn_norm = copy_floats(fp->attn_norm, d, "attention norm");
+    r->ffn_norm = copy_floats(fp->ffn_norm, d, "ffn norm");
+    size_t const rows = (size_t)max_local_sequences * (size_t)T * d;
+    r->y_quant = nq_calloc(rows, sizeof(float), "quantized block output");
+    r->dy = nq_calloc(rows, sizeof(float), "output gradient");
+    if (!r->attn_norm || !r->ffn_norm || !r->y_quant || !r->dy) goto fail;
+    if (batch_sampler_create(&r->sampler, n_sequences, p->batch, p->seed, (uint64_t)block) != NQ_OK)
+        goto fail;
+    for (int i = 0; i < N_MATS; i++) {
+        r->shape[i] = quant_shape(p->spec, mat_rows(c, i), mat_cols(c, i));
+        r->quantized[i] = !(p->skip_mask & (1u << i));
+        if (!r->quantized[i]) {
+            r->fp_weight[i] = copy_floats(fp->mat[i], mat_size(r, i), "fp32 weights");
+            if (!r->fp_weight[i]) goto fail;
+        } else if (init_matrix(r, i, fp->mat[i]) != 0) {
+            goto fail;
+        }
+    }
+    if (init_gradients(r) != 0) goto fail;
+    return r;
+fail:
+    recon_free(r);
+    return NULL;
+}
+
+void recon_free(Recon *r) {
+    if (!r) return;
+    free(r->attn_norm);
+    free(r->ffn_norm);
+    for (int i = 0; i < N_MATS; i++) {
+        free(r->fp_weight[i]);
+        free(r->scale0[i]);
+        free(r->scale[i]);
+        learned_free(&r->z[i]);
+        learned_free(&r->a[i]);
+        learned_free(&r->s[i]);
+        free(r->codes[i]);
+        free(r->w_hat[i]);
+        free(r->dw[i]);
+    }
+    free(r->grad_floats);
+    free(r->grad_doubles);
+    block_acts_free(r->acts);
+    free(r->y_quant);
+    free(r->dy);
+    batch_sampler_free(&r->sampler);
+    free(r);
+}
+
+int recon_step(const Recon *r) { return r->step; }
+
+int recon_finished(const Recon *r) { return !learns(r) || r->step >= r->p.iterations; }
+
+void recon_set_step(Recon *r, int step) { r->step = step; }
+
+void recon_batch_indices(Recon *r, int *idx) {
+    if (r->sampler_drawn != r->step) batch_sampler_seek(&r->sampler, (uint64_t)r->step);
+    batch_sampler_next(&r->sampler, idx);
+    r->sampler_drawn = r->step + 1;
+}
+
+/* Codes and quantized weights from the current latents; fills w with the weights the
+ * forward pass uses (quantized, or fp32 for skipped matrices). */
+static void quantize_all(Recon *r, BlockWeights *w) {
+    w->attn_norm = r->attn_norm;
+    w->ffn_norm = r->ffn_norm;
+    for (int i = 0; i < N_MATS; i++) {
+        if (!r->quantized[i]) {
+            w->mat[i] = r->fp_weight[i];
+            continue;
+        }
+        size_t const ns = scale_size(r, i);
+        for (size_t g = 0; g < ns; g++)
+            r->scale[i][g] = r->scale0[i][g] * (r->p.learn_scale ? r->s[i].value[g] : 1.0f);
+        quant_forward(r->p.spec, r->shape[i], r->z[i].value, r->scale[i], r->a[i].value,
+                      r->codes[i], r->w_hat[i]);
+        w->mat[i] = r->w_hat[i];
+    }
+}
+
+static int ensure_acts(Recon *r, int b) {
+    if (r->acts && r->acts_sequences == b) return 0;
+    block_acts_free(r->acts);
+    r->acts = block_acts_create(&r->c, b, r->T);
+    r->acts_sequences = r->acts ? b : 0;
+    return r->acts ? 0 : -1;
+}
+
+static double squared_error(const float *a, const float *b, size_t n) {
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        double const e = (double)a[i] - (double)b[i];
+        sum += e * e;
+    }
+    return sum;
+}
+
+double recon_eval_sse(Recon *r, const float *x, const float *y, int b) {
+    BlockWeights w;
+    quantize_all(r, &w);
+    if (b > r->max_local || ensure_acts(r, b) != 0) return NAN;
+    block_forward(&r->c, &w, x, r->y_quant, r->acts);
+    return squared_error(r->y_quant, y, (size_t)b * r->T * r->c.dim);
+}
+
+double recon_accumulate_gradient(Recon *r, const float *x, const float *y, int b,
+                                 int total_sequences) {
+    BlockWeights w;
+    quantize_all(r, &w);
+    if (b > r->max_local || ensure_acts(r, b) != 0) return NAN;
+    block_forward(&r->c, &w, x, r->y_quant, r->acts);
+
+    /* loss = mean over all total_sequences * T * d outputs of (y_q - y)^2 */
+    size_t const n = (size_t)b * r->T * r->c.dim;
+    double const norm = 2.0 / ((double)total_sequences * r->T * r->c.dim);
+    double sse = 0;
+    for (size_t i = 0; i < n; i++) {
+        float const e = r->y_quant[i] - y[i];
+        sse += (double)e * e;
+        r->dy[i] = (float)(norm * e);
+    }
+    BlockGrads grads;
+    for (int i = 0; i < N_MATS; i++) grads.mat[i] = r->dw[i];
+    block_backward(&r->c, &w, r->acts, r->dy, &grads);
+
+    for (int i = 0; i < N_MATS; i++) {
+        if (!r->quantized[i]) continue;
+        quant_backward(r->p.spec, r->shape[i], r->z[i].value, r->scale[i], r->a[i].value,
+                       r->codes[i], r->w_hat[i], r->dw[i], r->dz[i], r->da[i], r->ds[i]);
+        if (!r->p.learn_scale) continue;
+        /* quant_backward gave dL/dM; M = M0 * s, so dL/ds = dL/dM * M0 */
+        size_t const ns = scale_size(r, i);
+        for (size_t g = 0; g < ns; g++) r->ds[i][g] *= r->scale0[i][g];
+    }
+    return sse;
+}
+
+float *recon_grad_floats(Recon *r, size_t *count) {
+    *count = r->n_grad_floats;
+    return r->grad_floats;
+}
+
+double *recon_grad_doubles(Recon *r, size_t *count) {
+    *count = r->n_grad_doubles;
+    return r->grad_doubles;
+}
+
+void recon_apply(Recon *r) {
+    if (!learns(r)) return;
+    int const t = r->step;
+    for (int i = 0; i < N_MATS; i++) {
+        if (!r->quantized[i]) continue;
+        Learned *z = &r->z[i], *a = &r->a[i], *s = &r->s[i];
+        adam_step(z->value, r->dz[i], z->m, z->v, z->count,
+                  adam_cosine_lr(r->p.lr_weights, t, r->p.iterations), t + 1, -1.0f, 1.0f);
+        adam_step_double_grad(a->value, r->da[i], a->m, a->v, a->count,
+                              adam_cosine_lr(r->p.lr_exponent, t, r->p.iterations), t + 1,
+                              QUANT_MIN_EXPONENT, QUANT_MAX_EXPONENT);
+        if (r->p.learn_scale)
+            adam_step_double_grad(s->value, r->ds[i], s->m, s->v, s->count,
+                                  adam_cosine_lr(r->p.lr_scale, t, r->p.iterations), t + 1,
+                                  1e-3f, 1e3f);
+    }
+    r->step++;
+}
+
+void recon_result(Recon *r, BlockResult *out) {
+    BlockWeights w;
+    quantize_all(r, &w);
+    for (int i = 0; i < N_MATS; i++) {
+        QuantMatrix *q = &out->mat[i];
+        if (!r->quantized[i]) {
+            memcpy(q->weight, r->fp_weight[i], mat_size(r, i) * sizeof(float));
+            continue;
+        }
+        memcpy(q->codes, r->codes[i], mat_size(r, i));
+        memcpy(q->scales, r->scale[i], scale_size(r, i) * sizeof(float));
+        memcpy(q->exponents, r->a[i].value, (size_t)r->shape[i].n_exponents * sizeof(float));
+    }
+}
+
+static int add_learned(ReconArray *arrays, int n, int max, const char *mat, const char *what,
+                       const Learned *l) {
+    const struct { const char *suffix; float *data; } parts[] = {
+        {"", l->value}, {"_m", l->m}, {"_v", l->v}};
+    for (int k = 0; k < 3; k++) {
+        if (!parts[k].data || n >= max) continue;
+        snprintf(arrays[n].name, sizeof arrays[n].name, "%s.%s%s", mat, what, parts[k].suffix);
+        arrays[n].data = parts[k].data;
+        arrays[n].count = l->count;
+        arrays[n].is_double = 0;
+        n++;
+    }
+    return n;
+}
+
+int recon_state_arrays(Recon *r, ReconArray *arrays, int max_arrays) {
+    int n = 0;
+    for (int i = 0; i < N_MATS; i++) {
+        if (!r->quantized[i]) continue;
+        n = add_learned(arrays, n, max_arrays, mat_names[i], "z", &r->z[i]);
+        n = add_learned(arrays, n, max_arrays, mat_names[i], "a", &r->a[i]);
+        if (r->p.learn_scale) n = add_learned(arrays, n, max_arrays, mat_names[i], "s", &r->s[i]);
+    }
+    return n;
+}
