@@ -16,6 +16,9 @@ typedef struct Tokenizer Tokenizer;
 nq_status tokenizer_open(const char *path, int vocab_size, Tokenizer **out);
 void tokenizer_free(Tokenizer *t); /* NULL is fine */
 
+/* Number of token ids (equal to the model's vocab_size checked at open). */
+int tokenizer_vocab_size(const Tokenizer *t);
+
 /* Encodes text[0..len) as llama2.c's run.c does: optional BOS, the dummy prefix space,
  * UTF-8 code points (byte fallback <0xNN> = NN + 3 for unknown ones), then greedy merges of
  * the best-scoring pair; optional EOS. *tokens is malloc'd; the caller frees it. */
