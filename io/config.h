@@ -62,23 +62,34 @@ typedef struct {
 /* Defaults for every key (model.path empty). */
 void config_defaults(NupesConfig *cfg);
 
-/* Parses and validates path into cfg (defaults first). Relative paths in the file are
- * resolved against the config file's directory. */
+/* Parses path into cfg (defaults first), checking every key's name, type and range.
+ * Relative paths in the file are resolved against the config file's directory. Cross-key
+ * checks wait for config_validate, so that --set can still supply model.path. */
 nq_status config_load(const char *path, NupesConfig *cfg);
 
-/* Applies one "section.key=value" override (value in TOML syntax; a bare word is taken
- * as a string) and re-validates. */
+/* Applies one "section.key=value" override and checks that key like config_load does:
+ * "--set quantization.bits=9: expected an integer in 2..8". The value is TOML (3, 1e-3,
+ * true, ["wq", "w2"], "text"); a value that is not valid TOML and does not start with a
+ * quote or bracket is taken as a string (mode=sequential, data_parallel=auto), and string
+ * keys (paths, choices) take an unquoted value verbatim (run.dir=/tmp/2024). Relative
+ * paths stay relative to the current directory. */
 nq_status config_set(NupesConfig *cfg, const char *assignment);
 
-/* Checks cross-key constraints after all overrides (model.path given, one calibration
- * source, ...). */
-nq_status config_validate(const NupesConfig *cfg);
+/* Checks cross-key constraints after all overrides: model.path given, exactly one of
+ * calibration.text / calibration.tokens. Then completes cfg: every non-empty path is
+ * made absolute (against the current directory) and an empty output.path becomes
+ * "<run.dir>/checkpoint.h5". Idempotent. */
+nq_status config_validate(NupesConfig *cfg);
 
-/* The resolved config as TOML text, every key, in a fixed order (malloc'd). */
+/* The config as TOML text, every key, in a fixed order (malloc'd; NULL and an error
+ * recorded when out of memory). config_load reads it back to an identical struct (paths
+ * are printed as stored: absolute after config_validate). */
 char *config_to_toml(const NupesConfig *cfg);
 
-/* The result-changing keys as TOML text (for the fingerprint), malloc'd: everything but
- * run.dir, run.checkpoint_interval, output.*, eval.* and mpi.data_parallel's "auto". */
+/* The result-changing keys as TOML text (for the fingerprint), malloc'd: model.format,
+ * calibration.sequences/seq_len, quantization.*, reconstruction.*, mpi.data_parallel
+ * (resolve "auto" = 0 to the actual D before calling). Not the model, tokenizer and
+ * calibration paths (the fingerprint hashes their contents), run.*, output.*, eval.*. */
 char *config_result_keys_toml(const NupesConfig *cfg);
 
 const char *config_method_name(QuantMethod m);
