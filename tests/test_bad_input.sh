@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# nupes-mpi eval on bad input: each case must exit 2 with one line on stderr that names
+# the file (or option) and what was wrong. Then the end-to-end protocol check: fp32
+# perplexity of the bundled model on eval-generated.txt at T = 256 is 4.4606 (198 windows).
+set -u
+BIN=${NUPES_BIN:?NUPES_BIN is not set (run through ctest)}
+DATA=${NUPES_DATA:?NUPES_DATA is not set}
+MODEL=$DATA/stories260K.bin
+TOK=$DATA/tok512.bin
+TEXT=$DATA/eval-generated.txt
+TMP=$(mktemp -d /tmp/nupes-bad-input.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+passed=0
+failed=0
+
+# expect_error NAME FRAGMENT ARGS...: exit code 2, exactly one stderr line containing
+# FRAGMENT, nothing on stdout.
+expect_error() {
+    local name=$1 fragment=$2
+    shift 2
+    "$BIN" eval "$@" >"$TMP/out" 2>"$TMP/err"
+    local rc=$?
+    local lines
+    lines=$(wc -l <"$TMP/err")
+    if [[ $rc -eq 2 && $lines -eq 1 && ! -s $TMP/out ]] && grep -qF -- "$fragment" "$TMP/err"; then
+        echo "ok   $name: $(cat "$TMP/err")"
+        passed=$((passed + 1))
+    else
+        echo "FAIL $name: exit $rc, $lines stderr lines, expected exit 2 and one line with '$fragment'"
+        sed 's/^/     stderr: /' "$TMP/err"
+        sed 's/^/     stdout: /' "$TMP/out"
+        failed=$((failed + 1))
+    fi
+}
+
+# patch_header SRC DST INDEX VALUE: copy SRC to DST with int32 header field INDEX set.
+patch_header() {
+    python3 - "$1" "$2" "$3" "$4" <<'EOF'
+import struct, sys
+src, dst, index, value = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+data = bytearray(open(src, "rb").read())
+struct.pack_into("<i", data, 4 * index, value)
+open(dst, "wb").write(data)
+EOF
+}
+
+run_ok() { "$BIN" eval --model "$MODEL" --tokenizer "$TOK" --text "$TEXT" "$@"; }
+
+# ---------------------------------------------------------------- bad models
+expect_error "missing model" "$TMP/nope.bin: cannot open model" \
+    --model "$TMP/nope.bin" --tokenizer "$TOK" --text "$TEXT"
+head -c 1000 "$MODEL" >"$TMP/truncated.bin"
+expect_error "truncated model" "$TMP/truncated.bin: file is 1000 bytes, the header implies 1056540" \
+    --model "$TMP/truncated.bin" --tokenizer "$TOK" --text "$TEXT"
+head -c 10 "$MODEL" >"$TMP/tiny.bin"
+expect_error "model shorter than its header" "$TMP/tiny.bin: file is 10 bytes, expected at least the 28-byte" \
+    --model "$TMP/tiny.bin" --tokenizer "$TOK" --text "$TEXT"
+patch_header "$MODEL" "$TMP/heads0.bin" 3 0
+expect_error "n_heads = 0" "$TMP/heads0.bin: header n_heads = 0, expected > 0" \
+    --model "$TMP/heads0.bin" --tokenizer "$TOK" --text "$TEXT"
+patch_header "$MODEL" "$TMP/kv3.bin" 4 3
+expect_error "n_kv_heads not dividing n_heads" "$TMP/kv3.bin: header n_heads = 8 is not divisible by n_kv_heads = 3" \
+    --model "$TMP/kv3.bin" --tokenizer "$TOK" --text "$TEXT"
+patch_header "$MODEL" "$TMP/hidden.bin" 1 200
+expect_error "sizes disagree with the file" "$TMP/hidden.bin: file is 1056540 bytes, the header implies 1164060" \
+    --model "$TMP/hidden.bin" --tokenizer "$TOK" --text "$TEXT"
+patch_header "$MODEL" "$TMP/big.bin" 0 65536
+expect_error "dim 65536 (sizes past 32 bits)" "$TMP/big.bin: file is 1056540 bytes, the header implies 258528247836" \
+    --model "$TMP/big.bin" --tokenizer "$TOK" --text "$TEXT"
+patch_header "$MODEL" "$TMP/huge.bin" 0 1073741824
+expect_error "dim 2^30 (sizes past 64 bits)" "$TMP/huge.bin: header sizes overflow 64 bits" \
+    --model "$TMP/huge.bin" --tokenizer "$TOK" --text "$TEXT"
+
+# ---------------------------------------------------------------- bad tokenizer and text
+expect_error "tokenizer of another vocabulary" "$DATA/llama2-tokenizer/tokenizer.bin: holds 32000 tokens, expected 512" \
+    --model "$MODEL" --tokenizer "$DATA/llama2-tokenizer/tokenizer.bin" --text "$TEXT"
+expect_error "missing tokenizer file" "$TMP/tok.bin: cannot open tokenizer" \
+    --model "$MODEL" --tokenizer "$TMP/tok.bin" --text "$TEXT"
+: >"$TMP/empty.txt"
+expect_error "empty text" "$TMP/empty.txt: text file is empty" \
+    --model "$MODEL" --tokenizer "$TOK" --text "$TMP/empty.txt"
+echo "Once upon a time, there was a little dog." >"$TMP/short.txt"
+expect_error "text shorter than one sequence" "$TMP/short.txt: 14 tokens, fewer than one sequence of 256" \
+    --model "$MODEL" --tokenizer "$TOK" --text "$TMP/short.txt"
+expect_error "missing text" "$TMP/none.txt: cannot open text" \
+    --model "$MODEL" --tokenizer "$TOK" --text "$TMP/none.txt"
+
+# ---------------------------------------------------------------- bad command lines
+expect_error "seq-len beyond the model" "--seq-len = 1024, expected 2..512 ($MODEL: seq_len)" \
+    --model "$MODEL" --tokenizer "$TOK" --text "$TEXT" --seq-len 1024
+expect_error "seq-len not a number" "--seq-len = '12x', expected a positive integer" \
+    --model "$MODEL" --tokenizer "$TOK" --text "$TEXT" --seq-len 12x
+expect_error "unknown option" "unknown option '--bogus'" \
+    --model "$MODEL" --tokenizer "$TOK" --text "$TEXT" --bogus
+expect_error "missing tokenizer option" "--tokenizer is required" --model "$MODEL" --text "$TEXT"
+expect_error "option without value" "option '--text' needs a value" --model "$MODEL" --tokenizer "$TOK" --text
+expect_error "stray argument" "unexpected argument 'extra'" \
+    --model "$MODEL" --tokenizer "$TOK" --text "$TEXT" extra
+expect_error "missing checkpoint" "$TMP/ck.h5: cannot open model" \
+    --model "$MODEL" --tokenizer "$TOK" --text "$TEXT" --checkpoint "$TMP/ck.h5"
+
+# ---------------------------------------------------------------- help and end to end
+if "$BIN" eval --help | grep -q -- "--sequences N"; then
+    echo "ok   eval --help"
+    passed=$((passed + 1))
+else
+    echo "FAIL eval --help does not describe --sequences"
+    failed=$((failed + 1))
+fi
+
+if run_ok --seq-len 256 >"$TMP/eval.out" 2>"$TMP/eval.err"; then
+    cat "$TMP/eval.out"
+    ppl=$(sed -n 's/^fp32 perplexity: //p' "$TMP/eval.out")
+    windows=$(sed -n 's/^windows: \([0-9]*\) of 256 tokens.*/\1/p' "$TMP/eval.out")
+    if [[ $windows == 198 ]] && python3 -c "import sys; p = float('$ppl'); sys.exit(abs(p / 4.4606 - 1) > 1e-3)"; then
+        echo "ok   eval-generated.txt at T 256: perplexity $ppl (expected 4.4606 within 0.1%), $windows windows"
+        passed=$((passed + 1))
+    else
+        echo "FAIL eval-generated.txt at T 256: perplexity '$ppl', windows '$windows'; expected 4.4606 and 198"
+        failed=$((failed + 1))
+    fi
+else
+    echo "FAIL eval on eval-generated.txt exited non-zero: $(cat "$TMP/eval.err")"
+    failed=$((failed + 1))
+fi
+
+# --sequences limits the windows; the batch size does not change the result.
+a=$(run_ok --seq-len 128 --sequences 5 --batch 2 | grep -E '^(windows|fp32)')
+b=$(run_ok --seq-len 128 --sequences 5 --batch 5 | grep -E '^(windows|fp32)')
+if [[ $a == "$b" && $a == *"windows: 5 of 128 tokens"* ]]; then
+    echo "ok   --sequences 5 at batch 2 and 5: $(echo "$a" | tr '\n' ' ')"
+    passed=$((passed + 1))
+else
+    echo "FAIL --sequences/--batch: '$a' vs '$b'"
+    failed=$((failed + 1))
+fi
+
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]
