@@ -1,0 +1,332 @@
+/* Run directory: creation, resume or refusal by fingerprint, restart, paths and scan. */
+#include "run_dir.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "atomic_file.h"
+#include "block_file.h"
+#include "h5util.h"
+#include "state_file.h"
+#include "toml_c.h"
+
+static const char restart_hint[] = "use --restart to start over or choose another run.dir";
+
+/* ------------------------------------------------------------------ paths */
+
+static nq_status path_fmt_(char *buf, size_t size, const char *dir, const char *fmt, int block) {
+    char name[64];
+    snprintf(name, sizeof name, fmt, block);
+    int const n = snprintf(buf, size, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= size) return nq_fail(NQ_ERR_INPUT, "%s: run.dir path too long", dir);
+    return NQ_OK;
+}
+
+nq_status run_dir_state_path(const char *dir, int block, char *buf, size_t size) {
+    return path_fmt_(buf, size, dir, "state/block-%04d.h5", block);
+}
+nq_status run_dir_done_path(const char *dir, int block, char *buf, size_t size) {
+    return path_fmt_(buf, size, dir, "done/block-%04d.h5", block);
+}
+nq_status run_dir_activations_path(const char *dir, char *buf, size_t size) {
+    return path_fmt_(buf, size, dir, "activations.h5", 0);
+}
+nq_status run_dir_progress_path(const char *dir, char *buf, size_t size) {
+    return path_fmt_(buf, size, dir, "progress.log", 0);
+}
+nq_status run_dir_toml_path(const char *dir, char *buf, size_t size) {
+    return path_fmt_(buf, size, dir, "run.toml", 0);
+}
+
+static int exists_(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+/* ------------------------------------------------------------------ our files */
+
+/* "block-0007.h5" (4 or more digits). */
+static int is_block_name_(const char *name) {
+    if (strncmp(name, "block-", 6) != 0) return 0;
+    size_t digits = strspn(name + 6, "0123456789");
+    return digits >= 4 && strcmp(name + 6 + digits, ".h5") == 0;
+}
+
+/* ".<name>.tmp.<pid>" for one of our names (atomic_tmp_name). */
+static int is_our_tmp_(const char *name, int (*ours)(const char *)) {
+    if (name[0] != '.') return 0;
+    const char *tmp = strstr(name, ".tmp.");
+    if (!tmp || tmp[5] == '\0' || strspn(tmp + 5, "0123456789") != strlen(tmp + 5)) return 0;
+    char base[NAME_MAX + 1];
+    snprintf(base, sizeof base, "%.*s", (int)(tmp - name - 1), name + 1);
+    return ours(base);
+}
+
+static int is_top_name_(const char *name) {
+    return strcmp(name, "run.toml") == 0 || strcmp(name, "activations.h5") == 0;
+}
+
+/* Calls unlink (remove != 0) or counts (remove == 0) our files in dir/sub; returns the
+ * count, or -1 with nq_fail on an error. */
+static int sweep_(const char *dir, const char *sub, int (*ours)(const char *), int remove,
+                  char *first, size_t first_size) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s%s%s", dir, sub[0] ? "/" : "", sub);
+    DIR *d = opendir(path);
+    if (!d) return errno == ENOENT ? 0 : (nq_fail(NQ_ERR_RUNTIME, "%s: cannot list: %s", path, strerror(errno)), -1);
+    int count = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!ours(e->d_name) && !is_our_tmp_(e->d_name, ours)) continue;
+        char file[PATH_MAX + NAME_MAX + 2];
+        snprintf(file, sizeof file, "%s/%s", path, e->d_name);
+        if (first && count == 0 && strlen(file) < first_size) memcpy(first, file, strlen(file) + 1);
+        count++;
+        if (remove && unlink(file) != 0 && errno != ENOENT) {
+            nq_fail(NQ_ERR_RUNTIME, "%s: cannot remove: %s", file, strerror(errno));
+            closedir(d);
+            return -1;
+        }
+    }
+    closedir(d);
+    if (remove && count > 0 && fsync_dir(path) != NQ_OK) return -1;
+    return count;
+}
+
+/* Removes run.toml first, so that an interrupted restart is never mistaken for a run. */
+static nq_status remove_our_files_(const char *dir) {
+    char toml[PATH_MAX];
+    nq_status st = run_dir_toml_path(dir, toml, sizeof toml);
+    if (st != NQ_OK) return st;
+    if (unlink(toml) != 0 && errno != ENOENT)
+        return nq_fail(NQ_ERR_RUNTIME, "%s: cannot remove: %s", toml, strerror(errno));
+    if (sweep_(dir, "", is_top_name_, 1, NULL, 0) < 0) return NQ_ERR_RUNTIME;
+    if (sweep_(dir, "state", is_block_name_, 1, NULL, 0) < 0) return NQ_ERR_RUNTIME;
+    if (sweep_(dir, "done", is_block_name_, 1, NULL, 0) < 0) return NQ_ERR_RUNTIME;
+    return NQ_OK;
+}
+
+/* ------------------------------------------------------------------ run.toml */
+
+static void append_quoted_(char *out, size_t size, const char *s) {
+    size_t used = strlen(out);
+    used += (size_t)snprintf(out + used, size - used, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p && used + 8 < size; p++) {
+        if (*p == '"' || *p == '\\') used += (size_t)snprintf(out + used, size - used, "\\%c", *p);
+        else if (*p == '\n') used += (size_t)snprintf(out + used, size - used, "\\n");
+        else if (*p < 0x20 || *p == 0x7f) used += (size_t)snprintf(out + used, size - used, "\\u%04x", *p);
+        else out[used++] = (char)*p, out[used] = '\0';
+    }
+    snprintf(out + used, size - used, "\"\n");
+}
+
+static nq_status write_run_toml_(const char *dir, const char *config_toml, const Fingerprint *fp) {
+    char path[PATH_MAX];
+    nq_status st = run_dir_toml_path(dir, path, sizeof path);
+    if (st != NQ_OK) return st;
+    size_t const size = strlen(config_toml) + 2 * FINGERPRINT_SETTINGS_MAX * 6 / 2 + 1024;
+    char *text = nq_calloc(size, 1, "run.toml text");
+    if (!text) return NQ_ERR_RUNTIME;
+    size_t const n = strlen(config_toml);
+    snprintf(text, size,
+             "%s%s\n# What the results depend on; a run with another fingerprint is refused.\n"
+             "[fingerprint]\nhash = \"%s\"\nmodel = \"%016llx\"\ncalibration = \"%016llx\"\n"
+             "settings = \"%016llx\"\nsettings_toml = ",
+             config_toml, n > 0 && config_toml[n - 1] != '\n' ? "\n" : "", fp->hex,
+             (unsigned long long)fp->model, (unsigned long long)fp->calibration,
+             (unsigned long long)fp->settings);
+    append_quoted_(text, size, fp->settings_toml);
+    st = atomic_write_file(path, text, strlen(text));
+    free(text);
+    return st;
+}
+
+static nq_status read_text_(const char *path, char **out, size_t *len) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return nq_fail(NQ_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    nq_status st = NQ_OK;
+    long size = -1;
+    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
+    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) st = nq_fail(NQ_ERR_INPUT, "%s: cannot read", path);
+    if (st == NQ_OK && (*out = nq_calloc((size_t)size + 1, 1, path)) == NULL) st = NQ_ERR_RUNTIME;
+    if (st == NQ_OK && fread(*out, 1, (size_t)size, f) != (size_t)size)
+        st = nq_fail(NQ_ERR_INPUT, "%s: short read", path);
+    fclose(f);
+    if (st != NQ_OK) {
+        free(*out);
+        *out = NULL;
+    }
+    *len = (size_t)(size > 0 ? size : 0);
+    return st;
+}
+
+static int parse_hex64_(const char *s, uint64_t *out) {
+    if (!s || strlen(s) != 16 || strspn(s, "0123456789abcdef") != 16) return 0;
+    *out = strtoull(s, NULL, 16);
+    return 1;
+}
+
+/* Fills fp from the [fingerprint] entries of doc. */
+static nq_status fingerprint_from_doc_(const TomlcDoc *doc, const char *path, Fingerprint *fp) {
+    const char *hash = NULL, *model = NULL, *calib = NULL, *settings = NULL, *text = NULL;
+    for (size_t i = 0; i < tomlc_count(doc); i++) {
+        const TomlcEntry *e = tomlc_entry(doc, i);
+        if (e->depth != 2 || strcmp(e->section, "fingerprint") != 0 || e->kind != TOMLC_STRING) continue;
+        if (strcmp(e->key, "hash") == 0) hash = e->string;
+        if (strcmp(e->key, "model") == 0) model = e->string;
+        if (strcmp(e->key, "calibration") == 0) calib = e->string;
+        if (strcmp(e->key, "settings") == 0) settings = e->string;
+        if (strcmp(e->key, "settings_toml") == 0) text = e->string;
+    }
+    memset(fp, 0, sizeof *fp);
+    if (!hash || strlen(hash) != 32 || strspn(hash, "0123456789abcdef") != 32 ||
+        !parse_hex64_(model, &fp->model) || !parse_hex64_(calib, &fp->calibration) ||
+        !parse_hex64_(settings, &fp->settings) || !text ||
+        strlen(text) >= sizeof fp->settings_toml)
+        return nq_fail(NQ_ERR_INPUT,
+                       "%s: [fingerprint] table missing or damaged (expected hash, model, "
+                       "calibration, settings, settings_toml); %s", path, restart_hint);
+    snprintf(fp->hex, sizeof fp->hex, "%s", hash);
+    snprintf(fp->settings_toml, sizeof fp->settings_toml, "%s", text);
+    return NQ_OK;
+}
+
+nq_status run_dir_read_fingerprint(const char *dir, Fingerprint *out) {
+    char path[PATH_MAX], err[512];
+    char *text = NULL;
+    size_t len = 0;
+    TomlcDoc *doc = NULL;
+    nq_status st = run_dir_toml_path(dir, path, sizeof path);
+    if (st == NQ_OK) st = read_text_(path, &text, &len);
+    if (st == NQ_OK) {
+        TomlcStatus const ts = tomlc_parse(text, len, path, &doc, err, sizeof err);
+        if (ts == TOMLC_NOMEM) st = nq_fail(NQ_ERR_RUNTIME, "%s", err);
+        else if (ts != TOMLC_OK)
+            st = nq_fail(NQ_ERR_INPUT, "%s: cannot be parsed as a run file (%s); %s", path, err, restart_hint);
+    }
+    if (st == NQ_OK) st = fingerprint_from_doc_(doc, path, out);
+    tomlc_free(doc);
+    free(text);
+    return st;
+}
+
+/* ------------------------------------------------------------------ prepare */
+
+static nq_status make_layout_(const char *dir) {
+    char path[PATH_MAX];
+    nq_status st = make_dirs(dir);
+    snprintf(path, sizeof path, "%s/state", dir);
+    if (st == NQ_OK) st = make_dirs(path);
+    snprintf(path, sizeof path, "%s/done", dir);
+    if (st == NQ_OK) st = make_dirs(path);
+    if (st == NQ_OK) st = fsync_dir(dir);
+    return st;
+}
+
+/* Results without a run.toml: from an unknown run, never resumed silently. */
+static nq_status check_orphans_(const char *dir) {
+    char first[PATH_MAX] = "";
+    int n = sweep_(dir, "state", is_block_name_, 0, first, sizeof first);
+    if (n == 0) n = sweep_(dir, "done", is_block_name_, 0, first, sizeof first);
+    if (n == 0) n = sweep_(dir, "", is_top_name_, 0, first, sizeof first);
+    if (n < 0) return NQ_ERR_RUNTIME;
+    if (n > 0)
+        return nq_fail(NQ_ERR_INPUT, "%s/run.toml: missing, but the run directory holds %s from an "
+                       "unknown run; %s", dir, first, restart_hint);
+    return NQ_OK;
+}
+
+nq_status run_dir_prepare(const char *dir, const char *config_toml_resolved,
+                          const Fingerprint *fp, int restart, RunDirStatus *out) {
+    char toml[PATH_MAX];
+    memset(out, 0, sizeof *out);
+    nq_status st = run_dir_toml_path(dir, toml, sizeof toml);
+    if (st == NQ_OK) st = make_dirs(dir);
+    if (st != NQ_OK) return st;
+    if (exists_(toml)) {
+        Fingerprint stored;
+        st = run_dir_read_fingerprint(dir, &stored);
+        if (st == NQ_OK) st = fingerprint_check(&stored, fp, toml);
+        if (st == NQ_OK && !restart) {
+            out->resumed = 1;
+            return make_layout_(dir);
+        }
+    } else {
+        st = check_orphans_(dir);
+    }
+    if (st == NQ_ERR_RUNTIME || (st != NQ_OK && !restart)) return st;
+    if (restart) {
+        nq_clear_error(); /* the mismatch is what --restart overrides */
+        st = remove_our_files_(dir);
+        if (st != NQ_OK) return st;
+        out->restarted = 1;
+    }
+    st = make_layout_(dir);
+    if (st == NQ_OK) st = write_run_toml_(dir, config_toml_resolved, fp);
+    return st;
+}
+
+/* ------------------------------------------------------------------ scan */
+
+/* Header of a done file: format and block, and its metrics. */
+static nq_status read_done_header_(const char *path, int block, BlockStatus *s) {
+    hid_t file = -1;
+    char *format = NULL;
+    long long got = -1;
+    nq_status st = h5u_open_read(path, &file);
+    if (st == NQ_OK) st = h5u_attr_read_string(file, path, "/", "format", &format);
+    if (st == NQ_OK && strcmp(format, BLOCK_FILE_FORMAT) != 0)
+        st = nq_fail(NQ_ERR_INPUT, "%s: format = \"%s\", expected \"%s\"", path, format, BLOCK_FILE_FORMAT);
+    if (st == NQ_OK) st = h5u_attr_read_int(file, path, "/", "block", &got);
+    if (st == NQ_OK && got != block) st = nq_fail(NQ_ERR_INPUT, "%s: block = %lld, expected %d", path, got, block);
+    if (st == NQ_OK) st = h5u_attr_read_double(file, path, "/", "loss_init", &s->loss_init);
+    if (st == NQ_OK) st = h5u_attr_read_double(file, path, "/", "loss_final", &s->loss_final);
+    if (st == NQ_OK) st = h5u_attr_read_double(file, path, "/", "seconds", &s->seconds);
+    free(format);
+    h5u_close(file);
+    return st;
+}
+
+static nq_status scan_block_(const char *dir, int block, BlockStatus *s) {
+    char path[PATH_MAX];
+    memset(s, 0, sizeof *s);
+    nq_status st = run_dir_done_path(dir, block, path, sizeof path);
+    if (st != NQ_OK) return st;
+    if (exists_(path)) {
+        if (read_done_header_(path, block, s) == NQ_OK) {
+            s->state = BLOCK_DONE;
+            return NQ_OK;
+        }
+        memset(s, 0, sizeof *s);
+        s->damaged = 1;
+        nq_clear_error();
+    }
+    st = run_dir_state_path(dir, block, path, sizeof path);
+    if (st != NQ_OK || !exists_(path)) return st;
+    StateInfo info;
+    if (state_file_info(path, &info) == NQ_OK && info.block == block) {
+        s->state = BLOCK_IN_PROGRESS;
+        s->step = info.step;
+        s->iterations = info.iterations;
+        s->loss_init = info.loss_init;
+        s->loss_final = info.loss_last;
+        s->seconds = info.seconds;
+    } else {
+        s->damaged = 1;
+        nq_clear_error();
+    }
+    return NQ_OK;
+}
+
+nq_status run_dir_scan(const char *dir, int n_blocks, BlockStatus *out) {
+    nq_status st = h5u_init();
+    for (int l = 0; l < n_blocks && st == NQ_OK; l++) st = scan_block_(dir, l, &out[l]);
+    return st;
+}

@@ -1,0 +1,255 @@
+/* Optimiser state files: raw chunked datasets + an XXH3-64 checksum, written atomically. */
+#include "state_file.h"
+
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "atomic_file.h"
+#include "h5util.h"
+
+#define CHECKSUM_PREFIX "xxh3-64:"
+
+/* ------------------------------------------------------------------ checksum */
+
+static size_t array_bytes_(const ReconArray *a) {
+    return nq_mul_size(a->count, a->is_double ? sizeof(double) : sizeof(float));
+}
+
+/* XXH3-64 over (name, count, type, bytes) of every array, in order. */
+static nq_status arrays_checksum_(const ReconArray *arrays, int n, uint64_t *out) {
+    XXH3_state_t *st = XXH3_createState();
+    if (!st) return nq_fail(NQ_ERR_RUNTIME, "state file: out of memory for the checksum state");
+    XXH3_64bits_reset(st);
+    for (int i = 0; i < n; i++) {
+        uint64_t const meta[2] = {(uint64_t)arrays[i].count, (uint64_t)arrays[i].is_double};
+        XXH3_64bits_update(st, arrays[i].name, strnlen(arrays[i].name, sizeof arrays[i].name));
+        XXH3_64bits_update(st, meta, sizeof meta);
+        if (arrays[i].count > 0) XXH3_64bits_update(st, arrays[i].data, array_bytes_(&arrays[i]));
+    }
+    *out = XXH3_64bits_digest(st);
+    XXH3_freeState(st);
+    return NQ_OK;
+}
+
+/* ------------------------------------------------------------------ float64 datasets */
+/* h5util speaks float32/int8/int32; the few double arrays (sums kept in double) are
+ * written and read here with the same chunking and checks. */
+
+static nq_status write_f64_(hid_t loc, const char *file, const char *name, const double *data,
+                            size_t count) {
+    hsize_t const dims[1] = {count};
+    hid_t dcpl = -1, space = -1, dset = -1;
+    nq_status st = h5u_dcpl(file, H5U_F32, 1, dims, 0, &dcpl);
+    if (st != NQ_OK) return st;
+    static const double empty = 0;
+    space = H5Screate_simple(1, dims, NULL);
+    if (space >= 0) dset = H5Dcreate2(loc, name, H5T_IEEE_F64LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (dset < 0 || H5Dwrite(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                             count ? (const void *)data : &empty) < 0) {
+        char what[128];
+        snprintf(what, sizeof what, "cannot write dataset /%s", name);
+        st = h5u_fail(NQ_ERR_RUNTIME, file, what);
+    }
+    h5u_close(dset);
+    h5u_close(space);
+    h5u_close(dcpl);
+    return st;
+}
+
+static nq_status read_f64_(hid_t loc, const char *file, const char *name, double *out, size_t count) {
+    int rank = 0;
+    hsize_t dims[H5U_MAX_RANK];
+    nq_status st = h5u_shape(loc, file, name, &rank, dims);
+    if (st != NQ_OK) return st;
+    if (rank != 1 || dims[0] != count)
+        return nq_fail(NQ_ERR_INPUT, "%s: dataset /%s has %d dimension(s) of %llu, expected [%zu]",
+                       file, name, rank, (unsigned long long)dims[0], count);
+    hid_t const dset = H5Dopen2(loc, name, H5P_DEFAULT);
+    hid_t const type = dset < 0 ? -1 : H5Dget_type(dset);
+    int const ok_type = type >= 0 && H5Tget_class(type) == H5T_FLOAT && H5Tget_size(type) == 8;
+    double dummy = 0;
+    herr_t rc = -1;
+    if (ok_type) rc = H5Dread(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, count ? out : &dummy);
+    h5u_close(type);
+    h5u_close(dset);
+    if (!ok_type) {
+        H5Eclear2(H5E_DEFAULT);
+        return nq_fail(NQ_ERR_INPUT, "%s: dataset /%s is not float64", file, name);
+    }
+    if (rc < 0) {
+        char what[128];
+        snprintf(what, sizeof what, "cannot read dataset /%s (damaged file?)", name);
+        return h5u_fail(NQ_ERR_INPUT, file, what);
+    }
+    return NQ_OK;
+}
+
+/* ------------------------------------------------------------------ save */
+
+/* Groups for the leading components of a name like "wq/z". */
+static nq_status make_parent_groups_(hid_t file, const char *path, const char *name) {
+    char prefix[sizeof ((ReconArray *)0)->name];
+    for (size_t i = 1; name[i]; i++) {
+        if (name[i] != '/' || i >= sizeof prefix) continue;
+        memcpy(prefix, name, i);
+        prefix[i] = '\0';
+        if (h5u_exists(file, prefix)) continue;
+        hid_t g;
+        nq_status const st = h5u_create_group(file, path, prefix, &g);
+        if (st != NQ_OK) return st;
+        h5u_close(g);
+    }
+    return NQ_OK;
+}
+
+static nq_status write_array_(hid_t file, const char *path, const ReconArray *a) {
+    nq_status st = make_parent_groups_(file, path, a->name);
+    if (st != NQ_OK) return st;
+    if (a->is_double) return write_f64_(file, path, a->name, a->data, a->count);
+    static const float empty = 0;
+    hsize_t const dims[1] = {a->count};
+    return h5u_write(file, path, a->name, H5U_F32, 1, dims, a->count ? a->data : &empty, 0);
+}
+
+static nq_status write_header_(hid_t file, const char *path, const StateInfo *info, int n,
+                               uint64_t checksum) {
+    char sum[40];
+    snprintf(sum, sizeof sum, CHECKSUM_PREFIX "%016llx", (unsigned long long)checksum);
+    nq_status st = h5u_attr_write_string(file, path, "format", STATE_FILE_FORMAT);
+    if (st == NQ_OK) st = h5u_attr_write_int(file, path, "format_version", STATE_FILE_VERSION);
+    if (st == NQ_OK) st = h5u_attr_write_int(file, path, "block", info->block);
+    if (st == NQ_OK) st = h5u_attr_write_int(file, path, "step", info->step);
+    if (st == NQ_OK) st = h5u_attr_write_int(file, path, "iterations", info->iterations);
+    if (st == NQ_OK) st = h5u_attr_write_double(file, path, "loss_init", info->loss_init);
+    if (st == NQ_OK) st = h5u_attr_write_double(file, path, "loss_last", info->loss_last);
+    if (st == NQ_OK) st = h5u_attr_write_double(file, path, "seconds", info->seconds);
+    if (st == NQ_OK) st = h5u_attr_write_int(file, path, "n_arrays", n);
+    if (st == NQ_OK) st = h5u_attr_write_string(file, path, "checksum", sum);
+    return st;
+}
+
+nq_status state_file_save(const char *path, const StateInfo *info, const ReconArray *arrays,
+                          int n) {
+    char tmp[PATH_MAX];
+    uint64_t checksum = 0;
+    hid_t file = -1;
+    nq_status st = h5u_init();
+    if (st == NQ_OK) st = atomic_tmp_name(path, tmp, sizeof tmp);
+    if (st == NQ_OK) st = arrays_checksum_(arrays, n, &checksum);
+    if (st != NQ_OK) return st;
+    st = h5u_create(tmp, &file);
+    if (st == NQ_OK) st = write_header_(file, path, info, n, checksum);
+    for (int i = 0; i < n && st == NQ_OK; i++) st = write_array_(file, path, &arrays[i]);
+    nq_status const closed = h5u_close_file(file, path);
+    if (st == NQ_OK) st = closed;
+    if (st != NQ_OK) {
+        unlink(tmp);
+        return NQ_ERR_RUNTIME;
+    }
+    return atomic_commit(tmp, path);
+}
+
+/* ------------------------------------------------------------------ load */
+
+static nq_status read_int_(hid_t file, const char *path, const char *name, int *out) {
+    long long v = 0;
+    nq_status const st = h5u_attr_read_int(file, path, "/", name, &v);
+    if (st != NQ_OK) return st;
+    if (v < INT_MIN || v > INT_MAX)
+        return nq_fail(NQ_ERR_INPUT, "%s: attribute %s = %lld, expected an int", path, name, v);
+    *out = (int)v;
+    return NQ_OK;
+}
+
+static nq_status read_header_(hid_t file, const char *path, StateInfo *info, int *n_arrays) {
+    char *format = NULL;
+    nq_status st = h5u_attr_read_string(file, path, "/", "format", &format);
+    if (st == NQ_OK && strcmp(format, STATE_FILE_FORMAT) != 0)
+        st = nq_fail(NQ_ERR_INPUT, "%s: format = \"%s\", expected \"%s\" (not a state file)", path,
+                     format, STATE_FILE_FORMAT);
+    free(format);
+    int version = 0;
+    if (st == NQ_OK) st = read_int_(file, path, "format_version", &version);
+    if (st == NQ_OK && version != STATE_FILE_VERSION)
+        st = nq_fail(NQ_ERR_INPUT, "%s: format_version = %d, expected %d", path, version,
+                     STATE_FILE_VERSION);
+    if (st == NQ_OK) st = read_int_(file, path, "block", &info->block);
+    if (st == NQ_OK) st = read_int_(file, path, "step", &info->step);
+    if (st == NQ_OK) st = read_int_(file, path, "iterations", &info->iterations);
+    if (st == NQ_OK) st = h5u_attr_read_double(file, path, "/", "loss_init", &info->loss_init);
+    if (st == NQ_OK) st = h5u_attr_read_double(file, path, "/", "loss_last", &info->loss_last);
+    if (st == NQ_OK) st = h5u_attr_read_double(file, path, "/", "seconds", &info->seconds);
+    if (st == NQ_OK) st = read_int_(file, path, "n_arrays", n_arrays);
+    if (st == NQ_OK && (info->step < 0 || info->step > info->iterations))
+        st = nq_fail(NQ_ERR_INPUT, "%s: step = %d, expected 0..iterations (%d)", path, info->step,
+                     info->iterations);
+    return st;
+}
+
+nq_status state_file_info(const char *path, StateInfo *info) {
+    hid_t file = -1;
+    int n_arrays = 0;
+    memset(info, 0, sizeof *info);
+    nq_status st = h5u_init();
+    if (st == NQ_OK) st = h5u_open_read(path, &file);
+    if (st == NQ_OK) st = read_header_(file, path, info, &n_arrays);
+    h5u_close(file);
+    return st == NQ_OK ? NQ_OK : NQ_ERR_INPUT;
+}
+
+static nq_status read_arrays_(hid_t file, const char *path, ReconArray *arrays, int n) {
+    for (int i = 0; i < n; i++) {
+        ReconArray *a = &arrays[i];
+        nq_status st;
+        if (a->is_double) {
+            st = read_f64_(file, path, a->name, a->data, a->count);
+        } else {
+            float dummy = 0;
+            hsize_t const dims[1] = {a->count};
+            st = h5u_read(file, path, a->name, H5U_F32, 1, dims, a->count ? a->data : &dummy);
+        }
+        if (st != NQ_OK) return st;
+    }
+    return NQ_OK;
+}
+
+static nq_status check_checksum_(hid_t file, const char *path, const ReconArray *arrays, int n) {
+    char *stored = NULL;
+    uint64_t actual = 0;
+    nq_status st = h5u_attr_read_string(file, path, "/", "checksum", &stored);
+    if (st == NQ_OK) st = arrays_checksum_(arrays, n, &actual);
+    if (st == NQ_OK) {
+        char want[40];
+        snprintf(want, sizeof want, CHECKSUM_PREFIX "%016llx", (unsigned long long)actual);
+        if (strcmp(stored, want) != 0)
+            st = nq_fail(NQ_ERR_INPUT, "%s: checksum = %s, but the data hash to %s (damaged file)",
+                         path, stored, want);
+    }
+    free(stored);
+    return st;
+}
+
+nq_status state_file_load(const char *path, int expected_block, ReconArray *arrays, int n,
+                          StateInfo *info) {
+    hid_t file = -1;
+    int n_arrays = 0;
+    memset(info, 0, sizeof *info);
+    nq_status st = h5u_init();
+    if (st == NQ_OK) st = h5u_open_read(path, &file);
+    if (st == NQ_OK) st = read_header_(file, path, info, &n_arrays);
+    if (st == NQ_OK && info->block != expected_block)
+        st = nq_fail(NQ_ERR_INPUT, "%s: block = %d, expected %d", path, info->block, expected_block);
+    if (st == NQ_OK && n_arrays != n)
+        st = nq_fail(NQ_ERR_INPUT, "%s: n_arrays = %d, expected %d (made with another config?)",
+                     path, n_arrays, n);
+    if (st == NQ_OK) st = read_arrays_(file, path, arrays, n);
+    if (st == NQ_OK) st = check_checksum_(file, path, arrays, n);
+    h5u_close(file);
+    return st == NQ_OK ? NQ_OK : NQ_ERR_INPUT;
+}

@@ -1,0 +1,50 @@
+/* In-progress optimiser state of one block, run.dir/state/block-NNNN.h5 (DESIGN.md 5.2, 6):
+ * written by the group leader every checkpoint_interval seconds and when stopping, read
+ * back on resume. It must be fast (a 7B block is ~2.4 GB of z, m, v and must be written
+ * within SLURM's KillWait), so datasets are stored raw (chunked, no compression), and it
+ * must never be trusted blindly, so it carries an XXH3-64 checksum of every array.
+ *
+ * Layout:
+ *   /            attrs: format = "nupes-mpi-state", format_version = 1, block, step,
+ *                iterations, loss_init, loss_last, seconds, n_arrays,
+ *                checksum = "xxh3-64:<16 hex digits>" (over every array's name, length
+ *                and bytes, in order)
+ *   /<name>      float32 [count] (or float64 [count] for ReconArray.is_double), one per
+ *                ReconArray, named by ReconArray.name ("a/b" names make groups). */
+#ifndef NUPES_STATE_FILE_H
+#define NUPES_STATE_FILE_H
+
+#include "recon.h"
+#include "status.h"
+
+#define STATE_FILE_FORMAT "nupes-mpi-state"
+#define STATE_FILE_VERSION 1
+
+typedef struct {
+    int block;        /* l */
+    int step;         /* iterations applied (recon_step) */
+    int iterations;   /* iterations planned */
+    double loss_init; /* block loss of the starting quantization */
+    double loss_last; /* latest measured loss */
+    double seconds;   /* reconstruction wall time so far, summed over runs */
+} StateInfo;
+
+/* Writes info and the n arrays to path atomically (temporary name, fsync, rename, fsync
+ * dir). NQ_ERR_RUNTIME on failure, with no temporary left and any previous file at path
+ * untouched. */
+nq_status state_file_save(const char *path, const StateInfo *info, const ReconArray *arrays,
+                          int n);
+
+/* Reads path into the n arrays (names, lengths and types must match the file) and *info,
+ * after checking format, version, block == expected_block and the checksum. Any problem
+ * (missing, truncated, damaged, another block or config) is NQ_ERR_INPUT with one line
+ * naming the file and what is wrong; the arrays then hold garbage: start the block over
+ * (recon_create) rather than use them. */
+nq_status state_file_load(const char *path, int expected_block, ReconArray *arrays, int n,
+                          StateInfo *info);
+
+/* Header only (format, version and the StateInfo attributes), no data and no checksum:
+ * cheap, for scanning a run directory and for inspect. NQ_ERR_INPUT when unreadable. */
+nq_status state_file_info(const char *path, StateInfo *info);
+
+#endif
