@@ -1,12 +1,92 @@
-/* Placeholder until 'nupes-mpi quantize' lands. */
+/* nupes-mpi [quantize] --config FILE [--set key=value]... [--restart] [--dry-run] */
+#include <mpi.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "commands.h"
+#include "config.h"
+#include "job.h"
 #include "status.h"
 
+#define MAX_OVERRIDES 64
+
+static void print_help(FILE *out) {
+    fprintf(out,
+            "usage: nupes-mpi [quantize] --config FILE [--set key=value]... [--restart] [--dry-run]\n\n"
+            "Quantizes the model named in FILE (TOML) with NUPES, RTN or PowerQuant and writes one\n"
+            "zstd-compressed HDF5 checkpoint. Run it as one process, with mpirun -np N, or with srun.\n\n"
+            "  --config FILE      the job configuration (see configs/stories260K.toml)\n"
+            "  --set key=value    override a config key, e.g. --set quantization.bits=3 (repeatable)\n"
+            "  --restart          start over even if run.dir holds a run of another configuration\n"
+            "  --dry-run          print the plan and exit without writing anything\n"
+            "  -h, --help         this help\n\n"
+            "A stopped job (SIGTERM, SIGINT, SIGUSR1) saves its state and exits 75: run the same\n"
+            "command again to resume. Exit codes: 0 done, 2 bad input, 3 runtime failure, 75 stopped.\n");
+}
+
+typedef struct {
+    const char *config;
+    const char *overrides[MAX_OVERRIDES];
+    int n_overrides;
+    JobOptions job;
+    int help;
+} QuantizeArgs;
+
+static nq_status parse_args(int argc, char **argv, QuantizeArgs *a) {
+    memset(a, 0, sizeof *a);
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            a->help = 1;
+        } else if (strcmp(arg, "--restart") == 0) {
+            a->job.restart = 1;
+        } else if (strcmp(arg, "--dry-run") == 0) {
+            a->job.dry_run = 1;
+        } else if (strcmp(arg, "--config") == 0 || strcmp(arg, "--set") == 0) {
+            if (i + 1 >= argc) return nq_fail(NQ_ERR_INPUT, "%s needs a value", arg);
+            if (arg[2] == 'c') {
+                a->config = argv[++i];
+            } else if (a->n_overrides == MAX_OVERRIDES) {
+                return nq_fail(NQ_ERR_INPUT, "more than %d --set options", MAX_OVERRIDES);
+            } else {
+                a->overrides[a->n_overrides++] = argv[++i];
+            }
+        } else {
+            return nq_fail(NQ_ERR_INPUT, "unknown option '%s' (run 'nupes-mpi quantize --help')", arg);
+        }
+    }
+    if (!a->help && !a->config) return nq_fail(NQ_ERR_INPUT, "--config FILE is required (run 'nupes-mpi --help')");
+    return NQ_OK;
+}
+
+static nq_status load_config(const QuantizeArgs *a, NupesConfig *cfg) {
+    nq_status st = config_load(a->config, cfg);
+    for (int i = 0; i < a->n_overrides && st == NQ_OK; i++) st = config_set(cfg, a->overrides[i]);
+    if (st == NQ_OK) st = config_validate(cfg);
+    return st;
+}
+
 int cmd_quantize(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "nupes-mpi: 'quantize' is not implemented yet\n");
-    return NQ_ERR_INPUT;
+    int provided = 0;
+    if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        fprintf(stderr, "nupes-mpi: MPI_Init failed\n");
+        return NQ_ERR_RUNTIME;
+    }
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    QuantizeArgs args;
+    NupesConfig *cfg = calloc(1, sizeof *cfg);
+    nq_status st = cfg ? parse_args(argc, argv, &args) : NQ_ERR_RUNTIME;
+    if (st == NQ_OK && args.help) {
+        if (rank == 0) print_help(stdout);
+    } else {
+        if (st == NQ_OK) st = load_config(&args, cfg);
+        if (st == NQ_OK) st = job_run(cfg, &args.job);
+        if (st != NQ_OK && st != NQ_STOPPED && rank == 0)
+            fprintf(stderr, "nupes-mpi: error: %s\n", nq_last_error());
+    }
+    free(cfg);
+    MPI_Finalize();
+    return st;
 }

@@ -1,0 +1,213 @@
+/* One block's reconstruction on its group: batches read from the activations file, the
+ * gradient summed over the group's D ranks, periodic and final state saves. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "job.h"
+#include "mpi_check.h"
+#include "run_dir.h"
+#include "state_file.h"
+
+/* Sequences whose loss is reported before and after reconstruction (the same ones every
+ * run, so the numbers compare). */
+#define PROBE_SEQUENCES 8
+#define MAX_STATE_ARRAYS (N_MATS * 9)
+
+typedef struct {
+    Job *job;
+    int l;
+    ActivationSet inputs;
+    Recon *recon;
+    float *x, *y; /* [max_local][T][d] this rank's share of a batch */
+    int *batch;   /* [batch] */
+    StateInfo info;
+    double last_save;
+    char state_path[PATH_MAX];
+} BlockRun;
+
+/* Reads sequences seqs[first .. first + count) as x (from the inputs) and y (targets). */
+static nq_status read_share(BlockRun *b, const int *seqs, int count) {
+    nq_status st = activations_read(b->job->act, b->inputs, b->l, seqs, count, b->x);
+    if (st == NQ_OK) st = activations_read(b->job->act, ACT_INPUTS, b->l + 1, seqs, count, b->y);
+    return st;
+}
+
+/* Mean squared error of the current quantization over the probe sequences. */
+static nq_status probe_loss(BlockRun *b, double *loss) {
+    const Layout *L = &b->job->layout;
+    int const P = b->job->N < PROBE_SEQUENCES ? b->job->N : PROBE_SEQUENCES;
+    int first = 0, count = 0;
+    layout_shard(P, L->data_parallel, L->group_rank, &first, &count);
+    int seqs[PROBE_SEQUENCES];
+    for (int i = 0; i < count; i++) seqs[i] = first + i;
+    double sse = 0;
+    nq_status st = count > 0 ? read_share(b, seqs, count) : NQ_OK;
+    if (st == NQ_OK && count > 0) sse = recon_eval_sse(b->recon, b->x, b->y, count);
+    int bad = st != NQ_OK || isnan(sse), any_bad = 0;
+    MPI_CHECK(MPI_Allreduce(&bad, &any_bad, 1, MPI_INT, MPI_MAX, L->group_comm));
+    if (any_bad) return st != NQ_OK ? st : nq_fail(NQ_ERR_RUNTIME, "block %d: probe loss failed", b->l);
+    double total = 0;
+    MPI_CHECK(MPI_Allreduce(&sse, &total, 1, MPI_DOUBLE, MPI_SUM, L->group_comm));
+    *loss = total / ((double)P * b->job->T * b->job->c->dim);
+    return NQ_OK;
+}
+
+static nq_status save_state(BlockRun *b) {
+    if (b->job->layout.group_rank != 0) return NQ_OK;
+    ReconArray arrays[MAX_STATE_ARRAYS];
+    int const n = recon_state_arrays(b->recon, arrays, MAX_STATE_ARRAYS);
+    b->info.step = recon_step(b->recon);
+    double const now = job_now();
+    b->info.seconds += now - b->last_save;
+    b->last_save = now;
+    return state_file_save(b->state_path, &b->info, arrays, n);
+}
+
+/* Restores the block's state file if there is a valid one: the leader loads it and
+ * broadcasts it to the group. A damaged file is reported and the block starts over. */
+static nq_status restore_state(BlockRun *b, int *restored) {
+    const Layout *L = &b->job->layout;
+    ReconArray arrays[MAX_STATE_ARRAYS];
+    int const n = recon_state_arrays(b->recon, arrays, MAX_STATE_ARRAYS);
+    int step = -1;
+    if (L->group_rank == 0 && access(b->state_path, F_OK) == 0) {
+        nq_status const st = state_file_load(b->state_path, b->l, arrays, n, &b->info);
+        if (st == NQ_OK) {
+            step = b->info.step;
+        } else {
+            fprintf(stderr, "nupes-mpi: warning: %s; block %d restarts from its beginning\n",
+                    nq_last_error(), b->l);
+            nq_clear_error();
+            unlink(b->state_path);
+        }
+    }
+    MPI_CHECK(MPI_Bcast(&step, 1, MPI_INT, 0, L->group_comm));
+    *restored = step >= 0;
+    if (step < 0) return NQ_OK;
+    for (int i = 0; i < n; i++) {
+        for (size_t off = 0; off < arrays[i].count; off += 1u << 28) {
+            size_t const rest = arrays[i].count - off;
+            int const cnt = rest > (1u << 28) ? 1 << 28 : (int)rest;
+            MPI_CHECK(MPI_Bcast((float *)arrays[i].data + off, cnt, MPI_FLOAT, 0, L->group_comm));
+        }
+    }
+    MPI_CHECK(MPI_Bcast(&b->info, (int)sizeof b->info, MPI_BYTE, 0, L->group_comm));
+    recon_set_step(b->recon, step);
+    return NQ_OK;
+}
+
+/* The group agrees on stopping at the same iteration: any rank signalled or told. */
+static int group_stop(Job *job) {
+    int mine = stop_signalled() || job->stop.stop, any = 0;
+    if (job->layout.data_parallel == 1) return mine;
+    MPI_CHECK(MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, job->layout.group_comm));
+    return any;
+}
+
+static nq_status iterate(BlockRun *b) {
+    Job *job = b->job;
+    const Layout *L = &job->layout;
+    int const B = job->params.batch;
+    int first = 0, count = 0;
+    layout_shard(B, L->data_parallel, L->group_rank, &first, &count);
+    double const interval = job->cfg->checkpoint_interval;
+    double window_start = job_now();
+    int window_steps = 0;
+    while (!recon_finished(b->recon)) {
+        recon_batch_indices(b->recon, b->batch);
+        nq_status st = count > 0 ? read_share(b, b->batch + first, count) : NQ_OK;
+        double const sse = count > 0 && st == NQ_OK
+                               ? recon_accumulate_gradient(b->recon, b->x, b->y, count, B)
+                               : 0.0;
+        /* The other ranks of the group are already in the gradient sum: a failure here
+         * cannot be agreed on, so it ends the job (the run dir keeps the last state). */
+        if (st != NQ_OK) mpi_abort_job(NQ_ERR_RUNTIME, nq_last_error());
+        if (isnan(sse)) {
+            nq_fail(NQ_ERR_RUNTIME, "block %d: loss is NaN at step %d", b->l, recon_step(b->recon));
+            mpi_abort_job(NQ_ERR_RUNTIME, nq_last_error());
+        }
+        if (L->data_parallel > 1) {
+            size_t nf = 0, nd = 0;
+            float *gf = recon_grad_floats(b->recon, &nf);
+            double *gd = recon_grad_doubles(b->recon, &nd);
+            MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, gf, (int)nf, MPI_FLOAT, MPI_SUM, L->group_comm));
+            MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, gd, (int)nd, MPI_DOUBLE, MPI_SUM, L->group_comm));
+        }
+        recon_apply(b->recon);
+        b->info.loss_last = sse;
+        window_steps++;
+
+        stop_agreement_poll(&job->stop, 1);
+        if (L->world_rank == 0) {
+            nq_status const gs = gather_poll(&job->gather);
+            if (gs != NQ_OK) return gs;
+            double const elapsed = job_now() - window_start;
+            job_print_status(job, elapsed > 0 ? window_steps / elapsed : 0);
+            if (elapsed > 10) {
+                window_start = job_now();
+                window_steps = 0;
+            }
+        }
+        if (group_stop(job)) {
+            st = save_state(b);
+            return st == NQ_OK ? NQ_STOPPED : st;
+        }
+        if (L->group_rank == 0 && job_now() - b->last_save >= interval) {
+            st = save_state(b);
+            if (st != NQ_OK) return st;
+        }
+    }
+    return NQ_OK;
+}
+
+static void block_run_free(BlockRun *b) {
+    recon_free(b->recon);
+    free(b->x);
+    free(b->y);
+    free(b->batch);
+}
+
+nq_status block_run(Job *job, int l, ActivationSet inputs, BlockResult *out) {
+    memset(out, 0, sizeof *out);
+    BlockRun b = {.job = job, .l = l, .inputs = inputs};
+    const Layout *L = &job->layout;
+    run_dir_state_path(job->run_dir, l, b.state_path, sizeof b.state_path);
+    int const share = (job->params.batch + L->data_parallel - 1) / L->data_parallel;
+    int const max_local = share > PROBE_SEQUENCES ? share : PROBE_SEQUENCES;
+    size_t const per_seq = (size_t)job->T * job->c->dim;
+
+    BlockWeights w;
+    nq_status st = model_block(job->model, l, &w);
+    if (st == NQ_OK) {
+        b.recon = recon_create(job->c, &w, &job->params, l, job->N, job->T, max_local);
+        model_release_block(job->model, l);
+        if (!b.recon) st = NQ_ERR_RUNTIME;
+    }
+    if (st == NQ_OK) {
+        b.x = nq_calloc((size_t)max_local * per_seq, sizeof(float), "batch inputs");
+        b.y = nq_calloc((size_t)max_local * per_seq, sizeof(float), "batch targets");
+        b.batch = nq_calloc((size_t)job->params.batch, sizeof(int), "batch indices");
+        if (!b.x || !b.y || !b.batch) st = NQ_ERR_RUNTIME;
+    }
+    b.info.block = l;
+    b.info.iterations = job->params.iterations;
+    b.last_save = job_now();
+    int restored = 0;
+    if (st == NQ_OK) st = restore_state(&b, &restored);
+    if (st == NQ_OK && !restored) st = probe_loss(&b, &b.info.loss_init);
+    if (st == NQ_OK) st = iterate(&b);
+    double loss_final = 0;
+    if (st == NQ_OK) st = probe_loss(&b, &loss_final);
+    if (st == NQ_OK) st = block_result_alloc(out, job->c, job->params.spec, l, job->params.skip_mask);
+    if (st == NQ_OK) {
+        recon_result(b.recon, out);
+        out->loss_init = (float)b.info.loss_init;
+        out->loss_final = (float)loss_final;
+        out->seconds = b.info.seconds + (job_now() - b.last_save);
+    }
+    block_run_free(&b);
+    return st;
+}

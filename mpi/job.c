@@ -1,0 +1,315 @@
+/* The quantize job, stage by stage. Every stage ends with all ranks agreeing on its
+ * status (agree), so no rank walks into a collective the others have left. */
+#include "job.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "block_file.h"
+#include "checkpoint.h"
+#include "capture.h"
+#include "fingerprint.h"
+#include "h5util.h"
+#include "mpi_check.h"
+#include "run_dir.h"
+#include "sequential.h"
+#include "text_windows.h"
+#include "tokenizer.h"
+
+double job_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Every rank gets the worst status of all; a rank other than root that failed by itself
+ * says so (root prints the job's error at exit). */
+static nq_status agree(nq_status local) {
+    int mine = (int)local, worst = 0, rank = 0;
+    MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+    MPI_CHECK(MPI_Allreduce(&mine, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+    if (local != NQ_OK && local != NQ_STOPPED && rank != 0)
+        fprintf(stderr, "nupes-mpi: rank %d: %s\n", rank, nq_last_error());
+    if (worst != NQ_OK && local == NQ_OK && worst != NQ_STOPPED)
+        nq_fail((nq_status)worst, "another rank failed (see its message above)");
+    return (nq_status)worst;
+}
+
+static ReconParams recon_params_from(const NupesConfig *cfg) {
+    ReconParams p = {0};
+    p.method = cfg->method == METHOD_RTN ? RECON_RTN
+               : cfg->method == METHOD_POWERQUANT ? RECON_POWERQUANT : RECON_NUPES;
+    p.spec.bits = cfg->bits;
+    p.spec.group_size = cfg->group_size;
+    p.spec.per_row = cfg->exponent_per_channel;
+    p.learn_scale = cfg->learn_scale;
+    p.skip_mask = cfg->skip_mask;
+    p.iterations = cfg->iterations;
+    p.batch = cfg->batch;
+    p.lr_weights = (float)cfg->lr_weights;
+    p.lr_exponent = (float)cfg->lr_exponent;
+    p.lr_scale = (float)cfg->lr_scale;
+    p.seed = cfg->seed;
+    return p;
+}
+
+/* Model, tokenizer and calibration sequences: every rank reads them itself (the model is
+ * mapped, so this costs no memory until a block is used). */
+static nq_status load_inputs(Job *job) {
+    const NupesConfig *cfg = job->cfg;
+    nq_status st = model_open(cfg->model_path, cfg->model_format, &job->model);
+    if (st != NQ_OK) return st;
+    job->c = model_config(job->model);
+    job->T = cfg->calib_seq_len;
+    if (job->T > job->c->seq_len)
+        return nq_fail(NQ_ERR_INPUT, "%s: calibration.seq_len = %d, expected at most the model's seq_len %d",
+                       cfg->source_path, job->T, job->c->seq_len);
+    if (cfg->group_size > 0) {
+        for (int i = 0; i < N_MATS; i++) {
+            if (mat_cols(job->c, i) % cfg->group_size != 0)
+                return nq_fail(NQ_ERR_INPUT, "%s: quantization.group_size = %d does not divide the %d inputs of %s",
+                               cfg->source_path, cfg->group_size, mat_cols(job->c, i), mat_names[i]);
+        }
+    }
+    if (cfg->tokenizer_path[0] == '\0')
+        return nq_fail(NQ_ERR_INPUT, "%s: tokenizer.path is required to tokenize calibration.text", cfg->source_path);
+    Tokenizer *tok = NULL;
+    st = tokenizer_open(cfg->tokenizer_path, job->c->vocab_size, &tok);
+    if (st == NQ_OK) st = text_windows_load(cfg->calib_text, tok, job->T, cfg->calib_sequences, &job->tokens, &job->N);
+    tokenizer_free(tok);
+    if (st == NQ_OK && job->N < cfg->batch)
+        st = nq_fail(NQ_ERR_INPUT, "%s: %d calibration sequences, fewer than reconstruction.batch = %d",
+                     cfg->calib_text, job->N, cfg->batch);
+    return st;
+}
+
+/* Root: the run directory is resumed, created, or refused (another config). */
+static nq_status prepare_run_dir(Job *job, const JobOptions *opt) {
+    if (job->layout.world_rank != 0) return NQ_OK;
+    uint64_t model_hash = 0;
+    nq_status st = model_content_hash(job->model, &model_hash);
+    Fingerprint fp;
+    if (st == NQ_OK)
+        st = fingerprint_compute(model_hash, job->tokens, (size_t)job->N, (size_t)job->T, job->cfg, &fp);
+    char *toml = st == NQ_OK ? config_to_toml(job->cfg) : NULL;
+    if (st == NQ_OK && !toml) st = nq_fail(NQ_ERR_RUNTIME, "out of memory printing the config");
+    RunDirStatus status;
+    if (st == NQ_OK) st = run_dir_prepare(job->run_dir, toml, &fp, opt->restart, &status);
+    if (st == NQ_OK) {
+        printf("nupes-mpi %s: %d rank%s, %d group%s of %d\n%s", NUPES_VERSION, job->layout.world_size,
+               job->layout.world_size > 1 ? "s" : "", job->layout.n_groups,
+               job->layout.n_groups > 1 ? "s" : "", job->layout.data_parallel, toml);
+        printf("run: %s (%s), fingerprint %s\n", job->run_dir,
+               status.resumed ? "resumed" : status.restarted ? "restarted" : "new", fp.hex);
+        printf("model: %s: d %d, f %d, %d blocks, %d heads (%d kv), vocab %d\n"
+               "calibration: %d sequences of %d tokens\n",
+               job->cfg->model_path, job->c->dim, job->c->hidden_dim, job->c->n_layers, job->c->n_heads,
+               job->c->n_kv_heads, job->c->vocab_size, job->N, job->T);
+        fflush(stdout);
+    }
+    free(toml);
+    return st;
+}
+
+/* Opens the activations file, capturing it first if it is missing or incomplete. */
+static nq_status open_or_capture(Job *job) {
+    char path[PATH_MAX];
+    run_dir_activations_path(job->run_dir, path, sizeof path);
+    int exists = job->layout.world_rank == 0 ? access(path, F_OK) == 0 : 0;
+    MPI_CHECK(MPI_Bcast(&exists, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    int const L = job->c->n_layers, d = job->c->dim;
+    nq_status st = NQ_OK;
+    if (exists) {
+        st = agree(activations_open(path, MPI_COMM_WORLD, L, job->N, job->T, d, &job->act));
+        if (st == NQ_OK && activations_complete(job->act)) {
+            if (job->layout.world_rank == 0) printf("capture: %s is complete, reusing it\n", path);
+            return NQ_OK;
+        }
+        if (st == NQ_OK) st = agree(activations_close(job->act));
+        job->act = NULL;
+        if (st != NQ_OK) return st;
+    }
+    st = agree(activations_create(path, MPI_COMM_WORLD, L, job->N, job->T, d, &job->act));
+    if (st != NQ_OK) return st;
+    if (job->layout.world_rank == 0) {
+        printf("capture: %d sequences x %d tokens through %d blocks into %s\n", job->N, job->T, L, path);
+        fflush(stdout);
+    }
+    return capture_run(job->model, job->tokens, job->N, job->T, job->act);
+}
+
+/* Root decides which blocks still need work (no done file) and tells everyone. */
+static nq_status find_pending(Job *job, int *pending, int *n_pending) {
+    int const L = job->c->n_layers;
+    if (job->layout.world_rank == 0) {
+        *n_pending = 0;
+        for (int l = 0; l < L; l++) {
+            char path[PATH_MAX];
+            run_dir_done_path(job->run_dir, l, path, sizeof path);
+            BlockResult r;
+            if (access(path, F_OK) == 0 && block_file_load(path, job->c, &r) == NQ_OK) {
+                block_result_free(&r);
+                continue;
+            }
+            nq_clear_error();
+            pending[(*n_pending)++] = l;
+        }
+        job->blocks_done = L - *n_pending;
+    }
+    MPI_CHECK(MPI_Bcast(n_pending, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    MPI_CHECK(MPI_Bcast(pending, *n_pending, MPI_INT, 0, MPI_COMM_WORLD));
+    return NQ_OK;
+}
+
+/* Root: a finished block arrives (from any group): its done file is the durable record. */
+static nq_status write_done(const BlockResult *r, int group, void *ctx) {
+    Job *job = ctx;
+    char path[PATH_MAX];
+    run_dir_done_path(job->run_dir, r->block, path, sizeof path);
+    nq_status const st = block_file_save(path, r, job->cfg->zstd_level);
+    if (st != NQ_OK) return st;
+    char state[PATH_MAX];
+    run_dir_state_path(job->run_dir, r->block, state, sizeof state);
+    unlink(state); /* the done file supersedes it */
+    job->blocks_done++;
+    double const ratio = r->loss_init > 0 ? r->loss_final / r->loss_init : 1.0;
+    printf("block %d/%d done (group %d): loss %.4e -> %.4e (x%.3f) in %.1f s\n", r->block + 1,
+           job->blocks_total, group, r->loss_init, r->loss_final, ratio, r->seconds);
+    fflush(stdout);
+    return NQ_OK;
+}
+
+void job_print_status(Job *job, double iterations_per_second) {
+    double const now = job_now();
+    double const every = job->status_is_tty ? 1.0 : 30.0;
+    if (now - job->last_status_time < every) return;
+    job->last_status_time = now;
+    int const left = job->blocks_total - job->blocks_done;
+    int const rounds = (left + job->layout.n_groups - 1) / job->layout.n_groups;
+    double const eta = iterations_per_second > 0 ? rounds * job->params.iterations / iterations_per_second : 0;
+    printf("%sstatus: %d/%d blocks done, %.1f it/s, elapsed %.0f s, ETA %.0f s%s",
+           job->status_is_tty ? "\r" : "", job->blocks_done, job->blocks_total, iterations_per_second,
+           now - job->start_time, eta, job->status_is_tty ? "   " : "\n");
+    fflush(stdout);
+}
+
+/* Parallel mode: each group takes its round-robin share of the pending blocks. */
+static nq_status run_parallel(Job *job, const int *pending, int n_pending) {
+    const Layout *L = &job->layout;
+    int *mine = nq_calloc((size_t)(n_pending ? n_pending : 1), sizeof(int), "block list");
+    if (!mine) mpi_abort_job(NQ_ERR_RUNTIME, nq_last_error());
+    int const n_mine = layout_blocks_of_group(L, L->group, pending, n_pending, mine);
+    nq_status st = NQ_OK;
+    for (int i = 0; i < n_mine && st == NQ_OK; i++) {
+        if (stop_signalled() || job->stop.stop) {
+            st = NQ_STOPPED;
+            break;
+        }
+        BlockResult r;
+        st = block_run(job, mine[i], ACT_INPUTS, &r);
+        if (st == NQ_OK && L->group_rank == 0) st = gather_send_block(&job->gather, &r, L->group);
+        block_result_free(&r);
+    }
+    free(mine);
+    if (st != NQ_OK && st != NQ_STOPPED) mpi_abort_job(st, nq_last_error());
+    if (L->group_rank == 0) gather_send_end(&job->gather, L->group, st == NQ_STOPPED);
+    if (L->world_rank == 0) {
+        while (gather_pending(&job->gather)) {
+            nq_status const gs = gather_poll(&job->gather);
+            if (gs != NQ_OK) mpi_abort_job(gs, nq_last_error());
+            stop_agreement_poll(&job->stop, 1);
+            usleep(2000);
+        }
+        if (job->gather.any_stopped) st = NQ_STOPPED;
+    }
+    stop_agreement_finish(&job->stop);
+    return st;
+}
+
+/* Root: the checkpoint from the done files, one block in memory at a time. */
+static nq_status assemble_checkpoint(Job *job) {
+    if (job->layout.world_rank != 0) return NQ_OK;
+    HeadWeights head;
+    nq_status st = model_head(job->model, &head);
+    char *toml = config_to_toml(job->cfg);
+    CheckpointMeta const meta = {.method = config_method_name(job->cfg->method),
+                                 .spec = job->params.spec, .fingerprint = "", .config_toml = toml,
+                                 .status = "complete"};
+    CheckpointWriter *w = NULL;
+    if (st == NQ_OK)
+        st = checkpoint_create(job->cfg->output_path, &meta, job->c, &head, job->cfg->zstd_level, &w);
+    for (int l = 0; l < job->c->n_layers && st == NQ_OK; l++) {
+        char path[PATH_MAX];
+        run_dir_done_path(job->run_dir, l, path, sizeof path);
+        BlockResult r;
+        BlockWeights fp;
+        st = block_file_load(path, job->c, &r);
+        if (st == NQ_OK) st = model_block(job->model, l, &fp);
+        if (st == NQ_OK) st = checkpoint_write_block(w, &r, fp.attn_norm, fp.ffn_norm);
+        model_release_block(job->model, l);
+        block_result_free(&r);
+    }
+    if (st == NQ_OK) {
+        st = checkpoint_commit(w);
+    } else {
+        checkpoint_abort(w);
+    }
+    free(toml);
+    if (st == NQ_OK) printf("checkpoint: %s written\n", job->cfg->output_path);
+    return st;
+}
+
+static void job_free(Job *job) {
+    if (job->act) agree(activations_close(job->act));
+    free(job->tokens);
+    model_close(job->model);
+    layout_free(&job->layout);
+}
+
+nq_status job_run(const NupesConfig *cfg, const JobOptions *opt) {
+    Job job = {.cfg = cfg, .start_time = job_now(), .status_is_tty = isatty(STDOUT_FILENO)};
+    job.params = recon_params_from(cfg);
+    snprintf(job.run_dir, sizeof job.run_dir, "%s", cfg->run_dir);
+    stop_install_handlers();
+    nq_status st = agree(h5u_init());
+    if (st == NQ_OK) st = agree(load_inputs(&job));
+    if (st == NQ_OK)
+        st = agree(layout_create(cfg->data_parallel, job.c->n_layers, cfg->mode == MODE_SEQUENTIAL, &job.layout));
+    if (st == NQ_OK && opt->dry_run) {
+        if (job.layout.world_rank == 0)
+            printf("dry run: %d blocks over %d groups of %d ranks; nothing written\n", job.c->n_layers,
+                   job.layout.n_groups, job.layout.data_parallel);
+        job_free(&job);
+        return NQ_OK;
+    }
+    if (st == NQ_OK) st = agree(prepare_run_dir(&job, opt));
+    if (st == NQ_OK) st = agree(open_or_capture(&job));
+    int *pending = st == NQ_OK ? nq_calloc((size_t)job.c->n_layers, sizeof(int), "pending blocks") : NULL;
+    int n_pending = 0;
+    if (st == NQ_OK && !pending) st = NQ_ERR_RUNTIME;
+    st = agree(st);
+    if (st == NQ_OK) st = find_pending(&job, pending, &n_pending);
+    if (st == NQ_OK) {
+        job.blocks_total = job.c->n_layers;
+        stop_agreement_init(&job.stop);
+        gather_init(&job.gather, job.c, job.params.spec, job.params.skip_mask, job.layout.n_groups,
+                    write_done, &job);
+        st = cfg->mode == MODE_SEQUENTIAL ? run_sequential(&job, pending, n_pending)
+                                          : run_parallel(&job, pending, n_pending);
+        stop_agreement_free(&job.stop);
+        st = agree(st);
+    }
+    free(pending);
+    if (st == NQ_OK) st = agree(assemble_checkpoint(&job));
+    if (st == NQ_STOPPED && job.layout.world_rank == 0) {
+        printf("stopped on signal %d: state saved in %s; run the same command again to resume\n",
+               stop_signal_number(), job.run_dir);
+        fflush(stdout);
+    }
+    job_free(&job);
+    return st;
+}
