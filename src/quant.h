@@ -10,6 +10,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+#include "status.h"
 
 #define QUANT_MIN_BITS 2
 #define QUANT_MAX_BITS 8
@@ -51,6 +54,9 @@ void quant_dequantize(QuantSpec s, QuantShape sh, const int8_t *codes, const flo
  *   dz [rows][cols] = dw_hat * M
  *   da [n_exponents] = sum dw_hat w_hat [(u/|k|) ln|z| / a - ln(|k|/m) / a^2], |k| >= 1
  *   dM [rows][groups] (NULL when the scale is not learned) = sum dw_hat w_hat / M
+ * (computed as sum dw_hat C_a[k], equal for w_hat = M C_a[k] and defined when M = 0).
+ * Elements with k = 0 add nothing to da (no log of 0). z must be finite. Cost: one logf
+ * and one expf per nonzero code; everything else is tables.
  * Sums are accumulated in double and the results overwrite the outputs. */
 void quant_backward(QuantSpec s, QuantShape sh, const float *z, const float *scales,
                     const float *a, const int8_t *codes, const float *w_hat,
@@ -69,5 +75,58 @@ void quant_search_exponent(QuantSpec s, QuantShape sh, const float *w, const flo
 
 /* Shannon entropy of the codes in bits per weight (for reporting). */
 double quant_code_entropy(const int8_t *codes, size_t n);
+
+/* NQ_OK when all n values are finite; else NQ_ERR_INPUT with "what: element i = nan,
+ * expected a finite value". The quantizer functions above assume finite inputs (a NaN
+ * or Inf weight would poison the group's scale): callers check at the boundary. */
+nq_status quant_check_finite(const float *x, size_t n, const char *what);
+
+/* ------------------------------------------------------------------ fast path tables
+ * For one exponent a, everything per element is a table look-up (DESIGN 9: no pow):
+ *   |k| = #{ j in [0, m) : |z| >= t_j },  t_j = ((j + 0.5)/m)^(1/a)
+ * which is round(m |z|^a) with ties rounded away from zero (as roundf): |z| exactly on
+ * a threshold takes the larger |k|. t_j is stored as the smallest float >= the exact
+ * threshold, so the float comparison decides exactly as the real one would.
+ * To avoid a search over m thresholds, |z|'s bit pattern >> 15 (exponent and 8 mantissa
+ * bits) indexes first_code, the code at the bucket's lower end; for a <= 1.5 no bucket
+ * holds two thresholds, so one more comparison finishes (else a short scan does).
+ * Inputs z must be finite; |z| > 1 gives m (the clamp). */
+#define QUANT_TABLE_BUCKETS 32769 /* (bits of 2.0f >> 15) + 1 */
+
+typedef struct {
+    int bits, m;
+    float a;
+    int single_step;           /* 1: at most one threshold inside any bucket */
+    float threshold[128];      /* [m + 1] t_j rounded up to float; t_m = +inf */
+    float value[255];          /* [2m + 1] C_a[k] = sign(k)(|k|/m)^(1/a) at index k + m */
+    float ln_level[128];       /* [m + 1] ln(k/m) for k >= 1 (entry 0 unused, 0) */
+    double ln_half_d[128];     /* [m] ln((j + 0.5)/m): tables for a new a without log */
+    double ln_level_d[128];    /* [m + 1] ln(k/m) in double */
+    uint8_t first_code[QUANT_TABLE_BUCKETS + 3]; /* + 3 zero bytes: 32-bit SIMD gathers */
+} QuantTable;
+
+/* Fills the tables for bits and exponent a (> 0). ~33 KB: fine on the stack. */
+void quant_table_init(QuantTable *t, int bits, float a);
+/* Same bits, new exponent: ~2m exp() and a 33 KB fill, no log (per-row exponents). */
+void quant_table_set_exponent(QuantTable *t, float a);
+
+/* The signed code k of a normalised latent z (finite). */
+static inline int quant_table_code(const QuantTable *t, float z) {
+    uint32_t bits;
+    memcpy(&bits, &z, sizeof bits);
+    uint32_t const abs_bits = bits & 0x7fffffffu;
+    uint32_t bucket = abs_bits >> 15;
+    if (bucket > QUANT_TABLE_BUCKETS - 1) bucket = QUANT_TABLE_BUCKETS - 1;
+    float abs_z;
+    memcpy(&abs_z, &abs_bits, sizeof abs_z);
+    int k = t->first_code[bucket];
+    if (t->single_step) {
+        k += abs_z >= t->threshold[k];
+    } else {
+        while (abs_z >= t->threshold[k]) k++; /* threshold[m] = +inf stops it */
+    }
+    int const neg = -(int)(bits >> 31); /* 0 or -1: branch-free sign (signs are random) */
+    return (k ^ neg) - neg;
+}
 
 #endif

@@ -1,0 +1,310 @@
+/* The power quantizer of DESIGN 3.1 and its straight-through backward (3.3).
+ *
+ * Every per-element step is a table look-up (see QuantTable in quant.h): the code from
+ * the threshold buckets, the value from C_a, ln(|k|/m) from a table. Only the exponent
+ * gradient needs one log and one exp per nonzero code. Shapes: w, z, codes, w_hat,
+ * dw_hat, dz are [rows][cols] row-major; scales, dM [rows][groups]; a, da [n_exponents]. */
+#include "quant.h"
+
+#include <math.h>
+#include <string.h>
+
+QuantShape quant_shape(QuantSpec s, int rows, int cols) {
+    QuantShape sh;
+    sh.rows = rows;
+    sh.cols = cols;
+    sh.groups = (s.group_size > 0) ? cols / s.group_size : 1;
+    sh.n_exponents = s.per_row ? rows : 1;
+    return sh;
+}
+
+int quant_max_code(int bits) { return (1 << (bits - 1)) - 1; }
+
+/* Elements per group (the whole row when group_size is 0). */
+static int group_len(QuantSpec s, QuantShape sh) {
+    return s.group_size > 0 ? s.group_size : sh.cols;
+}
+
+static size_t row_offset(QuantShape sh, int r) { return (size_t)r * (size_t)sh.cols; }
+
+// ----------------------------------------------------------------------------- tables
+
+void quant_table_init(QuantTable *t, int bits, float a) {
+    memset(t, 0, sizeof *t);
+    t->bits = bits;
+    t->m = quant_max_code(bits);
+    for (int j = 0; j < t->m; j++) t->ln_half_d[j] = log((j + 0.5) / t->m);
+    for (int k = 1; k <= t->m; k++) {
+        t->ln_level_d[k] = log((double)k / t->m);
+        t->ln_level[k] = (float)t->ln_level_d[k];
+    }
+    quant_table_set_exponent(t, a);
+}
+
+/* The smallest float >= x (x > 0, finite): |z| >= it in float iff |z| >= x exactly. */
+static float float_at_or_above(double x) {
+    float f = (float)x;
+    if ((double)f < x) f = nextafterf(f, INFINITY);
+    return f;
+}
+
+/* first_code[i] = #{ j : t_j <= lower end of bucket i }; a threshold's first bucket
+ * at or above it is ceil(bits(t_j) / 2^15). */
+static void fill_first_codes(QuantTable *t) {
+    int const m = t->m;
+    uint32_t pos = 0, prev_bucket = UINT32_MAX;
+    t->single_step = 1;
+    for (int j = 0; j < m; j++) {
+        uint32_t bits;
+        memcpy(&bits, &t->threshold[j], sizeof bits);
+        uint32_t bucket = (bits + 0x7fffu) >> 15;
+        if (bucket > QUANT_TABLE_BUCKETS) bucket = QUANT_TABLE_BUCKETS;
+        if (bucket == prev_bucket) t->single_step = 0; /* two thresholds in one bucket */
+        prev_bucket = bucket;
+        if (bucket > pos) {
+            memset(t->first_code + pos, j, bucket - pos);
+            pos = bucket;
+        }
+    }
+    if (pos < QUANT_TABLE_BUCKETS) memset(t->first_code + pos, m, QUANT_TABLE_BUCKETS - pos);
+}
+
+void quant_table_set_exponent(QuantTable *t, float a) {
+    int const m = t->m;
+    double const inv_a = 1.0 / (double)a;
+    t->a = a;
+    for (int j = 0; j < m; j++) t->threshold[j] = float_at_or_above(exp(t->ln_half_d[j] * inv_a));
+    t->threshold[m] = INFINITY;
+    t->value[m] = 0.0f;
+    for (int k = 1; k <= m; k++) {
+        float const c = (k == m) ? 1.0f : (float)exp(t->ln_level_d[k] * inv_a);
+        t->value[m + k] = c;
+        t->value[m - k] = -c;
+    }
+    fill_first_codes(t);
+}
+
+// ----------------------------------------------------------------------------- scales
+
+void quant_init_scales(QuantSpec s, QuantShape sh, const float *w, float *scales) {
+    int const len = group_len(s, sh);
+    for (int r = 0; r < sh.rows; r++) {
+        const float *w_row = w + row_offset(sh, r);
+        for (int g = 0; g < sh.groups; g++) {
+            const float *wg = w_row + (size_t)g * len;
+            float amax = 0.0f;
+            for (int i = 0; i < len; i++) amax = fmaxf(amax, fabsf(wg[i]));
+            scales[(size_t)r * sh.groups + g] = amax;
+        }
+    }
+}
+
+void quant_normalise(QuantSpec s, QuantShape sh, const float *w, const float *scales, float *z) {
+    int const len = group_len(s, sh);
+    for (int r = 0; r < sh.rows; r++) {
+        for (int g = 0; g < sh.groups; g++) {
+            size_t const off = row_offset(sh, r) + (size_t)g * len;
+            float const M = scales[(size_t)r * sh.groups + g];
+            if (M > 0.0f) {
+                for (int i = 0; i < len; i++) z[off + i] = fminf(1.0f, fmaxf(-1.0f, w[off + i] / M));
+            } else {
+                memset(z + off, 0, (size_t)len * sizeof *z); /* all-zero group: no 0/0 */
+            }
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------- forward
+
+/* One group: codes[i] = k(z[i]); w_hat[i] = M C_a[k] when w_hat is not NULL. The
+ * common case (one comparison per element, w_hat wanted) has its own loop so that the
+ * compiler sees no loop-invariant branch in it. */
+static void forward_group(const QuantTable *t, const float *z, float M, int len,
+                          int8_t *codes, float *w_hat) {
+    const float *value = t->value + t->m;
+    if (!w_hat) {
+        for (int i = 0; i < len; i++) codes[i] = (int8_t)quant_table_code(t, z[i]);
+        return;
+    }
+    if (!t->single_step) {
+        for (int i = 0; i < len; i++) {
+            int const k = quant_table_code(t, z[i]);
+            codes[i] = (int8_t)k;
+            w_hat[i] = M * value[k];
+        }
+        return;
+    }
+    const uint8_t *first_code = t->first_code;
+    const float *threshold = t->threshold;
+    for (int i = 0; i < len; i++) {
+        uint32_t bits;
+        memcpy(&bits, &z[i], sizeof bits);
+        uint32_t const abs_bits = bits & 0x7fffffffu;
+        uint32_t const b = abs_bits >> 15;
+        float abs_z;
+        memcpy(&abs_z, &abs_bits, sizeof abs_z);
+        int k = first_code[b < QUANT_TABLE_BUCKETS - 1 ? b : QUANT_TABLE_BUCKETS - 1];
+        k += abs_z >= threshold[k];
+        int const neg = -(int)(bits >> 31);
+        k = (k ^ neg) - neg;
+        codes[i] = (int8_t)k;
+        w_hat[i] = M * value[k];
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define QUANT_HAVE_AVX2_PATH 1
+
+/* forward_group for the first len - len % 8 elements with AVX2 gathers (the tables are
+ * in L1): the same operations as the scalar loop, so the results are bit-identical.
+ * Returns how many elements it did. */
+__attribute__((target("avx2"))) static int forward_group_avx2(const QuantTable *t,
+                                                              const float *z, float M,
+                                                              int len, int8_t *codes,
+                                                              float *w_hat) {
+    __m256i const abs_mask = _mm256_set1_epi32(0x7fffffff);
+    __m256i const last_bucket = _mm256_set1_epi32(QUANT_TABLE_BUCKETS - 1);
+    __m256i const low_byte = _mm256_set1_epi32(0xff);
+    __m256i const m = _mm256_set1_epi32(t->m);
+    __m256 const scale = _mm256_set1_ps(M);
+    __m256i const sign_bit = _mm256_set1_epi32((int)0x80000000u);
+    int const small = t->m <= 7;
+    __m256 const thr8 = _mm256_loadu_ps(t->threshold);  /* [0..7]: t_0..t_m, rest unused */
+    __m256 const val8 = _mm256_loadu_ps(t->value + t->m); /* C_a[0..7] */
+    int i = 0;
+    for (; i + 8 <= len; i += 8) {
+        __m256i const bits = _mm256_loadu_si256((const __m256i *)(z + i));
+        __m256i const abs_bits = _mm256_and_si256(bits, abs_mask);
+        __m256i const bucket = _mm256_min_epu32(_mm256_srli_epi32(abs_bits, 15), last_bucket);
+        __m256i k = _mm256_and_si256(
+            _mm256_i32gather_epi32((const int *)(const void *)t->first_code, bucket, 1),
+            low_byte);
+        __m256i const neg = _mm256_srai_epi32(bits, 31);
+        __m256 c;
+        if (small) { /* m <= 7: thresholds and values fit in one register each */
+            __m256 const thr = _mm256_permutevar8x32_ps(thr8, k);
+            __m256 const above = _mm256_cmp_ps(_mm256_castsi256_ps(abs_bits), thr, _CMP_GE_OQ);
+            k = _mm256_sub_epi32(k, _mm256_castps_si256(above)); /* mask -1: k + 1 */
+            /* C_a[-k] = -C_a[k], but C_a[0] stays +0 as in the table */
+            __m256i const flip = _mm256_and_si256(
+                _mm256_and_si256(neg, sign_bit), _mm256_cmpgt_epi32(k, _mm256_setzero_si256()));
+            c = _mm256_castsi256_ps(_mm256_xor_si256(
+                _mm256_castps_si256(_mm256_permutevar8x32_ps(val8, k)), flip));
+            k = _mm256_sub_epi32(_mm256_xor_si256(k, neg), neg);
+        } else {
+            __m256 const thr = _mm256_i32gather_ps(t->threshold, k, 4);
+            __m256 const above = _mm256_cmp_ps(_mm256_castsi256_ps(abs_bits), thr, _CMP_GE_OQ);
+            k = _mm256_sub_epi32(k, _mm256_castps_si256(above));
+            k = _mm256_sub_epi32(_mm256_xor_si256(k, neg), neg);
+            c = _mm256_i32gather_ps(t->value, _mm256_add_epi32(k, m), 4);
+        }
+        _mm256_storeu_ps(w_hat + i, _mm256_mul_ps(scale, c));
+        __m128i const k16 = _mm_packs_epi32(_mm256_castsi256_si128(k),
+                                            _mm256_extracti128_si256(k, 1));
+        _mm_storel_epi64((__m128i *)(void *)(codes + i), _mm_packs_epi16(k16, k16));
+    }
+    return i;
+}
+#endif
+
+/* The group loop: the AVX2 kernel when the CPU has it and one comparison suffices. */
+static void forward_group_fast(const QuantTable *t, const float *z, float M, int len,
+                               int8_t *codes, float *w_hat, int use_avx2) {
+    int done = 0;
+#ifdef QUANT_HAVE_AVX2_PATH
+    if (use_avx2 && w_hat && t->single_step)
+        done = forward_group_avx2(t, z, M, len, codes, w_hat);
+#else
+    (void)use_avx2;
+#endif
+    forward_group(t, z + done, M, len - done, codes + done, w_hat ? w_hat + done : NULL);
+}
+
+static int cpu_has_avx2(void) {
+#ifdef QUANT_HAVE_AVX2_PATH
+    return __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
+
+void quant_forward(QuantSpec s, QuantShape sh, const float *z, const float *scales,
+                   const float *a, int8_t *codes, float *w_hat) {
+    QuantTable t;
+    int const len = group_len(s, sh), use_avx2 = cpu_has_avx2();
+    quant_table_init(&t, s.bits, a[0]);
+    for (int r = 0; r < sh.rows; r++) {
+        if (s.per_row && r > 0) quant_table_set_exponent(&t, a[r]);
+        for (int g = 0; g < sh.groups; g++) {
+            size_t const off = row_offset(sh, r) + (size_t)g * len;
+            forward_group_fast(&t, z + off, scales[(size_t)r * sh.groups + g], len,
+                               codes + off, w_hat ? w_hat + off : NULL, use_avx2);
+        }
+    }
+}
+
+void quant_dequantize(QuantSpec s, QuantShape sh, const int8_t *codes, const float *scales,
+                      const float *a, float *w) {
+    QuantTable t;
+    int const len = group_len(s, sh);
+    quant_table_init(&t, s.bits, a[0]);
+    const float *value = t.value + t.m;
+    for (int r = 0; r < sh.rows; r++) {
+        if (s.per_row && r > 0) quant_table_set_exponent(&t, a[r]);
+        for (int g = 0; g < sh.groups; g++) {
+            size_t const off = row_offset(sh, r) + (size_t)g * len;
+            float const M = scales[(size_t)r * sh.groups + g];
+            for (int i = 0; i < len; i++) w[off + i] = M * value[codes[off + i]];
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------- backward
+
+/* One group's exponent gradient: sum over |k| >= 1 of
+ *   dw_hat w_hat [ (u/|k|) ln|z| / a - ln(|k|/m) / a^2 ],  u = m |z|^a.
+ * |k| >= 1 implies |z| >= t_0 > 0, so ln|z| is finite; k = 0 adds exactly nothing. */
+static double exponent_grad_group(const QuantTable *t, const float *z, const int8_t *codes,
+                                  const float *w_hat, const float *dw_hat, int len) {
+    float const a = t->a, m = (float)t->m;
+    float const inv_a = 1.0f / a, inv_a2 = inv_a * inv_a;
+    double sum = 0.0;
+    for (int i = 0; i < len; i++) {
+        int const k = codes[i];
+        if (k == 0) continue;
+        int const abs_k = k < 0 ? -k : k;
+        float const ln_z = logf(fabsf(z[i]));
+        float const u = m * expf(a * ln_z);
+        float const bracket = (u / (float)abs_k) * ln_z * inv_a - t->ln_level[abs_k] * inv_a2;
+        sum += (double)(dw_hat[i] * w_hat[i]) * (double)bracket;
+    }
+    return sum;
+}
+
+void quant_backward(QuantSpec s, QuantShape sh, const float *z, const float *scales,
+                    const float *a, const int8_t *codes, const float *w_hat,
+                    const float *dw_hat, float *dz, double *da, double *dM) {
+    QuantTable t;
+    int const len = group_len(s, sh);
+    quant_table_init(&t, s.bits, a[0]);
+    for (int e = 0; e < sh.n_exponents; e++) da[e] = 0.0;
+    for (int r = 0; r < sh.rows; r++) {
+        if (s.per_row && r > 0) quant_table_set_exponent(&t, a[r]);
+        double *da_row = da + (s.per_row ? r : 0);
+        for (int g = 0; g < sh.groups; g++) {
+            size_t const off = row_offset(sh, r) + (size_t)g * len;
+            size_t const gi = (size_t)r * sh.groups + g;
+            float const M = scales[gi];
+            for (int i = 0; i < len; i++) dz[off + i] = dw_hat[off + i] * M;
+            *da_row += exponent_grad_group(&t, z + off, codes + off, w_hat + off,
+                                           dw_hat + off, len);
+            if (dM) {
+                double sum = 0.0; /* w_hat / M = C_a[k]: exact even when M == 0 */
+                for (int i = 0; i < len; i++)
+                    sum += (double)(dw_hat[off + i] * t.value[t.m + codes[off + i]]);
+                dM[gi] = sum;
+            }
+        }
+    }
+}

@@ -1,0 +1,445 @@
+/* The power quantizer against independent references (DESIGN 8): codes against an
+ * exhaustive nearest-code search in the power domain, values against pow(), the exponent
+ * search against a dense scan, the STE gradients against a naive double loop of the 3.3
+ * formulas; edge groups; and the time of the 7B-sized forward/backward (printed only). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "quant.h"
+#include "rng.h"
+
+static const float test_exponents[] = {0.2f, 0.37f, 0.5f, 0.8f, 1.0f, 1.23f, 1.5f};
+#define N_TEST_EXPONENTS (int)(sizeof test_exponents / sizeof test_exponents[0])
+
+// ----------------------------------------------------------------------------- references
+
+/* argmin over k in [-m, m] of |m sign(z)|z|^a - k|, ties to the larger |k| (half away
+ * from zero), by exhaustive search in double. */
+static int ref_code(float z, int m, float a) {
+    double const az = fabs((double)z);
+    double const u = (z < 0 ? -1.0 : 1.0) * m * pow(az, (double)a);
+    int best = 0;
+    double best_d = INFINITY;
+    for (int k = -m; k <= m; k++) {
+        double const d = fabs(u - k);
+        if (d < best_d || (d == best_d && abs(k) > abs(best))) best = k, best_d = d;
+    }
+    return best;
+}
+
+static double ref_value(int k, int m, float a) {
+    if (k == 0) return 0.0;
+    double const c = pow((double)abs(k) / m, 1.0 / (double)a);
+    return k < 0 ? -c : c;
+}
+
+/* Latents that probe everything: uniform, tiny, exact zeros, +-1, and values drawn near
+ * the power grid's midpoints. */
+static void fill_latents(Rng *rng, float *z, size_t n, int m, float a) {
+    for (size_t i = 0; i < n; i++) {
+        float const u = 2.0f * rng_uniform_float(rng) - 1.0f;
+        switch (i % 8) {
+        case 0: z[i] = u * u * u * u * u; break;
+        case 1: z[i] = (i % 16 == 1) ? 0.0f : -0.0f; break;
+        case 2: z[i] = (i % 32 == 2) ? 1.0f : -1.0f; break;
+        case 3: { /* within a few ulps of a threshold */
+            int const j = (int)rng_below(rng, (uint64_t)m);
+            float t = (float)pow((j + 0.5) / m, 1.0 / (double)a);
+            for (int s = (int)rng_below(rng, 7) - 3; s != 0; s += s > 0 ? -1 : 1)
+                t = nextafterf(t, s > 0 ? 2.0f : 0.0f);
+            z[i] = u < 0 ? -t : t;
+            break;
+        }
+        default: z[i] = u;
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------- codes
+
+/* quant_forward over a [rows][cols] latent against ref_code, for one spec. */
+static void check_forward_spec(QuantSpec s, int rows, int cols, Rng *rng) {
+    QuantShape const sh = quant_shape(s, rows, cols);
+    int const m = quant_max_code(s.bits);
+    size_t const n = (size_t)rows * cols;
+    float *z = malloc(n * sizeof *z), *w_hat = malloc(n * sizeof *w_hat);
+    float *deq = malloc(n * sizeof *deq);
+    float *scales = malloc((size_t)rows * sh.groups * sizeof *scales);
+    float *a = malloc((size_t)sh.n_exponents * sizeof *a);
+    int8_t *codes = malloc(n);
+    assert_non_null(z), assert_non_null(w_hat), assert_non_null(deq);
+    assert_non_null(scales), assert_non_null(a), assert_non_null(codes);
+    for (int e = 0; e < sh.n_exponents; e++)
+        a[e] = test_exponents[(e + (int)rng_below(rng, 7)) % N_TEST_EXPONENTS];
+    for (int r = 0; r < rows; r++)
+        fill_latents(rng, z + (size_t)r * cols, (size_t)cols, m, a[s.per_row ? r : 0]);
+    for (int g = 0; g < rows * sh.groups; g++) scales[g] = 0.01f + rng_uniform_float(rng);
+
+    quant_forward(s, sh, z, scales, a, codes, w_hat);
+    int const len = s.group_size ? s.group_size : cols;
+    for (int r = 0; r < rows; r++) {
+        float const ar = a[s.per_row ? r : 0];
+        QuantTable t;
+        quant_table_init(&t, s.bits, ar);
+        for (int c = 0; c < cols; c++) {
+            size_t const i = (size_t)r * cols + c;
+            float const M = scales[(size_t)r * sh.groups + c / len];
+            int const want = ref_code(z[i], m, ar);
+            if (codes[i] != want)
+                fail_msg("bits %d a %.3f z %.9g: code %d, brute force %d", s.bits, ar,
+                         (double)z[i], codes[i], want);
+            assert_true(w_hat[i] == M * t.value[m + codes[i]]); /* bit for bit */
+            double const c_ref = ref_value(codes[i], m, ar);
+            assert_true(fabs(t.value[m + codes[i]] - c_ref) <= 1.2e-7 * fabs(c_ref));
+        }
+    }
+    quant_dequantize(s, sh, codes, scales, a, deq);
+    assert_memory_equal(deq, w_hat, n * sizeof *deq);
+    free(z), free(w_hat), free(deq), free(scales), free(a), free(codes);
+}
+
+static void test_forward_matches_brute_force(void **state) {
+    (void)state;
+    Rng rng;
+    rng_seed(&rng, 42, 0);
+    static const int group_sizes[] = {0, 8, 32};
+    for (int bits = QUANT_MIN_BITS; bits <= QUANT_MAX_BITS; bits++)
+        for (int gi = 0; gi < 3; gi++)
+            for (int per_row = 0; per_row <= 1; per_row++)
+                for (int rep = 0; rep < 3; rep++) {
+                    QuantSpec const s = {bits, group_sizes[gi], per_row};
+                    check_forward_spec(s, 7, group_sizes[gi] ? 96 : 101, &rng); /* tails */
+                }
+}
+
+/* Every threshold and its float neighbours, for all bits and exponents: the exact tie
+ * rule, the single-comparison fast path, and the slow path (a = 6). */
+static void test_thresholds_exact(void **state) {
+    (void)state;
+    static const float more_exponents[] = {0.2f, 0.25f, 0.5f, 0.731f, 1.0f, 1.5f, 6.0f};
+    for (int bits = QUANT_MIN_BITS; bits <= QUANT_MAX_BITS; bits++) {
+        int const m = quant_max_code(bits);
+        for (int e = 0; e < 7; e++) {
+            float const a = more_exponents[e];
+            QuantTable t;
+            quant_table_init(&t, bits, a);
+            if (a <= QUANT_MAX_EXPONENT) assert_int_equal(t.single_step, 1);
+            if (a == 6.0f && bits == 8) assert_int_equal(t.single_step, 0);
+            for (int j = 0; j < m; j++) {
+                float z = t.threshold[j];
+                for (int s = 0; s < 4; s++) z = nextafterf(z, 0.0f);
+                for (int s = 0; s < 8; s++, z = nextafterf(z, 2.0f)) {
+                    assert_int_equal(quant_table_code(&t, z), ref_code(z, m, a));
+                    assert_int_equal(quant_table_code(&t, -z), ref_code(-z, m, a));
+                }
+            }
+            assert_int_equal(quant_table_code(&t, 1.0f), m);
+            assert_int_equal(quant_table_code(&t, -1.0f), -m);
+            assert_int_equal(quant_table_code(&t, 1.5f), m); /* beyond 1: the clamp */
+            assert_int_equal(quant_table_code(&t, 0.0f), 0);
+            assert_int_equal(quant_table_code(&t, -0.0f), 0);
+        }
+    }
+}
+
+/* Exact ties in the power domain round away from zero: m = 1, a = 0.5, z = 0.25 gives
+ * u = 0.5 exactly; m = 1, a = 1, z = 0.5 likewise. */
+static void test_tie_rule(void **state) {
+    (void)state;
+    QuantTable t;
+    quant_table_init(&t, 2, 0.5f);
+    assert_int_equal(quant_table_code(&t, 0.25f), 1);
+    assert_int_equal(quant_table_code(&t, -0.25f), -1);
+    assert_int_equal(quant_table_code(&t, nextafterf(0.25f, 0.0f)), 0);
+    quant_table_init(&t, 2, 1.0f);
+    assert_int_equal(quant_table_code(&t, 0.5f), 1);
+    assert_int_equal(quant_table_code(&t, nextafterf(0.5f, 0.0f)), 0);
+    quant_table_init(&t, 3, 1.0f); /* m = 3: 0.5/3 is not a float, 1.5/3 = 0.5 is */
+    assert_int_equal(quant_table_code(&t, 0.5f), 2);
+    assert_int_equal(quant_table_code(&t, nextafterf(0.5f, 0.0f)), 1);
+}
+
+/* a = 1 is round-to-nearest: k = sign(z) floor(m|z| + 1/2), exact in double. */
+static void test_exponent_one_is_rtn(void **state) {
+    (void)state;
+    Rng rng;
+    rng_seed(&rng, 7, 1);
+    for (int bits = QUANT_MIN_BITS; bits <= QUANT_MAX_BITS; bits++) {
+        int const m = quant_max_code(bits);
+        QuantSpec const s = {bits, 16, 0};
+        enum { R = 4, C = 64 };
+        QuantShape const sh = quant_shape(s, R, C);
+        float w[R * C], scales[R * 4], z[R * C], w_hat[R * C], one = 1.0f;
+        int8_t codes[R * C];
+        for (int i = 0; i < R * C; i++) w[i] = 3.0f * (2.0f * rng_uniform_float(&rng) - 1.0f);
+        quant_init_scales(s, sh, w, scales);
+        quant_normalise(s, sh, w, scales, z);
+        quant_forward(s, sh, z, scales, &one, codes, w_hat);
+        for (int i = 0; i < R * C; i++) {
+            double const k = floor(m * fabs((double)z[i]) + 0.5);
+            assert_int_equal(codes[i], z[i] < 0 ? -(int)k : (int)k);
+            double const rtn = scales[i / 16] * (z[i] < 0 ? -k : k) / m;
+            assert_true(fabs(w_hat[i] - rtn) <= 2.4e-7 * fabs(rtn));
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------- edge groups
+
+/* One row of four groups of 8: all zero; constant; +-amax with exact zeros; mixed. */
+static void test_edge_groups(void **state) {
+    (void)state;
+    QuantSpec const s = {4, 8, 0};
+    QuantShape const sh = quant_shape(s, 1, 32);
+    int const m = quant_max_code(4);
+    float w[32] = {0}, scales[4], z[32], w_hat[32], deq[32], a = 0.6f;
+    int8_t codes[32];
+    for (int i = 8; i < 16; i++) w[i] = -0.75f;
+    w[16] = 2.5f, w[17] = -2.5f, w[18] = 0.0f, w[19] = -0.0f, w[20] = 1.0f;
+    for (int i = 24; i < 32; i++) w[i] = 0.1f * (float)(i - 27);
+    quant_init_scales(s, sh, w, scales);
+    assert_true(scales[0] == 0.0f && scales[1] == 0.75f && scales[2] == 2.5f);
+    quant_normalise(s, sh, w, scales, z);
+    quant_forward(s, sh, z, scales, &a, codes, w_hat);
+    quant_dequantize(s, sh, codes, scales, &a, deq);
+    for (int i = 0; i < 32; i++) {
+        assert_true(isfinite(z[i]) && isfinite(w_hat[i]));
+        assert_true(deq[i] == w_hat[i]);
+    }
+    for (int i = 0; i < 8; i++) assert_true(codes[i] == 0 && z[i] == 0.0f && w_hat[i] == 0.0f);
+    for (int i = 8; i < 16; i++) assert_true(codes[i] == -m && w_hat[i] == -0.75f);
+    assert_true(codes[16] == m && w_hat[16] == 2.5f);
+    assert_true(codes[17] == -m && w_hat[17] == -2.5f);
+    assert_true(codes[18] == 0 && codes[19] == 0 && w_hat[18] == 0.0f && w_hat[19] == 0.0f);
+    assert_true(codes[27] == 0 && w_hat[27] == 0.0f); /* w = 0.1 * 0 */
+    assert_true(fabsf(w_hat[31] - 0.4f) < 1e-6f);     /* the group's amax is exact */
+    /* An all-zero tensor: quant_error is 0 and the search still returns a valid a. */
+    float zero_w[32] = {0}, zero_s[4], found;
+    quant_init_scales(s, sh, zero_w, zero_s);
+    assert_true(quant_error(s, sh, zero_w, zero_s, 0.7f, -1) == 0.0);
+    quant_search_exponent(s, sh, zero_w, zero_s, &found);
+    assert_true(found >= QUANT_MIN_EXPONENT && found <= QUANT_MAX_EXPONENT);
+}
+
+static void test_check_finite_and_entropy(void **state) {
+    (void)state;
+    float x[5] = {1.0f, -2.0f, 0.0f, 3.0f, 4.0f};
+    assert_int_equal(quant_check_finite(x, 5, "wq"), NQ_OK);
+    nq_clear_error();
+    x[3] = NAN;
+    assert_int_equal(quant_check_finite(x, 5, "wq"), NQ_ERR_INPUT);
+    assert_non_null(strstr(nq_last_error(), "wq: element 3"));
+    nq_clear_error();
+    x[3] = 0.0f, x[1] = -INFINITY;
+    assert_int_equal(quant_check_finite(x, 5, "w2"), NQ_ERR_INPUT);
+    assert_non_null(strstr(nq_last_error(), "w2: element 1"));
+    nq_clear_error();
+
+    int8_t codes[8] = {3, 3, 3, 3, 3, 3, 3, 3};
+    assert_true(quant_code_entropy(codes, 8) == 0.0);
+    int8_t four[8] = {-1, 0, 1, 7, -1, 0, 1, 7};
+    assert_true(fabs(quant_code_entropy(four, 8) - 2.0) < 1e-12);
+}
+
+// ----------------------------------------------------------------------------- search
+
+/* Bell-shaped weights (a sum of uniforms with a heavy tail), the case PowerQuant targets. */
+static void fill_weights(Rng *rng, float *w, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float s = 0.0f;
+        for (int j = 0; j < 4; j++) s += rng_uniform_float(rng) - 0.5f;
+        w[i] = (i % 997 == 0) ? 2.0f * s : s;
+    }
+}
+
+static double dense_min(QuantSpec s, QuantShape sh, const float *w, const float *scales,
+                        int row) {
+    double best = INFINITY;
+    for (int i = 0; i <= 1300; i++)
+        best = fmin(best, quant_error(s, sh, w, scales, 0.2f + 0.001f * (float)i, row));
+    return best;
+}
+
+static void test_search_vs_dense_scan(void **state) {
+    (void)state;
+    Rng rng;
+    rng_seed(&rng, 3, 2);
+    enum { R = 2, C = 4096 };
+    static float w[R * C], scales[R * C];
+    fill_weights(&rng, w, R * C);
+    for (int bits = 2; bits <= 8; bits += 2) {
+        for (int per_row = 0; per_row <= 1; per_row++) {
+            QuantSpec const s = {bits, bits % 2 ? 32 : 0, per_row};
+            QuantShape const sh = quant_shape(s, R, C);
+            float a[R];
+            quant_init_scales(s, sh, w, scales);
+            quant_search_exponent(s, sh, w, scales, a);
+            for (int e = 0; e < sh.n_exponents; e++) {
+                assert_true(a[e] >= QUANT_MIN_EXPONENT && a[e] <= QUANT_MAX_EXPONENT);
+                int const row = per_row ? e : -1;
+                double const found = quant_error(s, sh, w, scales, a[e], row);
+                double const dense = dense_min(s, sh, w, scales, row);
+                double const rtn = quant_error(s, sh, w, scales, 1.0f, row);
+                if (e < 2 || found > dense * (1.0 + 1e-3))
+                    printf("bits %d per_row %d: a %.4f error %.6g dense %.6g rtn %.6g\n", bits,
+                           per_row, (double)a[e], found, dense, rtn);
+                assert_true(found <= rtn);
+                /* The curve is rough at fine scale (codes change: jumps of 1e-4..1e-3
+                 * relative on 4-8 K weights) and golden section is local, so the dense
+                 * 1e-3 scan may find a slightly deeper notch: within 0.5% or better
+                 * (observed: <= 0.33%). */
+                assert_true(found <= dense * (1.0 + 5e-3));
+            }
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------- backward
+
+static void check_backward_spec(QuantSpec s, int rows, int cols, const float *a, Rng *rng) {
+    QuantShape const sh = quant_shape(s, rows, cols);
+    int const m = quant_max_code(s.bits), len = s.group_size ? s.group_size : cols;
+    size_t const n = (size_t)rows * cols, ng = (size_t)rows * sh.groups;
+    float *z = malloc(n * 4), *w_hat = malloc(n * 4), *dw = malloc(n * 4), *dz = malloc(n * 4);
+    float *scales = malloc(ng * 4);
+    double *dM = malloc(ng * 8), da[16], ref_da[16] = {0}, abs_da[16] = {0};
+    int8_t *codes = malloc(n);
+    assert_true(z && w_hat && dw && dz && scales && dM && codes && sh.n_exponents <= 16);
+    fill_latents(rng, z, n, m, a[0]);
+    for (size_t i = 0; i < n; i++) dw[i] = 2.0f * rng_uniform_float(rng) - 1.0f;
+    for (size_t g = 0; g < ng; g++) scales[g] = 0.05f + rng_uniform_float(rng);
+    scales[ng - 1] = 0.0f; /* a dead group: its latents are 0 in practice, here not */
+    quant_forward(s, sh, z, scales, a, codes, w_hat);
+    quant_backward(s, sh, z, scales, a, codes, w_hat, dw, dz, da, dM);
+    for (int r = 0; r < rows; r++) {
+        int const e = s.per_row ? r : 0;
+        double const ar = a[e];
+        for (int g = 0; g < sh.groups; g++) {
+            double ref_dM = 0.0, abs_dM = 0.0;
+            double const M = scales[(size_t)r * sh.groups + g];
+            for (int c = g * len; c < (g + 1) * len; c++) {
+                size_t const i = (size_t)r * cols + c;
+                assert_true(isfinite(dz[i]));
+                assert_true(fabs(dz[i] - (double)dw[i] * M) <= 1e-7 * fabs(dw[i] * M));
+                /* dw_hat * dw_hat/dM = dw_hat C_a[k], which is w_hat / M when M > 0 */
+                double const dM_term = M > 0 ? (double)dw[i] * w_hat[i] / M
+                                             : (double)dw[i] * ref_value(codes[i], m, (float)ar);
+                ref_dM += dM_term, abs_dM += fabs(dM_term);
+                int const k = abs(codes[i]);
+                if (k == 0) continue;
+                double const az = fabs((double)z[i]), u = m * pow(az, ar);
+                double const term = (double)dw[i] * w_hat[i] *
+                                    ((u / k) * log(az) / ar - log((double)k / m) / (ar * ar));
+                ref_da[e] += term, abs_da[e] += fabs(term);
+            }
+            double const got = dM[(size_t)r * sh.groups + g];
+            assert_true(isfinite(got));
+            assert_true(fabs(got - ref_dM) <= 1e-6 * abs_dM + 1e-12);
+        }
+    }
+    for (int e = 0; e < sh.n_exponents; e++) {
+        assert_true(isfinite(da[e]));
+        if (fabs(da[e] - ref_da[e]) > 1e-5 * abs_da[e] + 1e-12)
+            fail_msg("bits %d a %g: da %.10g, naive %.10g (sum |terms| %g)", s.bits,
+                     (double)a[e], da[e], ref_da[e], abs_da[e]);
+    }
+    /* dM may be NULL (the scale is not learned): the other outputs do not change. */
+    double da2[16];
+    quant_backward(s, sh, z, scales, a, codes, w_hat, dw, dz, da2, NULL);
+    assert_memory_equal(da, da2, (size_t)sh.n_exponents * sizeof *da);
+    free(z), free(w_hat), free(dw), free(dz), free(scales), free(dM), free(codes);
+}
+
+static void test_backward_vs_naive(void **state) {
+    (void)state;
+    Rng rng;
+    rng_seed(&rng, 11, 3);
+    static const float exps[] = {0.3f, 0.7f, 1.0f, 1.3f, 1.5f};
+    for (int bits = QUANT_MIN_BITS; bits <= QUANT_MAX_BITS; bits += 2)
+        for (int e = 0; e < 5; e++)
+            for (int variant = 0; variant < 3; variant++) {
+                QuantSpec const s = {bits, variant == 1 ? 8 : 0, variant == 2};
+                float a[6];
+                for (int r = 0; r < 6; r++) a[r] = exps[(e + r) % 5];
+                check_backward_spec(s, 6, 64, a, &rng);
+            }
+}
+
+// ----------------------------------------------------------------------------- timing
+
+static double seconds_since(struct timespec t0) {
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+}
+
+/* A 7B FFN matrix (4096 x 11008, 45 M weights), W4 per channel: printed, not asserted. */
+static void test_timing_7b_matrix(void **state) {
+    (void)state;
+    int const rows = 4096, cols = 11008;
+    size_t const n = (size_t)rows * cols;
+    QuantSpec const s = {4, 0, 0};
+    QuantShape const sh = quant_shape(s, rows, cols);
+    float *z = malloc(n * 4), *w_hat = malloc(n * 4), *dz = malloc(n * 4);
+    float *scales = malloc((size_t)rows * 4), *a_rows = malloc((size_t)rows * 4), a = 0.7f;
+    int8_t *codes = malloc(n);
+    double da, *dM = malloc((size_t)rows * 8), *da_rows = malloc((size_t)rows * 8);
+    assert_true(z && w_hat && dz && scales && a_rows && codes && dM && da_rows);
+    Rng rng;
+    rng_seed(&rng, 5, 4);
+    for (size_t i = 0; i < n; i++) z[i] = 2.0f * rng_uniform_float(&rng) - 1.0f;
+    for (int r = 0; r < rows; r++) scales[r] = 0.1f, a_rows[r] = 0.5f + (float)r / rows;
+    memset(w_hat, 0, n * 4), memset(dz, 0, n * 4), memset(codes, 0, n); /* page faults */
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    quant_forward(s, sh, z, scales, &a, codes, w_hat);
+    double const t_fwd = seconds_since(t0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    quant_forward(s, sh, z, scales, &a, codes, NULL);
+    double const t_codes = seconds_since(t0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    quant_backward(s, sh, z, scales, &a, codes, w_hat, z, dz, &da, dM);
+    double const t_bwd = seconds_since(t0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    quant_dequantize(s, sh, codes, scales, &a, dz);
+    double const t_deq = seconds_since(t0);
+    assert_memory_equal(dz, w_hat, n * 4);
+    QuantSpec const s_rows = {4, 0, 1};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    quant_forward(s_rows, quant_shape(s_rows, rows, cols), z, scales, a_rows, codes, w_hat);
+    double const t_fwd_rows = seconds_since(t0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    quant_backward(s_rows, quant_shape(s_rows, rows, cols), z, scales, a_rows, codes, w_hat,
+                   z, dz, da_rows, dM);
+    double const t_bwd_rows = seconds_since(t0);
+    printf("4096x11008 W4: forward %.1f ms (codes only %.1f), backward %.1f ms, dequantize "
+           "%.1f ms; per-row exponents: forward %.1f ms, backward %.1f ms\n",
+           1e3 * t_fwd, 1e3 * t_codes, 1e3 * t_bwd, 1e3 * t_deq, 1e3 * t_fwd_rows,
+           1e3 * t_bwd_rows);
+    assert_true(isfinite(da));
+    free(z), free(w_hat), free(dz), free(scales), free(a_rows), free(codes), free(dM);
+    free(da_rows);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_forward_matches_brute_force),
+        cmocka_unit_test(test_thresholds_exact),
+        cmocka_unit_test(test_tie_rule),
+        cmocka_unit_test(test_exponent_one_is_rtn),
+        cmocka_unit_test(test_edge_groups),
+        cmocka_unit_test(test_check_finite_and_entropy),
+        cmocka_unit_test(test_search_vs_dense_scan),
+        cmocka_unit_test(test_backward_vs_naive),
+        cmocka_unit_test(test_timing_7b_matrix),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
