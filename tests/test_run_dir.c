@@ -1,0 +1,394 @@
+/* Run directory: creation, resume by fingerprint, refusal naming what differs (model,
+ * calibration, first setting), --restart removing only our files, damaged run.toml,
+ * orphaned results, block scan, progress.log and the fingerprint itself.
+ *
+ * `test_run_dir --make-fixture DIR MODEL` instead builds a small run directory for
+ * tests/test_inspect.sh: run.toml for MODEL, block 0 done, block 1 in progress (step 40
+ * of 500), block 2 with a damaged state file, a complete activations.h5. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <dirent.h>
+
+#include "block_file.h"
+#include "config.h"
+#include "fingerprint.h"
+#include "h5util.h"
+#include "progress_log.h"
+#include "run_dir.h"
+#include "state_file.h"
+
+static char base[256];
+static int32_t tokens[3][8];
+
+static void make_tokens(void) {
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 8; j++) tokens[i][j] = 1 + (i * 31 + j * 7) % 500;
+}
+
+static void fp_with(Fingerprint *fp, uint64_t model, int bits) {
+    NupesConfig cfg;
+    config_defaults(&cfg);
+    cfg.bits = bits;
+    assert_int_equal(fingerprint_compute(model, &tokens[0][0], 3, 8, &cfg, fp), NQ_OK);
+}
+
+static void sub(char *out, size_t size, const char *dir, const char *name) {
+    snprintf(out, size, "%s/%s", dir, name);
+}
+
+static int exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+static void touch(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static char buf[65536];
+    size_t const n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static void new_dir(char *dir, size_t size, const char *name) {
+    snprintf(dir, size, "%s/%s", base, name);
+}
+
+static void test_fingerprint(void **state) {
+    (void)state;
+    Fingerprint a, b, c;
+    fp_with(&a, 0x1234, 4);
+    fp_with(&b, 0x1234, 4);
+    assert_string_equal(a.hex, b.hex);
+    assert_int_equal(strlen(a.hex), 32);
+    assert_int_equal(a.model, 0x1234);
+    assert_non_null(strstr(a.settings_toml, "bits = 4"));
+    fp_with(&c, 0x1234, 3);
+    assert_string_not_equal(a.hex, c.hex);
+    assert_true(a.settings != c.settings && a.calibration == c.calibration);
+    /* same ids, other shape: another calibration set */
+    assert_int_equal(fingerprint_from_parts(0x1234, &tokens[0][0], 4, 6, a.settings_toml, &c), NQ_OK);
+    assert_true(c.calibration != a.calibration);
+    assert_int_equal(fingerprint_check(&a, &b, "x/run.toml"), NQ_OK);
+}
+
+static void test_fresh_then_resume(void **state) {
+    (void)state;
+    char dir[512], path[600];
+    new_dir(dir, sizeof dir, "fresh/run"); /* parents are created too */
+    Fingerprint fp;
+    fp_with(&fp, 42, 4);
+    RunDirStatus st = {7, 7};
+    assert_int_equal(run_dir_prepare(dir, "[model]\npath = \"m.bin\"\n", &fp, 0, &st), NQ_OK);
+    assert_int_equal(st.resumed, 0);
+    assert_int_equal(st.restarted, 0);
+    sub(path, sizeof path, dir, "state");
+    assert_true(exists(path));
+    sub(path, sizeof path, dir, "done");
+    assert_true(exists(path));
+    sub(path, sizeof path, dir, "run.toml");
+    char *text = strdup(slurp(path));
+    assert_non_null(strstr(text, "path = \"m.bin\""));
+    assert_non_null(strstr(text, fp.hex));
+    Fingerprint back;
+    assert_int_equal(run_dir_read_fingerprint(dir, &back), NQ_OK);
+    assert_int_equal(fingerprint_check(&back, &fp, path), NQ_OK);
+    assert_string_equal(back.settings_toml, fp.settings_toml);
+    /* same fingerprint: resumed, run.toml untouched (even with another config text) */
+    assert_int_equal(run_dir_prepare(dir, "[model]\npath = \"other.bin\"\n", &fp, 0, &st), NQ_OK);
+    assert_int_equal(st.resumed, 1);
+    assert_string_equal(slurp(path), text);
+    free(text);
+}
+
+static void expect_refusal(const char *dir, const Fingerprint *fp, const char *needle) {
+    RunDirStatus st;
+    nq_clear_error();
+    assert_int_equal(run_dir_prepare(dir, "", fp, 0, &st), NQ_ERR_INPUT);
+    printf("    expected error: %s\n", nq_last_error());
+    assert_non_null(strstr(nq_last_error(), "run.toml"));
+    assert_non_null(strstr(nq_last_error(), "--restart"));
+    assert_non_null(strstr(nq_last_error(), needle));
+    nq_clear_error();
+}
+
+static void test_refusals(void **state) {
+    (void)state;
+    char dir[512], want[128];
+    new_dir(dir, sizeof dir, "refuse");
+    Fingerprint fp, other;
+    fp_with(&fp, 0x1a2b, 4);
+    RunDirStatus st;
+    assert_int_equal(run_dir_prepare(dir, "", &fp, 0, &st), NQ_OK);
+    fp_with(&other, 0x3c4d, 4);
+    snprintf(want, sizeof want, "different model (weights hash %016llx vs %016llx)", 0x1a2bull, 0x3c4dull);
+    expect_refusal(dir, &other, want);
+    tokens[2][5] += 1;
+    fp_with(&other, 0x1a2b, 4);
+    tokens[2][5] -= 1;
+    expect_refusal(dir, &other, "different calibration data");
+    fp_with(&other, 0x1a2b, 3);
+    expect_refusal(dir, &other, "different settings: quantization.bits = 4 in the run directory, 3 now");
+    NupesConfig cfg;
+    config_defaults(&cfg);
+    cfg.mode = MODE_SEQUENTIAL;
+    assert_int_equal(fingerprint_compute(0x1a2b, &tokens[0][0], 3, 8, &cfg, &other), NQ_OK);
+    expect_refusal(dir, &other, "reconstruction.mode = \"parallel\" in the run directory, \"sequential\" now");
+}
+
+static void test_restart_removes_only_ours(void **state) {
+    (void)state;
+    char dir[512], p[700];
+    new_dir(dir, sizeof dir, "restart");
+    Fingerprint fp, other;
+    fp_with(&fp, 1, 4);
+    fp_with(&other, 2, 4);
+    RunDirStatus st;
+    assert_int_equal(run_dir_prepare(dir, "", &fp, 0, &st), NQ_OK);
+    static const char *ours[] = {"done/block-0000.h5", "state/block-0001.h5", "activations.h5",
+                                 "state/.block-0002.h5.tmp.123", ".run.toml.tmp.99"};
+    static const char *theirs[] = {"notes.txt", "checkpoint.h5", "progress.log", "state/mine.txt",
+                                   "done/block-7.h5", "done/block-0003.h5.bak", ".hidden.tmp.x"};
+    for (size_t i = 0; i < sizeof ours / sizeof *ours; i++) sub(p, sizeof p, dir, ours[i]), touch(p, "x");
+    for (size_t i = 0; i < sizeof theirs / sizeof *theirs; i++) sub(p, sizeof p, dir, theirs[i]), touch(p, "y");
+    expect_refusal(dir, &other, "different model");
+    assert_int_equal(run_dir_prepare(dir, "[x]\n", &other, 1, &st), NQ_OK);
+    assert_int_equal(st.restarted, 1);
+    assert_int_equal(st.resumed, 0);
+    for (size_t i = 0; i < sizeof ours / sizeof *ours; i++) sub(p, sizeof p, dir, ours[i]), assert_false(exists(p));
+    for (size_t i = 0; i < sizeof theirs / sizeof *theirs; i++) sub(p, sizeof p, dir, theirs[i]), assert_true(exists(p));
+    Fingerprint back;
+    assert_int_equal(run_dir_read_fingerprint(dir, &back), NQ_OK);
+    assert_string_equal(back.hex, other.hex);
+    /* restart with the same fingerprint starts over too */
+    sub(p, sizeof p, dir, "done/block-0004.h5");
+    touch(p, "x");
+    assert_int_equal(run_dir_prepare(dir, "", &other, 1, &st), NQ_OK);
+    assert_int_equal(st.restarted, 1);
+    assert_false(exists(p));
+}
+
+static void test_damaged_toml_and_orphans(void **state) {
+    (void)state;
+    char dir[512], p[700];
+    new_dir(dir, sizeof dir, "damaged");
+    Fingerprint fp;
+    fp_with(&fp, 5, 4);
+    RunDirStatus st;
+    assert_int_equal(run_dir_prepare(dir, "", &fp, 0, &st), NQ_OK);
+    sub(p, sizeof p, dir, "run.toml");
+    touch(p, "[model\npath = 3\n");
+    expect_refusal(dir, &fp, "cannot be parsed");
+    touch(p, "[model]\npath = \"a\"\n");
+    expect_refusal(dir, &fp, "[fingerprint] table missing or damaged");
+    assert_int_equal(run_dir_prepare(dir, "", &fp, 1, &st), NQ_OK);
+    assert_int_equal(st.restarted, 1);
+    /* results without run.toml */
+    unlink(p);
+    sub(p, sizeof p, dir, "done/block-0002.h5");
+    touch(p, "x");
+    expect_refusal(dir, &fp, "done/block-0002.h5");
+    assert_int_equal(run_dir_prepare(dir, "", &fp, 1, &st), NQ_OK);
+    assert_false(exists(p));
+}
+
+static void test_paths(void **state) {
+    (void)state;
+    char buf[64];
+    assert_int_equal(run_dir_state_path("run", 7, buf, sizeof buf), NQ_OK);
+    assert_string_equal(buf, "run/state/block-0007.h5");
+    assert_int_equal(run_dir_done_path("run", 12345, buf, sizeof buf), NQ_OK);
+    assert_string_equal(buf, "run/done/block-12345.h5");
+    assert_int_equal(run_dir_activations_path("a/b", buf, sizeof buf), NQ_OK);
+    assert_string_equal(buf, "a/b/activations.h5");
+    assert_int_equal(run_dir_progress_path("r", buf, sizeof buf), NQ_OK);
+    assert_string_equal(buf, "r/progress.log");
+    char small[12];
+    assert_int_equal(run_dir_state_path("run", 7, small, sizeof small), NQ_ERR_INPUT);
+    nq_clear_error();
+}
+
+/* A done file's header as block_file_save writes it (the datasets do not matter here). */
+static void write_done_header(const char *path, int block, double loss_init, double loss_final,
+                              double seconds) {
+    hid_t f;
+    assert_int_equal(h5u_init(), NQ_OK);
+    assert_int_equal(h5u_create(path, &f), NQ_OK);
+    assert_int_equal(h5u_attr_write_string(f, path, "format", BLOCK_FILE_FORMAT), NQ_OK);
+    assert_int_equal(h5u_attr_write_int(f, path, "format_version", BLOCK_FILE_VERSION), NQ_OK);
+    assert_int_equal(h5u_attr_write_int(f, path, "block", block), NQ_OK);
+    assert_int_equal(h5u_attr_write_int(f, path, "bits", 4), NQ_OK);
+    assert_int_equal(h5u_attr_write_int(f, path, "group_size", 0), NQ_OK);
+    assert_int_equal(h5u_attr_write_string(f, path, "exponent", "tensor"), NQ_OK);
+    assert_int_equal(h5u_attr_write_double(f, path, "loss_init", loss_init), NQ_OK);
+    assert_int_equal(h5u_attr_write_double(f, path, "loss_final", loss_final), NQ_OK);
+    assert_int_equal(h5u_attr_write_double(f, path, "seconds", seconds), NQ_OK);
+    assert_int_equal(h5u_close_file(f, path), NQ_OK);
+}
+
+static void write_state(const char *dir, int block, int step) {
+    char p[700];
+    float z[10] = {1, 2, 3};
+    ReconArray a[1] = {{"z", z, 10, 0}};
+    StateInfo info = {.block = block, .step = step, .iterations = 500, .loss_init = 2e-3,
+                      .loss_last = 1e-3, .seconds = 3.5};
+    assert_int_equal(run_dir_state_path(dir, block, p, sizeof p), NQ_OK);
+    assert_int_equal(state_file_save(p, &info, a, 1), NQ_OK);
+}
+
+/* Blocks: 0 done, 1 in progress, 2 damaged state, 3 pending, 4 damaged done + good state,
+ * 5 a done file of another block. */
+static void build_scan_dir(const char *dir) {
+    char p[700];
+    assert_int_equal(run_dir_done_path(dir, 0, p, sizeof p), NQ_OK);
+    write_done_header(p, 0, 1.2e-3, 4.5e-4, 12.3);
+    write_state(dir, 1, 40);
+    assert_int_equal(run_dir_state_path(dir, 2, p, sizeof p), NQ_OK);
+    touch(p, "garbage");
+    assert_int_equal(run_dir_done_path(dir, 4, p, sizeof p), NQ_OK);
+    touch(p, "garbage");
+    write_state(dir, 4, 499);
+    assert_int_equal(run_dir_done_path(dir, 5, p, sizeof p), NQ_OK);
+    write_done_header(p, 4, 1, 1, 1);
+}
+
+static void test_scan(void **state) {
+    (void)state;
+    char dir[512];
+    new_dir(dir, sizeof dir, "scan");
+    Fingerprint fp;
+    fp_with(&fp, 9, 4);
+    RunDirStatus st;
+    assert_int_equal(run_dir_prepare(dir, "", &fp, 0, &st), NQ_OK);
+    build_scan_dir(dir);
+    BlockStatus s[7];
+    assert_int_equal(run_dir_scan(dir, 7, s), NQ_OK);
+    assert_string_equal(nq_last_error(), ""); /* damaged files are not errors */
+    assert_int_equal(s[0].state, BLOCK_DONE);
+    assert_true(s[0].loss_init == 1.2e-3 && s[0].loss_final == 4.5e-4 && s[0].seconds == 12.3);
+    assert_int_equal(s[1].state, BLOCK_IN_PROGRESS);
+    assert_int_equal(s[1].step, 40);
+    assert_int_equal(s[1].iterations, 500);
+    assert_int_equal(s[1].damaged, 0);
+    assert_int_equal(s[2].state, BLOCK_PENDING);
+    assert_int_equal(s[2].damaged, 1);
+    assert_int_equal(s[3].state, BLOCK_PENDING);
+    assert_int_equal(s[3].damaged, 0);
+    assert_int_equal(s[4].state, BLOCK_IN_PROGRESS);
+    assert_int_equal(s[4].step, 499);
+    assert_int_equal(s[4].damaged, 1);
+    assert_int_equal(s[5].state, BLOCK_PENDING);
+    assert_int_equal(s[5].damaged, 1);
+    assert_int_equal(s[6].state, BLOCK_PENDING);
+}
+
+static void test_progress_log(void **state) {
+    (void)state;
+    char path[512];
+    new_dir(path, sizeof path, "progress.log");
+    ProgressLog *log = NULL;
+    assert_int_equal(progress_log_open(path, &log), NQ_OK);
+    assert_int_equal(progress_log_printf(log, "block %d done loss %.1e -> %.1e in %.1f s", 3, 1.2e-3, 4.5e-4, 12.3), NQ_OK);
+    assert_int_equal(progress_log_printf(log, "two\nlines"), NQ_OK);
+    progress_log_close(log);
+    assert_int_equal(progress_log_open(path, &log), NQ_OK); /* appends */
+    char long_msg[3000];
+    memset(long_msg, 'x', sizeof long_msg - 1);
+    long_msg[sizeof long_msg - 1] = '\0';
+    assert_int_equal(progress_log_printf(log, "%s", long_msg), NQ_OK);
+    progress_log_close(log);
+    progress_log_close(NULL);
+    char *text = slurp(path);
+    char *lines[4] = {0};
+    int n = 0;
+    for (char *save = NULL, *l = strtok_r(text, "\n", &save); l && n < 4; l = strtok_r(NULL, "\n", &save)) lines[n++] = l;
+    assert_int_equal(n, 3);
+    for (int i = 0; i < 3; i++) {
+        int y, mo, d, h, mi, s;
+        char z;
+        assert_int_equal(sscanf(lines[i], "%4d-%2d-%2dT%2d:%2d:%2d%c", &y, &mo, &d, &h, &mi, &s, &z), 7);
+        assert_int_equal(z, 'Z');
+        assert_true(y >= 2024 && mo >= 1 && mo <= 12);
+        assert_int_equal(lines[i][20], ' ');
+    }
+    assert_string_equal(lines[0] + 21, "block 3 done loss 1.2e-03 -> 4.5e-04 in 12.3 s");
+    assert_string_equal(lines[1] + 21, "two lines");
+    assert_true(strlen(lines[2]) > 900 && lines[2][21] == 'x');
+    assert_int_equal(progress_log_open("/nonexistent-dir/x.log", &log), NQ_ERR_RUNTIME);
+    assert_null(log);
+    nq_clear_error();
+}
+
+/* ------------------------------------------------------------------ fixture for inspect */
+
+static int make_fixture(const char *dir, const char *model) {
+    NupesConfig cfg;
+    config_defaults(&cfg);
+    snprintf(cfg.model_path, sizeof cfg.model_path, "%s", model);
+    snprintf(cfg.run_dir, sizeof cfg.run_dir, "%s", dir);
+    make_tokens();
+    Fingerprint fp;
+    char *toml = config_to_toml(&cfg);
+    RunDirStatus st;
+    char p[700];
+    if (!toml || fingerprint_compute(77, &tokens[0][0], 3, 8, &cfg, &fp) != NQ_OK ||
+        run_dir_prepare(dir, toml, &fp, 1, &st) != NQ_OK) {
+        fprintf(stderr, "make-fixture: %s\n", nq_last_error());
+        free(toml);
+        return 1;
+    }
+    free(toml);
+    build_scan_dir(dir);
+    /* activations.h5: /inputs [L+1][N][T][d] for 5 blocks, complete */
+    static float x[6][3][8][64];
+    hsize_t const dims[4] = {6, 3, 8, 64};
+    hid_t f;
+    run_dir_activations_path(dir, p, sizeof p);
+    if (h5u_create(p, &f) != NQ_OK || h5u_write(f, p, "inputs", H5U_F32, 4, dims, x, 0) != NQ_OK ||
+        h5u_attr_write_int(f, p, "complete", 1) != NQ_OK || h5u_close_file(f, p) != NQ_OK) {
+        fprintf(stderr, "make-fixture: %s\n", nq_last_error());
+        return 1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 4 && strcmp(argv[1], "--make-fixture") == 0) return make_fixture(argv[2], argv[3]);
+    make_tokens();
+    snprintf(base, sizeof base, "test_run_dir.%ld", (long)getpid());
+    if (mkdir(base, 0777) != 0) return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fingerprint),
+        cmocka_unit_test(test_fresh_then_resume),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_restart_removes_only_ours),
+        cmocka_unit_test(test_damaged_toml_and_orphans),
+        cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_scan),
+        cmocka_unit_test(test_progress_log),
+    };
+    int const failed = cmocka_run_group_tests(tests, NULL, NULL);
+    if (failed == 0) {
+        char cmd[400];
+        snprintf(cmd, sizeof cmd, "rm -rf -- '%s'", base); /* our own scratch directory */
+        if (system(cmd) != 0) return 1;
+    }
+    return failed;
+}
