@@ -203,6 +203,12 @@ static int choice_index(const ConfigKey *k, const char *s) {
     return -1;
 }
 
+static int choice_count(const ConfigKey *k) {
+    int n = 0;
+    while (k->choices[n]) n++;
+    return n;
+}
+
 static int in_range(const ConfigKey *k, double v) {
     int const lo_ok = k->lo_open ? v > k->lo : v >= k->lo;
     int const hi_ok = k->hi_open ? v < k->hi : v <= k->hi;
@@ -602,7 +608,11 @@ static void print_value(TextBuf *b, const NupesConfig *cfg, const ConfigKey *k) 
     switch (k->kind) {
     case K_PATH:
     case K_CHOICE_STR: tb_quoted(b, src); break;
-    case K_CHOICE: tb_quoted(b, k->choices[*(const int *)src]); break;
+    case K_CHOICE: {
+        int const idx = *(const int *)src, n = choice_count(k);
+        tb_quoted(b, idx >= 0 && idx < n ? k->choices[idx] : "?"); /* "?" fails to load back */
+        break;
+    }
     case K_INT: tb_printf(b, "%d", *(const int *)src); break;
     case K_SEED: tb_printf(b, "%llu", (unsigned long long)*(const uint64_t *)src); break;
     case K_FLOAT: tb_double(b, *(const double *)src); break;
