@@ -97,9 +97,10 @@ nq_status h5u_open_read(const char *path, hid_t *file) {
     hid_t const fapl = fapl_create_();
     if (fapl < 0) return h5u_fail(NQ_ERR_RUNTIME, path, "cannot set up file access properties");
     *file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    /* every H5 call clears the error stack: take the message before closing fapl */
+    nq_status const st = *file < 0 ? h5u_fail(NQ_ERR_INPUT, path, "damaged HDF5 file, cannot open") : NQ_OK;
     H5Pclose(fapl);
-    if (*file < 0) return h5u_fail(NQ_ERR_INPUT, path, "damaged HDF5 file, cannot open");
-    return NQ_OK;
+    return st;
 }
 
 nq_status h5u_close_file(hid_t file, const char *path) {
@@ -332,14 +333,15 @@ static nq_status attr_write_(hid_t obj, const char *file, const char *name, hid_
     hid_t const space = H5Screate(H5S_SCALAR);
     hid_t const attr = space < 0 ? -1 : H5Acreate2(obj, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT);
     herr_t const rc = attr < 0 ? -1 : H5Awrite(attr, mtype, value);
-    h5u_close(attr);
-    h5u_close(space);
+    nq_status st = NQ_OK;
     if (rc < 0) {
         char what[300];
         snprintf(what, sizeof what, "cannot write attribute %s", name);
-        return h5u_fail(NQ_ERR_RUNTIME, file, what);
+        st = h5u_fail(NQ_ERR_RUNTIME, file, what);
     }
-    return NQ_OK;
+    h5u_close(attr);
+    h5u_close(space);
+    return st;
 }
 
 nq_status h5u_attr_write_int(hid_t obj, const char *file, const char *name, long long value) {

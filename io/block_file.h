@@ -1,0 +1,51 @@
+/* Result files of completed blocks, run.dir/done/block-NNNN.h5 (DESIGN.md 5.2), written by
+ * root when a block's result arrives and read back on resume and for the checkpoint.
+ *
+ * Layout (every dataset chunked + zstd, filter 32015):
+ *   /                attrs: format = "nupes-mpi-block", format_version = 1, block, bits,
+ *                    group_size, exponent ("tensor" | "channel"), loss_init, loss_final,
+ *                    seconds
+ *   /wq/codes        int8 [out][in]        (quantized matrices)
+ *   /wq/scale        float32 [out][groups]
+ *   /wq/exponent     float32 [1] or [out]
+ *   /wq/weight       float32 [out][in]     (matrices kept fp32, instead of the three above)
+ *   ... wk wv wo w1 w2 w3 alike.
+ * The checkpoint stores a block the same way under /blocks/NNNN (see checkpoint.h), with
+ * the same helpers below. */
+#ifndef NUPES_BLOCK_FILE_H
+#define NUPES_BLOCK_FILE_H
+
+#include <hdf5.h>
+
+#include "result.h"
+#include "status.h"
+
+#define BLOCK_FILE_FORMAT "nupes-mpi-block"
+#define BLOCK_FILE_VERSION 1
+
+/* Writes r to path atomically (temporary name, fsync, rename, fsync dir). zstd_level
+ * 1..22. NQ_ERR_RUNTIME on I/O failure, with no file left behind. */
+nq_status block_file_save(const char *path, const BlockResult *r, int zstd_level);
+
+/* Reads path into out (allocated here; free with block_result_free), after validating
+ * format, version, spec and every shape against the model c. A missing, truncated or
+ * corrupt file is NQ_ERR_INPUT naming the file and what is wrong; out is then zeroed. */
+nq_status block_file_load(const char *path, const ModelConfig *c, BlockResult *out);
+
+/* ---- shared with io/checkpoint.c: a BlockResult under an open HDF5 group ---- */
+
+/* The seven matrices of r under g ("wq/codes", ...), and the attributes loss_init,
+ * loss_final and seconds on g. */
+nq_status block_result_write_h5(hid_t g, const char *file, const BlockResult *r, int zstd_level);
+
+/* Reads the matrices and metrics under g into out (allocated here) for the model c and
+ * quantization spec; a matrix stored as "weight" comes back unquantized. Codes outside
+ * [-m, m] and non-positive exponents are refused (NQ_ERR_INPUT). */
+nq_status block_result_read_h5(hid_t g, const char *file, const ModelConfig *c, QuantSpec spec,
+                               int block, BlockResult *out);
+
+/* Checks a spec read from a file against the model: bits 2..8, group_size >= 0 dividing
+ * d and f. "file: group_size = 24 does not divide dim = 64". */
+nq_status quant_spec_check(const char *file, QuantSpec spec, const ModelConfig *c);
+
+#endif
