@@ -239,8 +239,15 @@ static nq_status run_eval(const EvalOptions *o) {
         if (st == NQ_OK) st = check_same_shape(o->checkpoint, c, model_config(q.model));
         if (st != NQ_OK) goto cleanup;
     }
-    if (o->seq_len < 2 || o->seq_len > c->seq_len) {
-        st = nq_fail(NQ_ERR_INPUT, "--seq-len = %d, expected 2..%d (%s: seq_len)", o->seq_len, c->seq_len, o->model);
+    /* The window must fit both models (a checkpoint may record a shorter seq_len). */
+    const char *limit_path = o->model;
+    int limit = c->seq_len;
+    if (o->checkpoint && model_config(q.model)->seq_len < limit) {
+        limit = model_config(q.model)->seq_len;
+        limit_path = o->checkpoint;
+    }
+    if (o->seq_len < 2 || o->seq_len > limit) {
+        st = nq_fail(NQ_ERR_INPUT, "--seq-len = %d, expected 2..%d (%s: seq_len)", o->seq_len, limit, limit_path);
         goto cleanup;
     }
     st = tokenizer_open(o->tokenizer, c->vocab_size, &tok);

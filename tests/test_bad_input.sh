@@ -135,5 +135,55 @@ else
     failed=$((failed + 1))
 fi
 
+# The comparison path, with llama2.c files standing in for the quantized checkpoint: the
+# model against itself gives KL 0 and full agreement; a perturbed copy gives KL > 0.
+same=$(run_ok --seq-len 128 --sequences 4 --checkpoint "$MODEL")
+if [[ $same == *"mean KL(fp32 || quantized): 0.000000 nats/token over 512 positions"* &&
+      $same == *"top-1 agreement: 100.00%"* &&
+      $(sed -n 's/^fp32 perplexity: //p' <<<"$same") == $(sed -n 's/^quantized perplexity: //p' <<<"$same") ]]; then
+    echo "ok   model against itself: KL 0, agreement 100%, equal perplexities"
+    passed=$((passed + 1))
+else
+    echo "FAIL model against itself:"
+    echo "$same"
+    failed=$((failed + 1))
+fi
+python3 - "$MODEL" "$TMP/noisy.bin" <<'EOF2'
+import random, struct, sys
+data = bytearray(open(sys.argv[1], "rb").read())
+random.seed(1)
+start = 28 + 4 * (512 * 64 + 5 * 64)  # wq of block 0
+for i in range(64 * 64):
+    at = start + 4 * i
+    w, = struct.unpack_from("<f", data, at)
+    struct.pack_into("<f", data, at, w + random.gauss(0, 0.05))
+open(sys.argv[2], "wb").write(data)
+EOF2
+noisy=$(run_ok --seq-len 128 --sequences 4 --checkpoint "$TMP/noisy.bin")
+kl=$(sed -n 's/^mean KL(fp32 || quantized): \([0-9.]*\) .*/\1/p' <<<"$noisy")
+agree=$(sed -n 's/^top-1 agreement: \([0-9.]*\)%/\1/p' <<<"$noisy")
+if python3 -c "import sys; sys.exit(not (0 < float('$kl') < 1 and 50 < float('$agree') < 100))"; then
+    echo "ok   perturbed wq: KL $kl nats/token, top-1 agreement $agree%"
+    passed=$((passed + 1))
+else
+    echo "FAIL perturbed wq: KL '$kl', agreement '$agree'"
+    echo "$noisy"
+    failed=$((failed + 1))
+fi
+python3 - "$TMP/other.bin" <<'EOF2'
+import struct, sys
+d, f, L, H, Hkv, V, S = 64, 100, 5, 8, 4, 512, 512  # hidden_dim 100 instead of 172
+hs, dkv = d // H, Hkv * d // H
+n = V * d + L * d + L * (2 * d * d + 2 * dkv * d) + L * d + 3 * L * f * d + d + S * hs
+open(sys.argv[1], "wb").write(struct.pack("<7i", d, f, L, H, Hkv, V, S) + bytes(4 * n))
+EOF2
+expect_error "checkpoint of another shape" "$TMP/other.bin: hidden_dim = 100, expected 172 (the model's)" \
+    --model "$MODEL" --tokenizer "$TOK" --text "$TEXT" --checkpoint "$TMP/other.bin"
+# A checkpoint with a shorter seq_len (the RoPE tables at the end shrink with it) limits T.
+patch_header "$MODEL" "$TMP/short-ctx.bin" 6 128
+truncate -s $((1056540 - (512 - 128) * 8 * 4)) "$TMP/short-ctx.bin"
+expect_error "seq-len beyond the checkpoint" "--seq-len = 256, expected 2..128 ($TMP/short-ctx.bin: seq_len)" \
+    --model "$MODEL" --tokenizer "$TOK" --text "$TEXT" --checkpoint "$TMP/short-ctx.bin" --seq-len 256
+
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]
