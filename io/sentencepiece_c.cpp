@@ -24,27 +24,41 @@ static std::string first_line(const std::string &s) {
     return nl == std::string::npos ? s : s.substr(0, nl);
 }
 
-extern "C" nq_status sp_model_load(const char *path, SpModel **out) {
+// Loads either from a file (path) or from bytes (data, size); name is for messages.
+static nq_status load(const char *path, const void *data, size_t size, const char *name, SpModel **out) {
     *out = nullptr;
     try {
         SpModel *sp = new SpModel;
-        sentencepiece::util::Status const status = sp->processor.Load(path);
+        sentencepiece::util::Status const status =
+            path ? sp->processor.Load(path)
+                 : sp->processor.LoadFromSerializedProto(
+                       absl::string_view(static_cast<const char *>(data), size));
         if (!status.ok()) {
             delete sp;
-            return nq_fail(NQ_ERR_INPUT, "%s: not a SentencePiece model (%s)", path,
-                           first_line(status.ToString()).c_str());
+            // SentencePiece's own text is a source location and a protobuf call.
+            if (status.code() == sentencepiece::util::StatusCode::kNotFound)
+                return nq_fail(NQ_ERR_INPUT, "%s: cannot open: %s", name, first_line(status.message()).c_str());
+            return nq_fail(NQ_ERR_INPUT, "%s: not a SentencePiece model (the file does not parse as a ModelProto)", name);
         }
         if (sp->processor.GetPieceSize() <= 0) {
             delete sp;
-            return nq_fail(NQ_ERR_INPUT, "%s: SentencePiece model has no pieces", path);
+            return nq_fail(NQ_ERR_INPUT, "%s: SentencePiece model has no pieces", name);
         }
         *out = sp;
         return NQ_OK;
     } catch (const std::bad_alloc &) {
-        return nq_fail(NQ_ERR_RUNTIME, "%s: out of memory loading the SentencePiece model", path);
+        return nq_fail(NQ_ERR_RUNTIME, "%s: out of memory loading the SentencePiece model", name);
     } catch (const std::exception &e) {
-        return nq_fail(NQ_ERR_INPUT, "%s: not a SentencePiece model (%s)", path, first_line(e.what()).c_str());
+        return nq_fail(NQ_ERR_INPUT, "%s: not a SentencePiece model (%s)", name, first_line(e.what()).c_str());
     }
+}
+
+extern "C" nq_status sp_model_load(const char *path, SpModel **out) {
+    return load(path, nullptr, 0, path, out);
+}
+
+extern "C" nq_status sp_model_load_bytes(const void *data, size_t size, const char *name, SpModel **out) {
+    return load(nullptr, data, size, name, out);
 }
 
 extern "C" void sp_model_free(SpModel *sp) { delete sp; }

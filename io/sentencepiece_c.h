@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "status.h"
+#include "tokenizer.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -16,6 +17,8 @@ typedef struct SpModel SpModel;
 /* Loads a serialized SentencePiece ModelProto. A file that is not one gives a one-line
  * NQ_ERR_INPUT error naming the file. */
 nq_status sp_model_load(const char *path, SpModel **out);
+/* The same from the file's bytes (name is used in messages). */
+nq_status sp_model_load_bytes(const void *data, size_t size, const char *name, SpModel **out);
 void sp_model_free(SpModel *sp); /* NULL is fine */
 
 int sp_model_vocab_size(const SpModel *sp);
@@ -31,6 +34,12 @@ const char *sp_model_id_to_piece(const SpModel *sp, int id);
 
 /* 1 when id is a byte-fallback piece <0xNN>. */
 int sp_model_is_byte(const SpModel *sp, int id);
+
+/* The tokenizer backend (tokenizer_sp.c), for tokenizer_open: data[0..size) is the whole
+ * tokenizer.model (borrowed for the call). Refuses a vocabulary of another size than
+ * t->vocab_size, or BOS/EOS ids other than TOKEN_BOS/TOKEN_EOS. Fills t->ops and
+ * t->backend, or returns an error with nothing allocated. */
+nq_status tokenizer_sp_open(const unsigned char *data, size_t size, Tokenizer *t);
 
 #ifdef __cplusplus
 }

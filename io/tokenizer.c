@@ -1,5 +1,5 @@
 /* Tokenizer front end: reads the file, tells the format by content and dispatches to the
- * backend (tokenizer_bin.c for llama2.c's tokenizer.bin). */
+ * backend (tokenizer_bin.c for llama2.c's tokenizer.bin, tokenizer_sp.c for SentencePiece). */
 #include "tokenizer.h"
 
 #include <errno.h>
@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sentencepiece_c.h"
 #include "tokenizer_internal.h"
 
 /* Reads a whole (small) file; *data is malloc'd. */
@@ -72,12 +73,8 @@ nq_status tokenizer_open(const char *path, int vocab_size, Tokenizer **out) {
         st = nq_fail(NQ_ERR_INPUT, "%s: vocab_size = %d requested, expected > 0", path, vocab_size);
         goto cleanup;
     }
-    if (looks_like_sentencepiece(data, size)) {
-        st = nq_fail(NQ_ERR_INPUT, "%s: SentencePiece tokenizer.model is not supported yet, "
-                     "expected a llama2.c tokenizer.bin", path);
-        goto cleanup;
-    }
-    st = tokenizer_bin_open(data, size, t);
+    if (looks_like_sentencepiece(data, size)) st = tokenizer_sp_open(data, size, t);
+    else st = tokenizer_bin_open(data, size, t);
     if (st != NQ_OK) goto cleanup;
     *out = t;
     t = NULL;
