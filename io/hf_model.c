@@ -43,6 +43,8 @@ typedef struct {
     TensorRef *block_refs;   /* [L][N_SLOTS] */
     TensorRef head_refs[N_HEAD]; /* HEAD_LM unused when tied */
     float **block_bufs;      /* [L], converted tensors of loaded blocks, else NULL */
+    BlockWeights *block_views; /* [L], valid while block_loaded[l] */
+    unsigned char *block_loaded; /* [L] */
     float *head_buf;
     int head_loaded;
     HeadWeights head;
@@ -315,14 +317,17 @@ static nq_status convert(const TensorRef *refs, int n, const float **views, floa
 static nq_status hf_block(Model *m, int l, BlockWeights *w) {
     HfModel *hf = m->backend;
     const TensorRef *refs = &hf->block_refs[(size_t)l * N_SLOTS];
-    const float *views[N_SLOTS] = {0};
-    free(hf->block_bufs[l]); /* asking twice re-converts rather than leaking */
-    hf->block_bufs[l] = NULL;
-    nq_status const st = convert(refs, N_SLOTS, views, &hf->block_bufs[l], "hf block weights");
-    if (st != NQ_OK) return st;
-    for (int i = 0; i < N_MATS; i++) w->mat[i] = views[i];
-    w->attn_norm = views[SLOT_ATTN_NORM];
-    w->ffn_norm = views[SLOT_FFN_NORM];
+    BlockWeights *bw = &hf->block_views[l];
+    if (!hf->block_loaded[l]) { /* asking twice gives the same views */
+        const float *views[N_SLOTS] = {0};
+        nq_status const st = convert(refs, N_SLOTS, views, &hf->block_bufs[l], "hf block weights");
+        if (st != NQ_OK) return st;
+        for (int i = 0; i < N_MATS; i++) bw->mat[i] = views[i];
+        bw->attn_norm = views[SLOT_ATTN_NORM];
+        bw->ffn_norm = views[SLOT_FFN_NORM];
+        hf->block_loaded[l] = 1;
+    }
+    *w = *bw;
     return NQ_OK;
 }
 
@@ -330,6 +335,7 @@ static void hf_release_block(Model *m, int l) {
     HfModel *hf = m->backend;
     free(hf->block_bufs[l]);
     hf->block_bufs[l] = NULL;
+    hf->block_loaded[l] = 0;
     for (int s = 0; s < N_SLOTS; s++) {
         const TensorRef *r = &hf->block_refs[(size_t)l * N_SLOTS + s];
         safetensors_drop_pages(r->file, r->t);
@@ -380,6 +386,8 @@ static void hf_free(HfModel *hf, int n_layers) {
     if (hf->block_bufs)
         for (int l = 0; l < n_layers; l++) free(hf->block_bufs[l]);
     free(hf->block_bufs);
+    free(hf->block_views);
+    free(hf->block_loaded);
     free(hf->block_refs);
     free(hf->head_buf);
     for (int i = 0; i < hf->n_files; i++) safetensors_close(hf->files[i]);
@@ -410,7 +418,9 @@ nq_status hf_model_open(const char *path, Model *m) {
     if (!hf) return NQ_ERR_RUNTIME;
     hf->block_refs = nq_calloc((size_t)c.n_layers * N_SLOTS, sizeof *hf->block_refs, "hf tensor table");
     hf->block_bufs = nq_calloc((size_t)c.n_layers, sizeof *hf->block_bufs, "hf block buffers");
-    if (!hf->block_refs || !hf->block_bufs) {
+    hf->block_views = nq_calloc((size_t)c.n_layers, sizeof *hf->block_views, "hf block views");
+    hf->block_loaded = nq_calloc((size_t)c.n_layers, 1, "hf block flags");
+    if (!hf->block_refs || !hf->block_bufs || !hf->block_views || !hf->block_loaded) {
         st = NQ_ERR_RUNTIME;
         goto cleanup;
     }

@@ -308,7 +308,10 @@ static uint64_t run_variant(const Variant *v) {
     if (diff > v->logit_bound) fail_msg("%s: logit diff %.3g > %.3g", v->label, diff, v->logit_bound);
     if (v->dtype == HF_F32 && !v->untied) assert_true(max_abs_diff(logits, fx.oracle, n_logits()) <= 1e-4);
 
-    /* A released block comes back identical. */
+    /* Asking again before release gives the same views; a released block comes back identical. */
+    BlockWeights same;
+    assert_int_equal(model_block(m, 1, &same), NQ_OK);
+    assert_memory_equal(&same, &blocks[1], sizeof same);
     model_release_block(m, 1);
     BlockWeights again;
     assert_int_equal(model_block(m, 1, &again), NQ_OK);
