@@ -137,9 +137,10 @@ nq_status checkpoint_model_open(const char *path, Model *m) {
     if (st != NQ_OK) return st;
     const CheckpointInfo *info = checkpoint_info(reader);
     if (strcmp(info->status, "complete") != 0) {
+        st = nq_fail(NQ_ERR_INPUT, "%s: status = \"%s\", expected \"complete\" (the job has not finished)",
+                     path, info->status);
         checkpoint_close(reader);
-        return nq_fail(NQ_ERR_INPUT, "%s: status = \"%s\", expected \"complete\" (the job has not finished)",
-                       path, info->status);
+        return st;
     }
     CheckpointBackend *b = nq_calloc(1, sizeof *b, "checkpoint backend");
     float **blocks = b ? nq_calloc((size_t)info->config.n_layers, sizeof *blocks, "block list") : NULL;

@@ -28,17 +28,23 @@ else
     pass "plugin needs no libhdf5 symbol"
 fi
 
-# Values of /blocks/0000/wq/codes row 0, as h5dump prints them ("(0,0): 1, -2, ...").
+# In the sanitizer build the plugin links the ASan/UBSan runtimes, which must come first
+# in the (uninstrumented) h5dump and python processes that load it.
+preload=$(ldd "$plugins/libH5Zzstd.so" | awk '/lib(asan|ubsan)\.so/ {print $3}' | paste -sd: -)
+# tool [VAR=value]... command: runs command without the inherited HDF5_PLUGIN_PATH.
+tool() { env -u HDF5_PLUGIN_PATH ${preload:+LD_PRELOAD=$preload ASAN_OPTIONS=detect_leaks=0} "$@"; }
+
+# Values of /blocks/0000/wq/codes, as h5dump prints them ("(0,0): 1, -2, ...").
 dataset=/blocks/0000/wq/codes
 dump_values() { # $1: plugin path ("" = none) -> the numbers of DATA, one per line
-    env -u HDF5_PLUGIN_PATH ${1:+HDF5_PLUGIN_PATH=$1} h5dump -d "$dataset" "$ckpt" 2>/dev/null |
+    tool ${1:+HDF5_PLUGIN_PATH=$1} h5dump -d "$dataset" "$ckpt" 2>/dev/null |
         sed -n '/DATA {/,/}/p' | grep -o '([0-9,]*): .*' | sed 's/^([0-9,]*): //' |
         tr ',' '\n' | tr -d ' ' | grep -v '^$' || true
 }
 
 # 1. without the plugin: exit 0 but no values
 set +e
-env -u HDF5_PLUGIN_PATH h5dump -d "$dataset" "$ckpt" >"$work/noplugin.txt" 2>&1
+tool h5dump -d "$dataset" "$ckpt" >"$work/noplugin.txt" 2>&1
 rc=$?
 set -e
 n_without=$(dump_values "" | wc -l)
@@ -62,7 +68,7 @@ assert np.count_nonzero(got) > 0
 EOF
 
 # 3. h5py + numpy: every dataset readable, dequantization by the stored formula = C's
-HDF5_PLUGIN_PATH="$plugins" /usr/bin/python3 - "$ckpt" "$work/plugin-expected.f32" <<'EOF' && pass "h5py reads every dataset; numpy dequantization matches C" || fail "h5py / numpy dequantization"
+tool HDF5_PLUGIN_PATH="$plugins" /usr/bin/python3 - "$ckpt" "$work/plugin-expected.f32" <<'EOF' && pass "h5py reads every dataset; numpy dequantization matches C" || fail "h5py / numpy dequantization"
 import sys, h5py, numpy as np
 path, expected_path = sys.argv[1:3]
 f = h5py.File(path, "r")
