@@ -1,12 +1,364 @@
-/* Placeholder until 'nupes-mpi inspect' lands. */
+/* nupes-mpi inspect PATH: a summary of a run directory, a checkpoint, a state file, a done
+ * block file, an activations file or a model (llama2.c file or Hugging Face directory).
+ * Reads headers and attributes only (plus the codes for their entropy on small models). */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "commands.h"
-#include "status.h"
+#include "h5util.h"
+#include "model_file.h"
+#include "run_dir.h"
+#include "state_file.h"
+#include "toml_c.h"
+
+/* Code entropy is computed only below this many codes (it reads every code). */
+#define ENTROPY_MAX_CODES (64ll << 20)
+
+static void print_help(FILE *out) {
+    fprintf(out, "usage: nupes-mpi inspect PATH\n\n"
+                 "Summarises PATH, which may be:\n"
+                 "  a run directory (run.dir): config, fingerprint, activations and per block\n"
+                 "      done (losses, seconds), in progress (step) or pending;\n"
+                 "  a checkpoint: status, method, bits, model shape, per block loss and code entropy;\n"
+                 "  a state file (state/block-NNNN.h5) or done file (done/block-NNNN.h5);\n"
+                 "  an activations file: shape and whether capture completed;\n"
+                 "  a model (llama2.c file or Hugging Face directory): shape and parameter count.\n"
+                 "Exit codes: 0 ok, 2 unknown or unreadable PATH.\n");
+}
+
+static long long model_parameters(const ModelConfig *c) {
+    long long const d = c->dim, f = c->hidden_dim, dkv = (long long)c->n_kv_heads * (d / c->n_heads);
+    long long const block = 2 * d * d + 2 * dkv * d + 3 * d * f + 2 * d;
+    return c->n_layers * block + (long long)c->vocab_size * d * (c->tied_embeddings ? 1 : 2) + d;
+}
+
+static void print_model_config(const ModelConfig *c) {
+    printf("  shape:        dim %d, hidden_dim %d, n_layers %d, n_heads %d, n_kv_heads %d, "
+           "vocab_size %d, seq_len %d\n",
+           c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size, c->seq_len);
+    printf("  parameters:   %lld (%s embeddings, rope %s)\n", model_parameters(c),
+           c->tied_embeddings ? "tied" : "untied", c->rope_style == ROPE_HALF ? "half" : "interleaved");
+}
+
+static int inspect_model(const char *path) {
+    Model *m = NULL;
+    nq_status const st = model_open(path, "auto", &m);
+    if (st != NQ_OK) {
+        fprintf(stderr, "nupes-mpi inspect: %s: not a run directory, checkpoint, state, activations "
+                        "or model file (%s)\n", path, nq_last_error());
+        return NQ_ERR_INPUT;
+    }
+    printf("model: %s\n", path);
+    print_model_config(model_config(m));
+    model_close(m);
+    return NQ_OK;
+}
+
+/* ------------------------------------------------------------------ HDF5 files */
+
+static int fail(void) {
+    fprintf(stderr, "nupes-mpi inspect: %s\n", nq_last_error());
+    return NQ_ERR_INPUT;
+}
+
+static long long attr_int(hid_t obj, const char *name, long long fallback) {
+    long long v = fallback;
+    if (h5u_attr_read_int(obj, "", "", name, &v) != NQ_OK) v = fallback;
+    nq_clear_error();
+    return v;
+}
+
+static double attr_double(hid_t obj, const char *name) {
+    double v = NAN;
+    if (h5u_attr_read_double(obj, "", "", name, &v) != NQ_OK) v = NAN;
+    nq_clear_error();
+    return v;
+}
+
+/* Malloc'd string attribute, or a copy of fallback. */
+static char *attr_string(hid_t obj, const char *name, const char *fallback) {
+    char *v = NULL;
+    if (h5u_attr_read_string(obj, "", "", name, &v) != NQ_OK) v = strdup(fallback);
+    nq_clear_error();
+    return v;
+}
+
+static int inspect_state(const char *path) {
+    StateInfo s;
+    if (state_file_info(path, &s) != NQ_OK) return fail();
+    printf("state file: %s\n  block %d: step %d / %d, loss %.3e -> %.3e, %.1f s so far\n"
+           "  (the data checksum is verified when the run resumes)\n",
+           path, s.block, s.step, s.iterations, s.loss_init, s.loss_last, s.seconds);
+    return NQ_OK;
+}
+
+static int inspect_done(const char *path, hid_t f) {
+    char *exponent = attr_string(f, "exponent", "?");
+    printf("done block file: %s\n  block %lld: %lld bits, group_size %lld, exponent per %s, "
+           "loss %.3e -> %.3e in %.1f s\n",
+           path, attr_int(f, "block", -1), attr_int(f, "bits", -1), attr_int(f, "group_size", -1),
+           exponent, attr_double(f, "loss_init"), attr_double(f, "loss_final"), attr_double(f, "seconds"));
+    free(exponent);
+    return NQ_OK;
+}
+
+static void print_activations(hid_t f) {
+    int rank = 0;
+    hsize_t dims[H5U_MAX_RANK] = {0};
+    if (h5u_shape(f, "", "inputs", &rank, dims) == NQ_OK && rank == 4)
+        printf("/inputs [%llu][%llu][%llu][%llu] (levels L+1, sequences, tokens, dim), ",
+               (unsigned long long)dims[0], (unsigned long long)dims[1], (unsigned long long)dims[2],
+               (unsigned long long)dims[3]);
+    nq_clear_error();
+    printf("%s", attr_int(f, "complete", 0) == 1 ? "complete" : "INCOMPLETE (capture will run again)");
+    long long const q = attr_int(f, "qlevels", 0);
+    if (h5u_exists(f, "qinputs")) printf(", /qinputs levels 0..%lld", q > 0 ? q - 1 : 0);
+    printf("\n");
+}
+
+/* Shannon entropy (bits per code) of the int8 codes of every quantized matrix of group g. */
+static double block_entropy(hid_t g) {
+    static const char *mats[] = {"wq", "wk", "wv", "wo", "w1", "w2", "w3"};
+    double hist[256] = {0}, total = 0;
+    for (size_t i = 0; i < sizeof mats / sizeof *mats; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "%s/codes", mats[i]);
+        int rank = 0;
+        hsize_t dims[H5U_MAX_RANK];
+        if (!h5u_exists(g, name) || h5u_shape(g, "", name, &rank, dims) != NQ_OK || rank != 2) continue;
+        size_t const n = (size_t)(dims[0] * dims[1]);
+        int8_t *codes = malloc(n ? n : 1);
+        if (codes && h5u_read(g, "", name, H5U_I8, 2, dims, codes) == NQ_OK) {
+            for (size_t j = 0; j < n; j++) hist[(uint8_t)codes[j]]++;
+            total += (double)n;
+        }
+        free(codes);
+        nq_clear_error();
+    }
+    double h = 0;
+    for (int k = 0; k < 256; k++)
+        if (hist[k] > 0) h -= hist[k] / total * log2(hist[k] / total);
+    return total > 0 ? h : NAN;
+}
+
+static void print_checkpoint_blocks(hid_t f, long long n_layers, long long n_params) {
+    int const entropy = n_params <= ENTROPY_MAX_CODES;
+    for (long long l = 0; l < n_layers; l++) {
+        char name[32];
+        snprintf(name, sizeof name, "blocks/%04lld", l);
+        hid_t g = -1;
+        if (!h5u_exists(f, name) || h5u_open_group(f, "", name, &g) != NQ_OK) {
+            nq_clear_error();
+            printf("  block %04lld  missing\n", l);
+            continue;
+        }
+        printf("  block %04lld  loss %.3e -> %.3e", l, attr_double(g, "loss_init"), attr_double(g, "loss_final"));
+        if (entropy) printf(", code entropy %.3f bits", block_entropy(g));
+        printf("\n");
+        h5u_close(g);
+    }
+    if (!entropy) printf("  (code entropy skipped: model too large to read every code)\n");
+}
+
+static int inspect_checkpoint(const char *path, hid_t f) {
+    char *status = attr_string(f, "status", "?"), *method = attr_string(f, "method", "?");
+    char *exponent = attr_string(f, "exponent", "?"), *fp = attr_string(f, "fingerprint", "");
+    printf("checkpoint: %s\n  status:       %s\n  quantization: %s, %lld bits, group_size %lld, "
+           "exponent per %s\n  fingerprint:  %s\n",
+           path, status, method, attr_int(f, "bits", -1), attr_int(f, "group_size", -1), exponent,
+           fp[0] ? fp : "(none)");
+    free(status), free(method), free(exponent), free(fp);
+    hid_t g = -1;
+    if (h5u_open_group(f, path, "model", &g) != NQ_OK) return fail();
+    ModelConfig c = {0};
+    c.dim = (int)attr_int(g, "dim", 0), c.hidden_dim = (int)attr_int(g, "hidden_dim", 0);
+    c.n_layers = (int)attr_int(g, "n_layers", 0), c.n_heads = (int)attr_int(g, "n_heads", 1);
+    c.n_kv_heads = (int)attr_int(g, "n_kv_heads", 1), c.vocab_size = (int)attr_int(g, "vocab_size", 0);
+    c.seq_len = (int)attr_int(g, "seq_len", 0), c.tied_embeddings = (int)attr_int(g, "tied_embeddings", 1);
+    char *rope = attr_string(g, "rope_style", "interleaved");
+    c.rope_style = strcmp(rope, "half") == 0 ? ROPE_HALF : ROPE_INTERLEAVED;
+    free(rope);
+    h5u_close(g);
+    if (c.n_heads <= 0) c.n_heads = 1;
+    print_model_config(&c);
+    print_checkpoint_blocks(f, c.n_layers, model_parameters(&c));
+    return NQ_OK;
+}
+
+/* An HDF5 file: dispatch on its format attribute (or its datasets, for activations). */
+static int inspect_hdf5(const char *path) {
+    hid_t f = -1;
+    if (h5u_open_read(path, &f) != NQ_OK) return fail();
+    char *format = attr_string(f, "format", "");
+    int rc;
+    if (strcmp(format, "nupes-mpi") == 0) rc = inspect_checkpoint(path, f);
+    else if (strcmp(format, STATE_FILE_FORMAT) == 0) rc = inspect_state(path);
+    else if (strcmp(format, "nupes-mpi-block") == 0) rc = inspect_done(path, f);
+    else if (h5u_exists(f, "inputs")) {
+        printf("activations file: %s\n  ", path);
+        print_activations(f);
+        rc = NQ_OK;
+    } else {
+        fprintf(stderr, "nupes-mpi inspect: %s: an HDF5 file but not one of ours (format = \"%s\", "
+                        "expected nupes-mpi, %s or nupes-mpi-block, or an /inputs dataset)\n",
+                path, format, STATE_FILE_FORMAT);
+        rc = NQ_ERR_INPUT;
+    }
+    free(format);
+    h5u_close(f);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ run directory */
+
+typedef struct {
+    char model_path[PATH_MAX], model_format[16], method[16], mode[16];
+    long long bits, group_size, iterations;
+} RunSummary;
+
+static nq_status read_run_toml(const char *dir, RunSummary *s) {
+    char path[PATH_MAX], err[512];
+    snprintf(path, sizeof path, "%s/run.toml", dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) return nq_fail(NQ_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    static char text[1 << 16];
+    size_t const len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    TomlcDoc *doc = NULL;
+    if (tomlc_parse(text, len, path, &doc, err, sizeof err) != TOMLC_OK)
+        return nq_fail(NQ_ERR_INPUT, "%s", err);
+    for (size_t i = 0; i < tomlc_count(doc); i++) {
+        const TomlcEntry *e = tomlc_entry(doc, i);
+        if (e->kind == TOMLC_STRING && strcmp(e->path, "model.path") == 0)
+            snprintf(s->model_path, sizeof s->model_path, "%s", e->string);
+        if (e->kind == TOMLC_STRING && strcmp(e->path, "model.format") == 0)
+            snprintf(s->model_format, sizeof s->model_format, "%s", e->string);
+        if (e->kind == TOMLC_STRING && strcmp(e->path, "quantization.method") == 0)
+            snprintf(s->method, sizeof s->method, "%s", e->string);
+        if (e->kind == TOMLC_STRING && strcmp(e->path, "reconstruction.mode") == 0)
+            snprintf(s->mode, sizeof s->mode, "%s", e->string);
+        if (e->kind == TOMLC_INTEGER && strcmp(e->path, "quantization.bits") == 0) s->bits = e->integer;
+        if (e->kind == TOMLC_INTEGER && strcmp(e->path, "quantization.group_size") == 0) s->group_size = e->integer;
+        if (e->kind == TOMLC_INTEGER && strcmp(e->path, "reconstruction.iterations") == 0) s->iterations = e->integer;
+    }
+    tomlc_free(doc);
+    return NQ_OK;
+}
+
+/* Blocks from the model; else from the activations' levels; else -1 (unknown). */
+static int run_n_blocks(const char *dir, const RunSummary *s) {
+    Model *m = NULL;
+    if (s->model_path[0] && model_open(s->model_path, s->model_format[0] ? s->model_format : "auto", &m) == NQ_OK) {
+        int const n = model_config(m)->n_layers;
+        model_close(m);
+        return n;
+    }
+    nq_clear_error();
+    char path[PATH_MAX];
+    hid_t f = -1;
+    int rank = 0;
+    hsize_t dims[H5U_MAX_RANK];
+    int n = -1;
+    if (run_dir_activations_path(dir, path, sizeof path) == NQ_OK && h5u_open_read(path, &f) == NQ_OK &&
+        h5u_shape(f, path, "inputs", &rank, dims) == NQ_OK && rank == 4 && dims[0] > 0)
+        n = (int)dims[0] - 1;
+    h5u_close(f);
+    nq_clear_error();
+    return n;
+}
+
+static void print_block(int l, const BlockStatus *b) {
+    if (b->state == BLOCK_DONE)
+        printf("  block %04d  done         loss %.3e -> %.3e in %.1f s\n", l, b->loss_init, b->loss_final, b->seconds);
+    else if (b->state == BLOCK_IN_PROGRESS)
+        printf("  block %04d  in progress  step %d / %d, loss %.3e -> %.3e, %.1f s so far%s\n", l, b->step,
+               b->iterations, b->loss_init, b->loss_final, b->seconds,
+               b->damaged ? " (damaged done file ignored)" : "");
+    else
+        printf("  block %04d  pending%s\n", l, b->damaged ? "      (damaged file ignored: starts over)" : "");
+}
+
+static void print_run_activations(const char *dir) {
+    char path[PATH_MAX];
+    hid_t f = -1;
+    printf("  activations:  ");
+    struct stat sb;
+    if (run_dir_activations_path(dir, path, sizeof path) != NQ_OK || stat(path, &sb) != 0) {
+        printf("not captured yet\n");
+    } else if (h5u_open_read(path, &f) != NQ_OK) {
+        printf("unreadable (%s): capture will run again\n", nq_last_error());
+    } else {
+        print_activations(f);
+    }
+    h5u_close(f);
+    nq_clear_error();
+}
+
+static int inspect_run_dir(const char *dir) {
+    RunSummary s = {.bits = -1, .group_size = -1, .iterations = -1};
+    Fingerprint fp;
+    if (read_run_toml(dir, &s) != NQ_OK || run_dir_read_fingerprint(dir, &fp) != NQ_OK) return fail();
+    printf("run directory: %s\n  model:        %s\n  quantization: %s, %lld bits, group_size %lld\n"
+           "  mode:         %s, %lld iterations\n  fingerprint:  %s\n",
+           dir, s.model_path, s.method, s.bits, s.group_size, s.mode, s.iterations, fp.hex);
+    print_run_activations(dir);
+    int const n = run_n_blocks(dir, &s);
+    if (n < 0) {
+        printf("  blocks:       unknown (model %s unreadable and no activations file)\n", s.model_path);
+        return NQ_OK;
+    }
+    BlockStatus *b = calloc((size_t)n + 1, sizeof *b);
+    if (!b || run_dir_scan(dir, n, b) != NQ_OK) {
+        free(b);
+        return fail();
+    }
+    int count[3] = {0};
+    for (int l = 0; l < n; l++) count[b[l].state]++;
+    printf("  blocks:       %d done, %d in progress, %d pending (of %d)\n", count[BLOCK_DONE],
+           count[BLOCK_IN_PROGRESS], count[BLOCK_PENDING], n);
+    for (int l = 0; l < n; l++) print_block(l, &b[l]);
+    free(b);
+    return NQ_OK;
+}
+
+/* ------------------------------------------------------------------ dispatch */
+
+static int is_hdf5(const char *path) {
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char head[8] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    size_t const got = fread(head, 1, sizeof head, f);
+    fclose(f);
+    return got == sizeof head && memcmp(head, sig, sizeof sig) == 0;
+}
 
 int cmd_inspect(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "nupes-mpi: 'inspect' is not implemented yet\n");
-    return NQ_ERR_INPUT;
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        print_help(stdout);
+        return NQ_OK;
+    }
+    if (argc != 2 || argv[1][0] == '-') {
+        fprintf(stderr, "nupes-mpi inspect: expected one PATH (run 'nupes-mpi inspect --help')\n");
+        return NQ_ERR_INPUT;
+    }
+    const char *path = argv[1];
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        fprintf(stderr, "nupes-mpi inspect: %s: %s\n", path, strerror(errno));
+        return NQ_ERR_INPUT;
+    }
+    if (h5u_init() != NQ_OK) return fail();
+    if (S_ISDIR(sb.st_mode)) {
+        char toml[PATH_MAX];
+        if (run_dir_toml_path(path, toml, sizeof toml) == NQ_OK && stat(toml, &sb) == 0)
+            return inspect_run_dir(path);
+        return inspect_model(path); /* a Hugging Face directory, or a clear error */
+    }
+    return is_hdf5(path) ? inspect_hdf5(path) : inspect_model(path);
 }

@@ -2,9 +2,11 @@
  * calibration, first setting), --restart removing only our files, damaged run.toml,
  * orphaned results, block scan, progress.log and the fingerprint itself.
  *
- * `test_run_dir --make-fixture DIR MODEL` instead builds a small run directory for
- * tests/test_inspect.sh: run.toml for MODEL, block 0 done, block 1 in progress (step 40
- * of 500), block 2 with a damaged state file, a complete activations.h5. */
+ * `test_run_dir --make-fixture DIR MODEL CHECKPOINT` instead builds a small run directory
+ * for tests/test_inspect.sh: run.toml for MODEL, block 0 done (block_file_save), block 1
+ * in progress (step 40 of 500), block 2 with a damaged state file, block 4 with a damaged
+ * done file and a state file, a complete activations.h5; and a partial CHECKPOINT
+ * (checkpoint_create) with blocks 0 (code entropy 0 bits) and 1 (1 bit). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,9 +21,11 @@
 #include <dirent.h>
 
 #include "block_file.h"
+#include "checkpoint.h"
 #include "config.h"
 #include "fingerprint.h"
 #include "h5util.h"
+#include "model_file.h"
 #include "progress_log.h"
 #include "run_dir.h"
 #include "state_file.h"
@@ -338,39 +342,92 @@ static void test_progress_log(void **state) {
 
 /* ------------------------------------------------------------------ fixture for inspect */
 
-static int make_fixture(const char *dir, const char *model) {
+/* A real result for block l: codes alternate -pattern..pattern (pattern 0: all zero, so
+ * entropy 0; pattern 1: -1, 1, -1, ... so entropy exactly 1 bit). */
+static nq_status make_result(const ModelConfig *c, int l, int pattern, BlockResult *r) {
+    QuantSpec const spec = {.bits = 4, .group_size = 0, .per_row = 0};
+    if (block_result_alloc(r, c, spec, l, 0) != NQ_OK) return NQ_ERR_RUNTIME;
+    for (int i = 0; i < N_MATS; i++) {
+        QuantMatrix *q = &r->mat[i];
+        size_t const n = (size_t)q->shape.rows * q->shape.cols;
+        for (size_t j = 0; j < n; j++) q->codes[j] = (int8_t)(pattern ? (j % 2 ? pattern : -pattern) : 0);
+        for (int j = 0; j < q->shape.rows * q->shape.groups; j++) q->scales[j] = 0.1f;
+        for (int j = 0; j < q->shape.n_exponents; j++) q->exponents[j] = 1.0f;
+    }
+    r->loss_init = 2.5e-3f;
+    r->loss_final = 7.5e-4f;
+    r->seconds = 4.25;
+    return NQ_OK;
+}
+
+/* done/block-0000.h5 through block_file_save, and a partial checkpoint holding blocks 0
+ * (entropy 0) and 1 (entropy 1) at path. */
+static nq_status write_results(const char *dir, Model *m, const char *ckpt) {
+    const ModelConfig *c = model_config(m);
+    char p[700];
+    BlockResult r;
+    HeadWeights head;
+    CheckpointWriter *w = NULL;
+    CheckpointMeta const meta = {.method = "nupes", .spec = {4, 0, 0}, .fingerprint = "fixture",
+                                 .config_toml = "", .status = "partial"};
+    nq_status st = make_result(c, 0, 1, &r);
+    if (st == NQ_OK) st = run_dir_done_path(dir, 0, p, sizeof p);
+    if (st == NQ_OK) st = block_file_save(p, &r, 3);
+    block_result_free(&r);
+    if (st == NQ_OK) st = model_head(m, &head);
+    if (st == NQ_OK) st = checkpoint_create(ckpt, &meta, c, &head, 3, &w);
+    for (int l = 0; l < 2 && st == NQ_OK; l++) {
+        BlockWeights bw;
+        st = model_block(m, l, &bw);
+        if (st == NQ_OK) st = make_result(c, l, l, &r);
+        if (st == NQ_OK) st = checkpoint_write_block(w, &r, bw.attn_norm, bw.ffn_norm);
+        block_result_free(&r);
+        model_release_block(m, l);
+    }
+    if (st == NQ_OK) return checkpoint_commit(w);
+    checkpoint_abort(w);
+    return st;
+}
+
+/* activations.h5: /inputs [L+1][N][T][d] for 5 blocks, complete. */
+static nq_status write_activations(const char *dir) {
+    static float x[6][3][8][64];
+    hsize_t const dims[4] = {6, 3, 8, 64};
+    char p[700];
+    hid_t f;
+    nq_status st = run_dir_activations_path(dir, p, sizeof p);
+    if (st == NQ_OK) st = h5u_create(p, &f);
+    if (st == NQ_OK) st = h5u_write(f, p, "inputs", H5U_F32, 4, dims, x, 0);
+    if (st == NQ_OK) st = h5u_attr_write_int(f, p, "complete", 1);
+    if (st == NQ_OK) st = h5u_close_file(f, p);
+    return st;
+}
+
+static int make_fixture(const char *dir, const char *model, const char *ckpt) {
     NupesConfig cfg;
     config_defaults(&cfg);
     snprintf(cfg.model_path, sizeof cfg.model_path, "%s", model);
     snprintf(cfg.run_dir, sizeof cfg.run_dir, "%s", dir);
     make_tokens();
     Fingerprint fp;
+    RunDirStatus rs;
+    Model *m = NULL;
     char *toml = config_to_toml(&cfg);
-    RunDirStatus st;
-    char p[700];
-    if (!toml || fingerprint_compute(77, &tokens[0][0], 3, 8, &cfg, &fp) != NQ_OK ||
-        run_dir_prepare(dir, toml, &fp, 1, &st) != NQ_OK) {
-        fprintf(stderr, "make-fixture: %s\n", nq_last_error());
-        free(toml);
-        return 1;
-    }
+    nq_status st = toml ? h5u_init() : NQ_ERR_RUNTIME;
+    if (st == NQ_OK) st = fingerprint_compute(77, &tokens[0][0], 3, 8, &cfg, &fp);
+    if (st == NQ_OK) st = run_dir_prepare(dir, toml, &fp, 1, &rs);
+    if (st == NQ_OK) build_scan_dir(dir);
+    if (st == NQ_OK) st = model_open(model, "auto", &m);
+    if (st == NQ_OK) st = write_results(dir, m, ckpt);
+    if (st == NQ_OK) st = write_activations(dir);
+    if (st != NQ_OK) fprintf(stderr, "make-fixture: %s\n", nq_last_error());
+    model_close(m);
     free(toml);
-    build_scan_dir(dir);
-    /* activations.h5: /inputs [L+1][N][T][d] for 5 blocks, complete */
-    static float x[6][3][8][64];
-    hsize_t const dims[4] = {6, 3, 8, 64};
-    hid_t f;
-    run_dir_activations_path(dir, p, sizeof p);
-    if (h5u_create(p, &f) != NQ_OK || h5u_write(f, p, "inputs", H5U_F32, 4, dims, x, 0) != NQ_OK ||
-        h5u_attr_write_int(f, p, "complete", 1) != NQ_OK || h5u_close_file(f, p) != NQ_OK) {
-        fprintf(stderr, "make-fixture: %s\n", nq_last_error());
-        return 1;
-    }
-    return 0;
+    return st == NQ_OK ? 0 : 1;
 }
 
 int main(int argc, char **argv) {
-    if (argc == 4 && strcmp(argv[1], "--make-fixture") == 0) return make_fixture(argv[2], argv[3]);
+    if (argc == 5 && strcmp(argv[1], "--make-fixture") == 0) return make_fixture(argv[2], argv[3], argv[4]);
     make_tokens();
     snprintf(base, sizeof base, "test_run_dir.%ld", (long)getpid());
     if (mkdir(base, 0777) != 0) return 1;
