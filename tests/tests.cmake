@@ -10,6 +10,7 @@ set(NUPES_TEST_ENV
   "NUPES_BUILD_DIR=${CMAKE_BINARY_DIR}"
   "NUPES_BIN=$<TARGET_FILE:nupes-mpi>"
   "NUPES_DATA=${CMAKE_SOURCE_DIR}/data"
+  "NUPES_TOOLS_DIR=${CMAKE_BINARY_DIR}/tools"
   "MPIEXEC=${MPIEXEC_EXECUTABLE}"
   "HDF5_PLUGIN_PATH=${CMAKE_BINARY_DIR}/plugins"
   "OMPI_ALLOW_RUN_AS_ROOT=1"
@@ -25,6 +26,15 @@ file(GLOB NUPES_TEST_SUPPORT CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/support
 add_library(nupes_test_support STATIC ${NUPES_TEST_SUPPORT} ${CMAKE_SOURCE_DIR}/tests/support/empty.c)
 target_include_directories(nupes_test_support PUBLIC ${CMAKE_SOURCE_DIR}/tests/support)
 target_link_libraries(nupes_test_support PUBLIC nupes_mpi PkgConfig::CMOCKA)
+
+# Helper executables for the shell tests: tests/tools/NAME.c -> $NUPES_TOOLS_DIR/NAME.
+file(GLOB NUPES_TEST_TOOLS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/tools/*.c)
+foreach(src ${NUPES_TEST_TOOLS})
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(${name} ${src})
+  target_link_libraries(${name} PRIVATE nupes_test_support)
+  set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tools)
+endforeach()
 
 file(GLOB NUPES_TEST_C CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/test_*.c)
 foreach(src ${NUPES_TEST_C})
