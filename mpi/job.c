@@ -3,6 +3,7 @@
 #include "job.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,21 @@ double job_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void job_log(Job *job, const char *fmt, ...) {
+    if (!job->log) return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (progress_log_printf(job->log, "%s", line) != NQ_OK) {
+        fprintf(stderr, "nupes-mpi: warning: %s (progress.log is no longer written)\n", nq_last_error());
+        nq_clear_error();
+        progress_log_close(job->log);
+        job->log = NULL;
+    }
 }
 
 /* Every rank gets the worst status of all; a rank other than root that failed by itself
@@ -99,6 +115,12 @@ static nq_status prepare_run_dir(Job *job, const JobOptions *opt) {
     if (st == NQ_OK && !toml) st = nq_fail(NQ_ERR_RUNTIME, "out of memory printing the config");
     RunDirStatus status;
     if (st == NQ_OK) st = run_dir_prepare(job->run_dir, toml, &fp, opt->restart, &status);
+    char log_path[PATH_MAX];
+    if (st == NQ_OK) st = run_dir_progress_path(job->run_dir, log_path, sizeof log_path);
+    if (st == NQ_OK) st = progress_log_open(log_path, &job->log);
+    job_log(job, "start: %d ranks, %d groups of %d, %s run, fingerprint %s", job->layout.world_size,
+            job->layout.n_groups, job->layout.data_parallel,
+            status.resumed ? "resumed" : status.restarted ? "restarted" : "new", fp.hex);
     if (st == NQ_OK) {
         printf("nupes-mpi %s: %d rank%s, %d group%s of %d\n%s", NUPES_VERSION, job->layout.world_size,
                job->layout.world_size > 1 ? "s" : "", job->layout.n_groups,
@@ -139,7 +161,9 @@ static nq_status open_or_capture(Job *job) {
         printf("capture: %d sequences x %d tokens through %d blocks into %s\n", job->N, job->T, L, path);
         fflush(stdout);
     }
-    return capture_run(job->model, job->tokens, job->N, job->T, job->act);
+    st = capture_run(job->model, job->tokens, job->N, job->T, job->act);
+    if (st == NQ_OK) job_log(job, "capture done: %d sequences of %d tokens", job->N, job->T);
+    return st;
 }
 
 /* Root decides which blocks still need work (no done file) and tells everyone. */
@@ -179,6 +203,8 @@ static nq_status write_done(const BlockResult *r, int group, void *ctx) {
     double const ratio = r->loss_init > 0 ? r->loss_final / r->loss_init : 1.0;
     printf("block %d/%d done (group %d): loss %.4e -> %.4e (x%.3f) in %.1f s\n", r->block + 1,
            job->blocks_total, group, r->loss_init, r->loss_final, ratio, r->seconds);
+    job_log(job, "block %d done (group %d): loss %.4e -> %.4e in %.1f s", r->block, group, r->loss_init,
+            r->loss_final, r->seconds);
     fflush(stdout);
     return NQ_OK;
 }
@@ -259,11 +285,15 @@ static nq_status assemble_checkpoint(Job *job) {
         checkpoint_abort(w);
     }
     free(toml);
-    if (st == NQ_OK) printf("checkpoint: %s written\n", job->cfg->output_path);
+    if (st == NQ_OK) {
+        printf("checkpoint: %s written\n", job->cfg->output_path);
+        job_log(job, "checkpoint %s written", job->cfg->output_path);
+    }
     return st;
 }
 
 static void job_free(Job *job) {
+    progress_log_close(job->log);
     if (job->act) agree(activations_close(job->act));
     free(job->tokens);
     model_close(job->model);
@@ -308,6 +338,7 @@ nq_status job_run(const NupesConfig *cfg, const JobOptions *opt) {
     if (st == NQ_STOPPED && job.layout.world_rank == 0) {
         printf("stopped on signal %d: state saved in %s; run the same command again to resume\n",
                stop_signal_number(), job.run_dir);
+        job_log(&job, "stopped (signal %d): state saved, exit 75", stop_signal_number());
         fflush(stdout);
     }
     job_free(&job);

@@ -11,6 +11,7 @@
 #include "gather.h"
 #include "layout.h"
 #include "model_file.h"
+#include "progress_log.h"
 #include "recon.h"
 #include "stop.h"
 
@@ -36,7 +37,11 @@ typedef struct {
     int blocks_total, blocks_done; /* root's count, for progress */
     double last_status_time;
     int status_is_tty;
+    ProgressLog *log; /* root: run.dir/progress.log */
 } Job;
+
+/* Root: one line in progress.log (a failure to log is reported once, never fatal). */
+void job_log(Job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Returns the exit status every rank agrees on (NQ_OK, NQ_ERR_INPUT, NQ_ERR_RUNTIME,
  * NQ_STOPPED); the error message is recorded on the ranks that saw it. */
