@@ -9,6 +9,11 @@
 #   wait_for_job_state JOBID STATE [TIMEOUT_S]   poll until JobState matches (a regex)
 #   wait_for_job_gone JOBID [TIMEOUT_S]           poll until the job is finished or purged
 #   job_step_started JOBID [TIMEOUT_S]            poll until step 0 of the job runs
+#   wait_for_match FILE REGEX COUNT [TIMEOUT_S]   poll until COUNT lines of FILE match
+#   preempt_job JOBID [TIMEOUT_S]  preempt a running job of partition low with a job of
+#                                  partition high that needs the whole node; prints the
+#                                  high job's id once it has run (SLURM requeues JOBID)
+#   NUPES_SBATCH                   path of slurm/nupes.sbatch
 #
 # No systemd: the daemons run in the foreground (-D / -F), detached with setsid, and their
 # pids are recorded in STATE_DIR/pids/. Every process the cluster starts (daemons, slurmstepd,
@@ -21,6 +26,7 @@
 
 # The daemons start within ~1 s; a node that is not idle after this many seconds is an error.
 : "${NUPES_SLURM_UP_TIMEOUT:=30}"
+NUPES_SBATCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/nupes.sbatch
 # Seconds a daemon gets to exit after SIGTERM before SIGKILL.
 : "${NUPES_SLURM_DOWN_TIMEOUT:=15}"
 
@@ -197,7 +203,8 @@ slurm_stop_pids() {
 
 cluster_down() {
   local dir=$1 t0 name pid jobs leftover
-  [ -n "$dir" ] && [ -d "$dir" ] || { slurm_log "usage: cluster_down STATE_DIR"; return 2; }
+  [ -n "$dir" ] || { slurm_log "usage: cluster_down STATE_DIR"; return 2; }
+  [ -d "$dir" ] || return 0  # never started
   dir=$(cd "$dir" && pwd) || return 1
   [ -d "$dir/pids" ] || return 0
   t0=$(date +%s%N)
@@ -260,4 +267,30 @@ job_step_started() {
   done
   slurm_log "job $job: step 0 not running after ${timeout}s"
   return 1
+}
+
+# Polls until at least COUNT lines of FILE match the extended regex REGEX.
+wait_for_match() {
+  local file=$1 regex=$2 want=$3 timeout=${4:-30} i got=0
+  for ((i = 0; i < timeout * 5; i++)); do
+    got=$(grep -cE -- "$regex" "$file" 2>/dev/null)
+    [ "${got:-0}" -ge "$want" ] && return 0
+    sleep 0.2
+  done
+  slurm_log "$file: ${got:-0} lines match '$regex' after ${timeout}s, expected $want"
+  return 1
+}
+
+# Preemption as a cluster does it: a job of the higher-tier partition "high" that needs the
+# whole node (--exclusive, so it also displaces an --overcommit job holding one CPU).
+# PreemptMode=REQUEUE: SLURM sends SIGTERM to JOBID's steps and batch shell, requeues it,
+# runs the high job, then JOBID again. Prints the high job's id once it has completed.
+preempt_job() {
+  local job=$1 timeout=${2:-60} high dir
+  dir=$(dirname "$SLURM_CONF")
+  [ "$(job_field "$job" JobState)" = RUNNING ] || { slurm_log "job $job is not running"; return 1; }
+  high=$(timeout 30 sbatch --parsable -p high --exclusive -J preemptor -D "$dir" \
+    -o "$dir/log/preemptor-%j.out" --wrap 'echo "preemptor job $SLURM_JOB_ID ran"') || return 1
+  wait_for_job_state "$high" COMPLETED "$timeout" || return 1
+  echo "$high"
 }

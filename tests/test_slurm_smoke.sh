@@ -9,7 +9,7 @@ set -u
 
 src=${NUPES_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$src/slurm/testlib.sh"
-sbatch_script=$src/slurm/nupes.sbatch
+sbatch_script=$NUPES_SBATCH
 
 work=$(mktemp -d /tmp/nupes-slurm-smoke.XXXXXX) || exit 1
 cluster=$work/cluster
@@ -53,15 +53,7 @@ expect_field() {
   [ "$got" = "$want" ] || fail "job $job: $key=$got, expected $want"
 }
 
-# Waits until FILE has COUNT lines matching the regex (the step's ranks are ready).
-wait_for_lines() {
-  local file=$1 regex=$2 want=$3 i
-  for ((i = 0; i < 150; i++)); do
-    [ "$(grep -cE -- "$regex" "$file" 2>/dev/null)" = "$want" ] && return 0
-    sleep 0.2
-  done
-  fail "$file: no $want lines matching '$regex' after 30 s"
-}
+wait_for_lines() { wait_for_match "$@" || fail "waiting for $2 in $1"; }
 
 # Submits nupes.sbatch (extra sbatch options first, then "--", then the script's args);
 # prints the job id.
@@ -123,15 +115,18 @@ expect_lines "$log" "stopped and resumable: requeued job $job\$" 1
 expect_lines "$log" 'step exited 75$' 1
 expect_lines "$log" 'step exited 0$' 1
 
-echo "== nupes.sbatch: exit 2 (bad input) is the job's exit code, no requeue"
-STEP_FIRST_EXIT=2 NUPES_BIN=$work/bin/step_exit.sh timeout 60 \
-  sbatch --wait -D "$jobs" -o "$jobs/%j.out" -n 1 "$sbatch_script" bad.toml >"$work/sb2.txt"
+echo "== nupes.sbatch: exit 2 (bad input) is the job's exit code, no requeue; NUPES_SRUN_ARGS"
+STEP_FIRST_EXIT=2 NUPES_BIN=$work/bin/step_exit.sh NUPES_SRUN_ARGS="--label --overcommit" \
+  timeout 60 sbatch --wait -D "$jobs" -o "$jobs/%j.out" -n 1 "$sbatch_script" bad.toml \
+  >"$work/sb2.txt"
 rc=$?
 [ "$rc" = 2 ] || fail "sbatch --wait of a step exiting 2 returned $rc, expected 2"
 job=$(sed -n 's/^Submitted batch job \([0-9]*\)$/\1/p' "$work/sb2.txt")
 expect_field "$job" JobState FAILED
 expect_field "$job" ExitCode 2:0
 expect_field "$job" Restarts 0
+expect_lines "$jobs/$job.out" '^0: step task 0 restart none args: --config bad.toml$' 1
+expect_lines "$jobs/$job.out" 'step exited 2$' 1
 
 # ------------------------------------------------------------------ warning signal
 echo "== USR1 to the batch shell (as --signal=B:USR1@300 sends it) reaches every rank"
@@ -154,14 +149,11 @@ echo "== a job in partition high preempts (requeues) a running job in partition 
 low=$(submit -p low -n 2 --export=ALL,NUPES_BIN="$stopper",STOPPER_SAVE_SECONDS=2 -- cfg.toml)
 log=$jobs/$low.out
 wait_for_lines "$log" '^rank [01] ready$' 2
-# Both CPUs are taken: the high job only runs if the low one is preempted.
-high=$(timeout 30 sbatch --parsable -p high -n 2 -D "$jobs" -o "$jobs/%j.out" \
-  --wrap 'echo "high job ran"') || fail "sbatch -p high"
-wait_for_job_state "$high" COMPLETED 60 || fail "high job $high did not run"
+high=$(preempt_job "$low") || fail "preempt_job $low"
 wait_for_job_state "$low" COMPLETED 60 || fail "preempted job $low did not complete"
 expect_field "$low" Restarts 1
 expect_field "$low" Partition low
-expect_lines "$jobs/$high.out" '^high job ran$' 1
+expect_lines "$cluster/log/preemptor-$high.out" "^preemptor job $high ran\$" 1
 grep -q "preempted JobId=$low has been requeued to reclaim resources for JobId=$high" \
   "$cluster/log/slurmctld.log" || fail "slurmctld.log does not show job $low preempted by $high"
 # SIGTERM to the step, a 2 s save that srun's "forcing job termination" does not cut
