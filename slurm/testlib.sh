@@ -27,6 +27,9 @@
 # The daemons start within ~1 s; a node that is not idle after this many seconds is an error.
 : "${NUPES_SLURM_UP_TIMEOUT:=30}"
 NUPES_SBATCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/nupes.sbatch
+# KillWait of the test cluster: a preempted or cancelled step gets SIGTERM, then SIGKILL
+# this many seconds later (measured: a 4 s save survives KillWait=5, an 8 s save is killed).
+: "${NUPES_SLURM_KILL_WAIT:=5}"
 # Seconds a daemon gets to exit after SIGTERM before SIGKILL.
 : "${NUPES_SLURM_DOWN_TIMEOUT:=15}"
 
@@ -84,7 +87,7 @@ SelectTypeParameters=CR_Core
 PreemptType=preempt/partition_prio
 PreemptMode=REQUEUE
 JobRequeue=1
-KillWait=5
+KillWait=$NUPES_SLURM_KILL_WAIT
 MailProg=/bin/true
 ReturnToService=2
 MinJobAge=600
