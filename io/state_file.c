@@ -37,29 +37,33 @@ static nq_status arrays_checksum_(const ReconArray *arrays, int n, uint64_t *out
     return NQ_OK;
 }
 
-/* ------------------------------------------------------------------ float64 datasets */
-/* h5util speaks float32/int8/int32; the few double arrays (sums kept in double) are
- * written and read here with the same chunking and checks. */
-
-static nq_status write_f64_(hid_t loc, const char *file, const char *name, const double *data,
-                            size_t count) {
-    hsize_t const dims[1] = {count};
-    hid_t dcpl = -1, space = -1, dset = -1;
-    nq_status st = h5u_dcpl(file, H5U_F32, 1, dims, 0, &dcpl);
-    if (st != NQ_OK) return st;
+/* ------------------------------------------------------------------ datasets */
+/* Written contiguous, not through h5u_write's chunking: one dataset is then one large
+ * pwrite and the file writes at disk speed (measured in tests/test_state_file.c: chunked
+ * 1 MiB datasets wrote 2.5 GB 2-4x slower than dd on the same disk). float64 arrays (sums
+ * kept in double) are stored as float64. */
+static nq_status write_raw_(hid_t loc, const char *file, const char *name, const ReconArray *a) {
+    hsize_t const dims[1] = {a->count};
+    hid_t const ftype = a->is_double ? H5T_IEEE_F64LE : H5T_IEEE_F32LE;
+    hid_t const mtype = a->is_double ? H5T_NATIVE_DOUBLE : H5T_NATIVE_FLOAT;
     static const double empty = 0;
-    space = H5Screate_simple(1, dims, NULL);
-    if (space >= 0) dset = H5Dcreate2(loc, name, H5T_IEEE_F64LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    if (dset < 0 || H5Dwrite(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                             count ? (const void *)data : &empty) < 0) {
-        char what[128];
-        snprintf(what, sizeof what, "cannot write dataset /%s", name);
-        st = h5u_fail(NQ_ERR_RUNTIME, file, what);
-    }
+    hid_t dset = -1;
+    hid_t const dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hid_t const space = H5Screate_simple(1, dims, NULL);
+    if (dcpl >= 0 && space >= 0 && H5Pset_obj_track_times(dcpl, 0) >= 0)
+        dset = H5Dcreate2(loc, name, ftype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    herr_t const rc = dset < 0 ? -1
+                               : H5Dwrite(dset, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                          a->count ? a->data : (const void *)&empty);
     h5u_close(dset);
     h5u_close(space);
     h5u_close(dcpl);
-    return st;
+    if (rc < 0) {
+        char what[128];
+        snprintf(what, sizeof what, "cannot write dataset /%s", name);
+        return h5u_fail(NQ_ERR_RUNTIME, file, what);
+    }
+    return NQ_OK;
 }
 
 static nq_status read_f64_(hid_t loc, const char *file, const char *name, double *out, size_t count) {
@@ -111,10 +115,7 @@ static nq_status make_parent_groups_(hid_t file, const char *path, const char *n
 static nq_status write_array_(hid_t file, const char *path, const ReconArray *a) {
     nq_status st = make_parent_groups_(file, path, a->name);
     if (st != NQ_OK) return st;
-    if (a->is_double) return write_f64_(file, path, a->name, a->data, a->count);
-    static const float empty = 0;
-    hsize_t const dims[1] = {a->count};
-    return h5u_write(file, path, a->name, H5U_F32, 1, dims, a->count ? a->data : &empty, 0);
+    return write_raw_(file, path, a->name, a);
 }
 
 static nq_status write_header_(hid_t file, const char *path, const StateInfo *info, int n,

@@ -1,15 +1,16 @@
 /* In-progress optimiser state of one block, run.dir/state/block-NNNN.h5 (DESIGN.md 5.2, 6):
  * written by the group leader every checkpoint_interval seconds and when stopping, read
  * back on resume. It must be fast (a 7B block is ~2.4 GB of z, m, v and must be written
- * within SLURM's KillWait), so datasets are stored raw (chunked, no compression), and it
- * must never be trusted blindly, so it carries an XXH3-64 checksum of every array.
+ * within SLURM's KillWait), so datasets are stored raw (contiguous, no compression: one
+ * pwrite per array); and it must never be trusted blindly, so it carries an XXH3-64
+ * checksum of every array.
  *
  * Layout:
  *   /            attrs: format = "nupes-mpi-state", format_version = 1, block, step,
  *                iterations, loss_init, loss_last, seconds, n_arrays,
  *                checksum = "xxh3-64:<16 hex digits>" (over every array's name, length
  *                and bytes, in order)
- *   /<name>      float32 [count] (or float64 [count] for ReconArray.is_double), one per
+ *   /<name>      float32 [count] (float64 [count] for ReconArray.is_double), one per
  *                ReconArray, named by ReconArray.name ("a/b" names make groups). */
 #ifndef NUPES_STATE_FILE_H
 #define NUPES_STATE_FILE_H
