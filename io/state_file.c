@@ -38,10 +38,10 @@ static nq_status arrays_checksum_(const ReconArray *arrays, int n, uint64_t *out
 }
 
 /* ------------------------------------------------------------------ datasets */
-/* Written contiguous, not through h5u_write's chunking: one dataset is then one large
- * pwrite and the file writes at disk speed (measured in tests/test_state_file.c: chunked
- * 1 MiB datasets wrote 2.5 GB 2-4x slower than dd on the same disk). float64 arrays (sums
- * kept in double) are stored as float64. */
+/* Written contiguous, not through h5u_write's 1 MiB chunks: a dataset is then one pwrite
+ * of the whole array (no chunk index, no chunk cache), the least work a write can be.
+ * On this machine's shared disk both layouts were bound by the disk (0.2-0.6 GB/s for
+ * 2.5 GB, dd 0.3-1.0 GB/s). float64 arrays (sums kept in double) are stored as float64. */
 static nq_status write_raw_(hid_t loc, const char *file, const char *name, const ReconArray *a) {
     hsize_t const dims[1] = {a->count};
     hid_t const ftype = a->is_double ? H5T_IEEE_F64LE : H5T_IEEE_F32LE;
