@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # slurm/testlib.sh: a real single-node SLURM (munge, slurmctld, slurmd) for tests.
 #
 # Source it from bash:  . "$NUPES_SOURCE_DIR/slurm/testlib.sh"
@@ -26,6 +27,7 @@
 
 # The daemons start within ~1 s; a node that is not idle after this many seconds is an error.
 : "${NUPES_SLURM_UP_TIMEOUT:=30}"
+# shellcheck disable=SC2034  # used by the scripts that source this file
 NUPES_SBATCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/nupes.sbatch
 # KillWait of the test cluster: a preempted or cancelled step gets SIGTERM, then SIGKILL
 # this many seconds later (measured: a 4 s save survives KillWait=5, an 8 s save is killed).
@@ -292,6 +294,7 @@ preempt_job() {
   local job=$1 timeout=${2:-60} high dir
   dir=$(dirname "$SLURM_CONF")
   [ "$(job_field "$job" JobState)" = RUNNING ] || { slurm_log "job $job is not running"; return 1; }
+  # shellcheck disable=SC2016  # expanded by the job, not here
   high=$(timeout 30 sbatch --parsable -p high --exclusive -J preemptor -D "$dir" \
     -o "$dir/log/preemptor-%j.out" --wrap 'echo "preemptor job $SLURM_JOB_ID ran"') || return 1
   wait_for_job_state "$high" COMPLETED "$timeout" || return 1
