@@ -302,6 +302,7 @@ static void job_free(Job *job) {
 
 nq_status job_run(const NupesConfig *cfg, const JobOptions *opt) {
     Job job = {.cfg = cfg, .start_time = job_now(), .status_is_tty = isatty(STDOUT_FILENO)};
+    job.layout.group_comm = MPI_COMM_NULL; /* job_free may run before layout_create */
     job.params = recon_params_from(cfg);
     snprintf(job.run_dir, sizeof job.run_dir, "%s", cfg->run_dir);
     stop_install_handlers();
