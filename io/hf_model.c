@@ -437,3 +437,6 @@ cleanup:
     m->backend = hf;
     return NQ_OK;
 }
+
+/* config.json alone (io/model_config_read.h: planning a job without touching weights). */
+nq_status hf_model_read_config(const char *dir, ModelConfig *c) { return parse_config(dir, c); }

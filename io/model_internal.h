@@ -28,4 +28,7 @@ nq_status llama2c_model_open(const char *path, Model *m);
 nq_status hf_model_open(const char *path, Model *m);
 nq_status checkpoint_model_open(const char *path, Model *m);
 
+/* The model config from config.json only (no safetensors opened). */
+nq_status hf_model_read_config(const char *dir, ModelConfig *c);
+
 #endif

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "block_file.h"
+#include "calib_tokens.h"
 #include "checkpoint.h"
 #include "capture.h"
 #include "fingerprint.h"
@@ -91,15 +92,19 @@ static nq_status load_inputs(Job *job) {
                                cfg->source_path, cfg->group_size, mat_cols(job->c, i), mat_names[i]);
         }
     }
-    if (cfg->tokenizer_path[0] == '\0')
-        return nq_fail(NQ_ERR_INPUT, "%s: tokenizer.path is required to tokenize calibration.text", cfg->source_path);
-    Tokenizer *tok = NULL;
-    st = tokenizer_open(cfg->tokenizer_path, job->c->vocab_size, &tok);
-    if (st == NQ_OK) st = text_windows_load(cfg->calib_text, tok, job->T, cfg->calib_sequences, &job->tokens, &job->N);
-    tokenizer_free(tok);
+    if (cfg->calib_tokens[0] != '\0') { /* ids tokenized elsewhere (io/calib_tokens.h) */
+        st = calib_tokens_load(cfg->calib_tokens, job->c->vocab_size, job->T, cfg->calib_sequences, &job->tokens, &job->N);
+    } else {
+        if (cfg->tokenizer_path[0] == '\0')
+            return nq_fail(NQ_ERR_INPUT, "%s: tokenizer.path is required to tokenize calibration.text", cfg->source_path);
+        Tokenizer *tok = NULL;
+        st = tokenizer_open(cfg->tokenizer_path, job->c->vocab_size, &tok);
+        if (st == NQ_OK) st = text_windows_load(cfg->calib_text, tok, job->T, cfg->calib_sequences, &job->tokens, &job->N);
+        tokenizer_free(tok);
+    }
     if (st == NQ_OK && job->N < cfg->batch)
         st = nq_fail(NQ_ERR_INPUT, "%s: %d calibration sequences, fewer than reconstruction.batch = %d",
-                     cfg->calib_text, job->N, cfg->batch);
+                     cfg->calib_tokens[0] ? cfg->calib_tokens : cfg->calib_text, job->N, cfg->batch);
     return st;
 }
 
