@@ -9,14 +9,12 @@
 
 struct Activations {
     hid_t file;
-    hid_t set[2]; /* /inputs, /qinputs */
+    hid_t inputs; /* /inputs */
     hid_t xfer_collective;
     int L, N, T, d;
-    int complete, qlevels;
+    int complete;
     char path[PATH_MAX];
 };
-
-static const char *const set_names[2] = {"inputs", "qinputs"};
 
 static nq_status fail(const Activations *a, const char *what) {
     return h5u_fail(NQ_ERR_RUNTIME, a->path, what);
@@ -36,7 +34,7 @@ static Activations *activations_new(const char *path, int L, int N, int T, int d
     Activations *a = nq_calloc(1, sizeof *a, "activations handle");
     if (!a) return NULL;
     snprintf(a->path, sizeof a->path, "%s", path);
-    a->file = a->set[0] = a->set[1] = a->xfer_collective = H5I_INVALID_HID;
+    a->file = a->inputs = a->xfer_collective = H5I_INVALID_HID;
     a->L = L;
     a->N = N;
     a->T = T;
@@ -51,7 +49,7 @@ static nq_status make_collective_xfer(Activations *a) {
     return NQ_OK;
 }
 
-static nq_status create_sets(Activations *a) {
+static nq_status create_inputs(Activations *a) {
     hsize_t const dims[4] = {(hsize_t)a->L + 1, (hsize_t)a->N, (hsize_t)a->T, (hsize_t)a->d};
     hid_t const space = H5Screate_simple(4, dims, NULL);
     hid_t const dcpl = H5Pcreate(H5P_DATASET_CREATE);
@@ -61,14 +59,8 @@ static nq_status create_sets(Activations *a) {
         st = fail(a, "cannot set up the activation datasets");
         goto done;
     }
-    for (int s = 0; s < 2; s++) {
-        a->set[s] = H5Dcreate2(a->file, set_names[s], H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl,
-                               H5P_DEFAULT);
-        if (a->set[s] < 0) {
-            st = fail(a, s ? "cannot create dataset /qinputs" : "cannot create dataset /inputs");
-            goto done;
-        }
-    }
+    a->inputs = H5Dcreate2(a->file, "inputs", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (a->inputs < 0) st = fail(a, "cannot create dataset /inputs");
 done:
     if (space >= 0) H5Sclose(space);
     if (dcpl >= 0) H5Pclose(dcpl);
@@ -88,35 +80,31 @@ nq_status activations_create(const char *path, MPI_Comm comm, int L, int N, int 
         if (a->file < 0) st = fail(a, "cannot create the activations file");
     }
     if (fapl >= 0) H5Pclose(fapl);
-    if (st == NQ_OK) st = create_sets(a);
+    if (st == NQ_OK) st = create_inputs(a);
     if (st == NQ_OK) st = make_collective_xfer(a);
     if (st == NQ_OK) st = h5u_attr_write_int(a->file, a->path, "complete", 0);
-    if (st == NQ_OK) st = h5u_attr_write_int(a->file, a->path, "qlevels", 1);
     if (st != NQ_OK) {
         activations_close(a);
         return st;
     }
-    a->qlevels = 1;
     *out = a;
     return NQ_OK;
 }
 
-static nq_status open_sets(Activations *a) {
+static nq_status open_inputs(Activations *a) {
     hsize_t const want[4] = {(hsize_t)a->L + 1, (hsize_t)a->N, (hsize_t)a->T, (hsize_t)a->d};
-    for (int s = 0; s < 2; s++) {
-        int rank = 0;
-        hsize_t dims[H5U_MAX_RANK] = {0};
-        nq_status st = h5u_shape(a->file, a->path, set_names[s], &rank, dims);
-        if (st != NQ_OK) return st;
-        if (rank != 4 || dims[0] != want[0] || dims[1] != want[1] || dims[2] != want[2] || dims[3] != want[3])
-            return nq_fail(NQ_ERR_INPUT,
-                           "%s: dataset /%s has shape [%llu][%llu][%llu][%llu], expected [%d][%d][%d][%d] "
-                           "(made for another model or calibration set)",
-                           a->path, set_names[s], (unsigned long long)dims[0], (unsigned long long)dims[1],
-                           (unsigned long long)dims[2], (unsigned long long)dims[3], a->L + 1, a->N, a->T, a->d);
-        a->set[s] = H5Dopen2(a->file, set_names[s], H5P_DEFAULT);
-        if (a->set[s] < 0) return fail(a, "cannot open an activation dataset");
-    }
+    int rank = 0;
+    hsize_t dims[H5U_MAX_RANK] = {0};
+    nq_status st = h5u_shape(a->file, a->path, "inputs", &rank, dims);
+    if (st != NQ_OK) return st;
+    if (rank != 4 || dims[0] != want[0] || dims[1] != want[1] || dims[2] != want[2] || dims[3] != want[3])
+        return nq_fail(NQ_ERR_INPUT,
+                       "%s: dataset /inputs has shape [%llu][%llu][%llu][%llu], expected [%d][%d][%d][%d] "
+                       "(made for another model or calibration set)",
+                       a->path, (unsigned long long)dims[0], (unsigned long long)dims[1],
+                       (unsigned long long)dims[2], (unsigned long long)dims[3], a->L + 1, a->N, a->T, a->d);
+    a->inputs = H5Dopen2(a->file, "inputs", H5P_DEFAULT);
+    if (a->inputs < 0) return fail(a, "cannot open dataset /inputs");
     return NQ_OK;
 }
 
@@ -133,24 +121,22 @@ nq_status activations_open(const char *path, MPI_Comm comm, int L, int N, int T,
         if (a->file < 0) st = h5u_fail(NQ_ERR_INPUT, path, "cannot open the activations file");
     }
     if (fapl >= 0) H5Pclose(fapl);
-    long long complete = 0, qlevels = 0;
-    if (st == NQ_OK) st = open_sets(a);
+    long long complete = 0;
+    if (st == NQ_OK) st = open_inputs(a);
     if (st == NQ_OK) st = make_collective_xfer(a);
     if (st == NQ_OK) st = h5u_attr_read_int(a->file, a->path, "/", "complete", &complete);
-    if (st == NQ_OK) st = h5u_attr_read_int(a->file, a->path, "/", "qlevels", &qlevels);
     if (st != NQ_OK) {
         activations_close(a);
         return st;
     }
     a->complete = complete == 1;
-    a->qlevels = (int)qlevels;
     *out = a;
     return NQ_OK;
 }
 
 nq_status activations_close(Activations *a) {
     if (!a) return NQ_OK;
-    for (int s = 0; s < 2; s++) h5u_close(a->set[s]);
+    h5u_close(a->inputs);
     h5u_close(a->xfer_collective);
     nq_status const st = h5u_close_file(a->file, a->path);
     free(a);
@@ -158,28 +144,17 @@ nq_status activations_close(Activations *a) {
 }
 
 int activations_complete(const Activations *a) { return a->complete; }
-int activations_qlevels(const Activations *a) { return a->qlevels; }
-
-static nq_status write_attr(Activations *a, const char *name, int value) {
-    if (H5Adelete(a->file, name) < 0) return fail(a, "cannot update a root attribute");
-    return h5u_attr_write_int(a->file, a->path, name, value);
-}
 
 nq_status activations_set_complete(Activations *a) {
-    nq_status const st = write_attr(a, "complete", 1);
+    if (H5Adelete(a->file, "complete") < 0) return fail(a, "cannot update attribute complete");
+    nq_status const st = h5u_attr_write_int(a->file, a->path, "complete", 1);
     if (st == NQ_OK) a->complete = 1;
     return st;
 }
 
-nq_status activations_set_qlevels(Activations *a, int qlevels) {
-    nq_status const st = write_attr(a, "qlevels", qlevels);
-    if (st == NQ_OK) a->qlevels = qlevels;
-    return st;
-}
-
 /* The file space of sequences [first, first + count) of one level. */
-static hid_t slab(Activations *a, hid_t set, int level, int first, int count) {
-    hid_t const space = H5Dget_space(set);
+static hid_t slab(Activations *a, int level, int first, int count) {
+    hid_t const space = H5Dget_space(a->inputs);
     if (space < 0) return -1;
     hsize_t const start[4] = {(hsize_t)level, (hsize_t)first, 0, 0};
     hsize_t const size[4] = {1, (hsize_t)count, (hsize_t)a->T, (hsize_t)a->d};
@@ -192,17 +167,16 @@ static hid_t slab(Activations *a, hid_t set, int level, int first, int count) {
     return space;
 }
 
-nq_status activations_write(Activations *a, ActivationSet set, int level, int first, int count,
-                            const float *data) {
+nq_status activations_write(Activations *a, int level, int first, int count, const float *data) {
     hsize_t const n = (hsize_t)(count > 0 ? count : 1) * a->T * a->d;
     hid_t const mem = H5Screate_simple(1, &n, NULL);
-    hid_t const file = slab(a, a->set[set], level, first, count);
+    hid_t const file = slab(a, level, first, count);
     nq_status st = NQ_OK;
     if (mem < 0 || file < 0 || (count == 0 && H5Sselect_none(mem) < 0)) {
         st = fail(a, "cannot select the sequences to write");
-    } else if (H5Dwrite(a->set[set], H5T_NATIVE_FLOAT, mem, file, a->xfer_collective, data) < 0) {
+    } else if (H5Dwrite(a->inputs, H5T_NATIVE_FLOAT, mem, file, a->xfer_collective, data) < 0) {
         char what[96];
-        snprintf(what, sizeof what, "write of /%s level %d failed", set_names[set], level);
+        snprintf(what, sizeof what, "write of /inputs level %d failed", level);
         st = fail(a, what);
     }
     if (mem >= 0) H5Sclose(mem);
@@ -210,19 +184,17 @@ nq_status activations_write(Activations *a, ActivationSet set, int level, int fi
     return st;
 }
 
-nq_status activations_read(Activations *a, ActivationSet set, int level, const int *seqs, int n,
-                           float *out) {
-    if (set == ACT_QINPUTS && level == 0) set = ACT_INPUTS;
+nq_status activations_read(Activations *a, int level, const int *seqs, int n, float *out) {
     size_t const per_seq = (size_t)a->T * a->d;
     hsize_t const count = per_seq;
     hid_t const mem = H5Screate_simple(1, &count, NULL);
     if (mem < 0) return fail(a, "cannot create a memory space");
     nq_status st = NQ_OK;
     for (int i = 0; i < n && st == NQ_OK; i++) {
-        hid_t const file = slab(a, a->set[set], level, seqs[i], 1);
-        if (file < 0 || H5Dread(a->set[set], H5T_NATIVE_FLOAT, mem, file, H5P_DEFAULT, out + i * per_seq) < 0) {
+        hid_t const file = slab(a, level, seqs[i], 1);
+        if (file < 0 || H5Dread(a->inputs, H5T_NATIVE_FLOAT, mem, file, H5P_DEFAULT, out + i * per_seq) < 0) {
             char what[96];
-            snprintf(what, sizeof what, "read of /%s level %d sequence %d failed", set_names[set], level, seqs[i]);
+            snprintf(what, sizeof what, "read of /inputs level %d sequence %d failed", level, seqs[i]);
             st = fail(a, what);
         }
         if (file >= 0) H5Sclose(file);

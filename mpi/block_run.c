@@ -8,6 +8,7 @@
 
 #include "job.h"
 #include "mpi_check.h"
+#include "qlevel_file.h"
 #include "run_dir.h"
 #include "state_file.h"
 
@@ -19,7 +20,8 @@
 typedef struct {
     Job *job;
     int l;
-    ActivationSet inputs;
+    int switch_step;        /* from this step on, x comes from the quantized blocks 0..l-1 */
+    QLevelReader *qinputs;  /* level l's quantized inputs, once handed on (l > 0) */
     Recon *recon;
     float *x, *y; /* [max_local][T][d] this rank's share of a batch */
     int *batch;   /* [batch] */
@@ -28,11 +30,47 @@ typedef struct {
     char state_path[PATH_MAX];
 } BlockRun;
 
-/* Reads sequences seqs[first .. first + count) as x (from the inputs) and y (targets). */
+static int quantized_phase(const BlockRun *b) { return recon_step(b->recon) >= b->switch_step; }
+
+/* Reads sequences seqs[0..count) as x (the fp32 model's block input, or after the switch
+ * the quantized blocks' output; for block 0 they are the same embeddings) and y (the fp32
+ * block output, the target in every mode). */
 static nq_status read_share(BlockRun *b, const int *seqs, int count) {
-    nq_status st = activations_read(b->job->act, b->inputs, b->l, seqs, count, b->x);
-    if (st == NQ_OK) st = activations_read(b->job->act, ACT_INPUTS, b->l + 1, seqs, count, b->y);
+    nq_status st = quantized_phase(b) && b->l > 0
+                       ? qlevel_read(b->qinputs, seqs, count, b->x)
+                       : activations_read(b->job->act, b->l, seqs, count, b->x);
+    if (st == NQ_OK) st = activations_read(b->job->act, b->l + 1, seqs, count, b->y);
     return st;
+}
+
+/* Waits until block l's quantized inputs have been handed on, then opens them. The D
+ * ranks of the group decide together (file seen by all, or a stop seen by any). */
+static nq_status await_quantized_inputs(BlockRun *b) {
+    Job *job = b->job;
+    if (b->l == 0 || b->qinputs) return NQ_OK;
+    int announced = 0;
+    for (;;) {
+        int mine[2] = {!qlevel_exists(job->run_dir, b->l), stop_signalled() || job->stop.stop};
+        int all[2] = {mine[0], mine[1]};
+        if (job->layout.data_parallel > 1)
+            MPI_CHECK(MPI_Allreduce(mine, all, 2, MPI_INT, MPI_MAX, job->layout.group_comm));
+        if (!all[0]) break;
+        if (all[1]) return NQ_STOPPED;
+        if (!announced && job->layout.group_rank == 0) {
+            gather_note(&job->gather, "block %d: waiting for the quantized inputs of blocks 0..%d", b->l, b->l - 1);
+            announced = 1;
+        }
+        stop_agreement_poll(&job->stop, 1);
+        if (job->layout.world_rank == 0) {
+            nq_status const gs = gather_poll(&job->gather);
+            if (gs != NQ_OK) return gs;
+        }
+        usleep(20 * 1000);
+    }
+    if (job->layout.group_rank == 0)
+        gather_note(&job->gather, "block %d: quantized inputs from step %d%s", b->l, recon_step(b->recon),
+                    announced ? "" : " (no wait)");
+    return qlevel_open(job->run_dir, b->l, job->N, job->T, job->c->dim, &b->qinputs);
 }
 
 /* Mean squared error of the current quantization over the probe sequences. */
@@ -117,6 +155,14 @@ static nq_status iterate(BlockRun *b) {
     double window_start = job_now();
     int window_steps = 0;
     while (!recon_finished(b->recon)) {
+        if (quantized_phase(b) && !b->qinputs) {
+            nq_status const ws = await_quantized_inputs(b);
+            if (ws == NQ_STOPPED) {
+                nq_status const ss = save_state(b);
+                return ss == NQ_OK ? NQ_STOPPED : ss;
+            }
+            if (ws != NQ_OK) return ws;
+        }
         recon_batch_indices(b->recon, b->batch);
         nq_status st = count > 0 ? read_share(b, b->batch + first, count) : NQ_OK;
         double const sse = count > 0 && st == NQ_OK
@@ -164,15 +210,16 @@ static nq_status iterate(BlockRun *b) {
 }
 
 static void block_run_free(BlockRun *b) {
+    qlevel_close(b->qinputs);
     recon_free(b->recon);
     free(b->x);
     free(b->y);
     free(b->batch);
 }
 
-nq_status block_run(Job *job, int l, ActivationSet inputs, BlockResult *out) {
+nq_status block_run(Job *job, int l, BlockResult *out) {
     memset(out, 0, sizeof *out);
-    BlockRun b = {.job = job, .l = l, .inputs = inputs};
+    BlockRun b = {.job = job, .l = l, .switch_step = job->switch_step};
     const Layout *L = &job->layout;
     run_dir_state_path(job->run_dir, l, b.state_path, sizeof b.state_path);
     int const share = (job->params.batch + L->data_parallel - 1) / L->data_parallel;
@@ -197,9 +244,11 @@ nq_status block_run(Job *job, int l, ActivationSet inputs, BlockResult *out) {
     b.last_save = job_now();
     int restored = 0;
     if (st == NQ_OK) st = restore_state(&b, &restored);
+    if (st == NQ_OK && quantized_phase(&b)) st = await_quantized_inputs(&b);
     if (st == NQ_OK && !restored) st = probe_loss(&b, &b.info.loss_init);
     if (st == NQ_OK) st = iterate(&b);
     double loss_final = 0;
+    if (st == NQ_OK && quantized_phase(&b)) st = await_quantized_inputs(&b);
     if (st == NQ_OK) st = probe_loss(&b, &loss_final);
     if (st == NQ_OK) st = block_result_alloc(out, job->c, job->params.spec, l, job->params.skip_mask);
     if (st == NQ_OK) {

@@ -76,7 +76,7 @@ nq_status capture_run(Model *m, const int *tokens, int N, int T, Activations *ac
 
     double const start = now_seconds();
     for (int l = 0; l <= c->n_layers && st == NQ_OK; l++) {
-        st = activations_write(act, ACT_INPUTS, l, first, count, x);
+        st = activations_write(act, l, first, count, x);
         if (st == NQ_OK && l < c->n_layers && count > 0) {
             BlockWeights w;
             st = model_block(m, l, &w);

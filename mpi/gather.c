@@ -1,10 +1,14 @@
 #include "gather.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "mpi_check.h"
 
-enum { TAG_BLOCK_HEADER = 101, TAG_TENSOR = 102, TAG_GROUP_END = 103 };
+enum { TAG_BLOCK_HEADER = 101, TAG_TENSOR = 102, TAG_GROUP_END = 103, TAG_NOTE = 104 };
+
+#define NOTE_MAX 256
 
 /* MPI counts are int: large tensors go in pieces of at most this many elements. */
 #define MAX_MESSAGE_ELEMENTS (1 << 28)
@@ -90,6 +94,23 @@ nq_status gather_send_end(Gather *g, int group, int stopped) {
     return NQ_OK;
 }
 
+void gather_note(Gather *g, const char *fmt, ...) {
+    (void)g;
+    char note[NOTE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(note, sizeof note, fmt, ap);
+    va_end(ap);
+    int rank = 0;
+    MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+    if (rank == 0) {
+        printf("%s\n", note);
+        fflush(stdout);
+        return;
+    }
+    MPI_CHECK(MPI_Send(note, (int)strlen(note) + 1, MPI_CHAR, 0, TAG_NOTE, MPI_COMM_WORLD));
+}
+
 static nq_status receive_block(Gather *g, int source) {
     BlockHeader h;
     MPI_CHECK(MPI_Recv(&h, 5, MPI_DOUBLE, source, TAG_BLOCK_HEADER, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
@@ -114,6 +135,13 @@ nq_status gather_poll(Gather *g) {
         if (status.MPI_TAG == TAG_BLOCK_HEADER) {
             nq_status const st = receive_block(g, status.MPI_SOURCE);
             if (st != NQ_OK) return st;
+        } else if (status.MPI_TAG == TAG_NOTE) {
+            char note[NOTE_MAX];
+            MPI_CHECK(MPI_Recv(note, NOTE_MAX, MPI_CHAR, status.MPI_SOURCE, TAG_NOTE, MPI_COMM_WORLD,
+                               MPI_STATUS_IGNORE));
+            note[NOTE_MAX - 1] = '\0';
+            printf("%s\n", note);
+            fflush(stdout);
         } else if (status.MPI_TAG == TAG_GROUP_END) {
             int msg[2];
             MPI_CHECK(MPI_Recv(msg, 2, MPI_INT, status.MPI_SOURCE, TAG_GROUP_END, MPI_COMM_WORLD,

@@ -32,6 +32,9 @@ nq_status gather_send_block(Gather *g, const BlockResult *r, int group);
 /* Group leader: this group has no more blocks (stopped = 1 if it stopped on a signal). */
 nq_status gather_send_end(Gather *g, int group, int stopped);
 
+/* Any rank: a progress line for root to print (root prints it at once, others send it). */
+void gather_note(Gather *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Root: receives whatever has arrived (non-blocking). Returns the first sink error. */
 nq_status gather_poll(Gather *g);
 /* Root: 1 while some group has not sent its end message. */

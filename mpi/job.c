@@ -18,7 +18,7 @@
 #include "h5util.h"
 #include "mpi_check.h"
 #include "run_dir.h"
-#include "sequential.h"
+#include "schedule.h"
 #include "text_windows.h"
 #include "tokenizer.h"
 
@@ -206,8 +206,8 @@ static nq_status write_done(const BlockResult *r, int group, void *ctx) {
     unlink(state); /* the done file supersedes it */
     job->blocks_done++;
     double const ratio = r->loss_init > 0 ? r->loss_final / r->loss_init : 1.0;
-    printf("block %d/%d done (group %d): loss %.4e -> %.4e (x%.3f) in %.1f s\n", r->block + 1,
-           job->blocks_total, group, r->loss_init, r->loss_final, ratio, r->seconds);
+    printf("block %d done (%d/%d, group %d): loss %.4e -> %.4e (x%.3f) in %.1f s\n", r->block,
+           job->blocks_done, job->blocks_total, group, r->loss_init, r->loss_final, ratio, r->seconds);
     job_log(job, "block %d done (group %d): loss %.4e -> %.4e in %.1f s", r->block, group, r->loss_init,
             r->loss_final, r->seconds);
     fflush(stdout);
@@ -226,39 +226,6 @@ void job_print_status(Job *job, double iterations_per_second) {
            job->status_is_tty ? "\r" : "", job->blocks_done, job->blocks_total, iterations_per_second,
            now - job->start_time, eta, job->status_is_tty ? "   " : "\n");
     fflush(stdout);
-}
-
-/* Parallel mode: each group takes its round-robin share of the pending blocks. */
-static nq_status run_parallel(Job *job, const int *pending, int n_pending) {
-    const Layout *L = &job->layout;
-    int *mine = nq_calloc((size_t)(n_pending ? n_pending : 1), sizeof(int), "block list");
-    if (!mine) mpi_abort_job(NQ_ERR_RUNTIME, nq_last_error());
-    int const n_mine = layout_blocks_of_group(L, L->group, pending, n_pending, mine);
-    nq_status st = NQ_OK;
-    for (int i = 0; i < n_mine && st == NQ_OK; i++) {
-        if (stop_signalled() || job->stop.stop) {
-            st = NQ_STOPPED;
-            break;
-        }
-        BlockResult r;
-        st = block_run(job, mine[i], ACT_INPUTS, &r);
-        if (st == NQ_OK && L->group_rank == 0) st = gather_send_block(&job->gather, &r, L->group);
-        block_result_free(&r);
-    }
-    free(mine);
-    if (st != NQ_OK && st != NQ_STOPPED) mpi_abort_job(st, nq_last_error());
-    if (L->group_rank == 0) gather_send_end(&job->gather, L->group, st == NQ_STOPPED);
-    if (L->world_rank == 0) {
-        while (gather_pending(&job->gather)) {
-            nq_status const gs = gather_poll(&job->gather);
-            if (gs != NQ_OK) mpi_abort_job(gs, nq_last_error());
-            stop_agreement_poll(&job->stop, 1);
-            usleep(2000);
-        }
-        if (job->gather.any_stopped) st = NQ_STOPPED;
-    }
-    stop_agreement_finish(&job->stop);
-    return st;
 }
 
 /* Root: the checkpoint from the done files, one block in memory at a time. */
@@ -306,9 +273,15 @@ static void job_free(Job *job) {
 }
 
 nq_status job_run(const NupesConfig *cfg, const JobOptions *opt) {
-    Job job = {.cfg = cfg, .start_time = job_now(), .status_is_tty = isatty(STDOUT_FILENO)};
+    /* Open MPI hands its ranks a pty even when mpirun's output goes to a file: redraw the
+     * status line only for a plain process on a terminal. */
+    Job job = {.cfg = cfg, .start_time = job_now(),
+               .status_is_tty = isatty(STDOUT_FILENO) && !getenv("OMPI_COMM_WORLD_SIZE")};
     job.layout.group_comm = MPI_COMM_NULL; /* job_free may run before layout_create */
     job.params = recon_params_from(cfg);
+    job.switch_step = cfg->mode == MODE_PARALLEL     ? INT_MAX
+                      : cfg->mode == MODE_SEQUENTIAL ? 0
+                                                     : (int)lround(cfg->switch_fraction * cfg->iterations);
     snprintf(job.run_dir, sizeof job.run_dir, "%s", cfg->run_dir);
     stop_install_handlers();
     nq_status st = agree(h5u_init());
@@ -334,8 +307,7 @@ nq_status job_run(const NupesConfig *cfg, const JobOptions *opt) {
         stop_agreement_init(&job.stop);
         gather_init(&job.gather, job.c, job.params.spec, job.params.skip_mask, job.layout.n_groups,
                     write_done, &job);
-        st = cfg->mode == MODE_SEQUENTIAL ? run_sequential(&job, pending, n_pending)
-                                          : run_parallel(&job, pending, n_pending);
+        st = schedule_run(&job, pending, n_pending);
         stop_agreement_free(&job.stop);
         st = agree(st);
     }

@@ -32,6 +32,8 @@ typedef struct {
     StopAgreement stop;
     Gather gather;
     ReconParams params;
+    int switch_step; /* blocks train on the quantized blocks' output from this step on:
+                        never (parallel), 0 (sequential), switch * iterations (pipelined) */
     char run_dir[PATH_MAX];
     double start_time;
     int blocks_total, blocks_done; /* root's count, for progress */
@@ -47,12 +49,12 @@ void job_log(Job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)
  * NQ_STOPPED); the error message is recorded on the ranks that saw it. */
 nq_status job_run(const NupesConfig *cfg, const JobOptions *opt);
 
-/* Reconstructs block l on this rank's group. x comes from `inputs` (ACT_INPUTS in parallel
- * mode, ACT_QINPUTS in sequential mode); the target is /inputs level l + 1. Resumes from
- * the block's state file when there is a valid one, saves it every checkpoint_interval
- * seconds and on a stop (NQ_STOPPED). On NQ_OK, out (allocated here) holds the result on
- * every rank of the group. */
-nq_status block_run(Job *job, int l, ActivationSet inputs, BlockResult *out);
+/* Reconstructs block l on this rank's group. x is the fp32 model's block input until
+ * job->switch_step, then the quantized blocks' output (waiting for it to be handed on);
+ * the target is the fp32 block output. Resumes from the block's state file when there is
+ * a valid one, saves it every checkpoint_interval seconds and on a stop (NQ_STOPPED). On
+ * NQ_OK, out (allocated here) holds the result on every rank of the group. */
+nq_status block_run(Job *job, int l, BlockResult *out);
 
 /* Root: prints a status line (blocks done, iterations/s, ETA) when one is due. */
 void job_print_status(Job *job, double iterations_per_second);
