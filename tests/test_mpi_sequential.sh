@@ -11,7 +11,7 @@
 #   scale rel diff    <= 0.05    measured 0.013
 #   exponent diff     <= 2e-3    measured 3.1e-4
 #   loss_final        within 5% per block    measured <= 1.4%
-# Every block's loss must drop; /qinputs levels 1..L-1 are written (attribute qlevels = L).
+# Every block's loss must drop; the quantized inputs of blocks 1..L-1 are written.
 set -euo pipefail
 : "${NUPES_BIN:?}" "${NUPES_SOURCE_DIR:?}" "${NUPES_TOOLS_DIR:?}" "${MPIEXEC:?}"
 work=$(mktemp -d "${TMPDIR:-/tmp}/nupes-mpi-seq.XXXXXX")
@@ -23,10 +23,27 @@ L=5 # blocks of stories260K
 fast=(--set reconstruction.mode=sequential --set reconstruction.iterations=40
       --set calibration.sequences=16 --set calibration.seq_len=64)
 
-# values FILE DATASET: 32 values of level L-1, sequence 0, tokens 0..3, columns 0..7.
-values() {
-  h5dump -d "$2" -s "$((L - 1)),0,0,0" -c "1,1,4,8" "$1" |
-    sed -n 's/^ *([0-9,]*): //p' | tr ',' ' ' | tr -s ' ' '\n' | grep -v '^$'
+# dump_values ARGS...: the numbers of an h5dump of a small hyperslab, one per line.
+dump_values() {
+  h5dump "$@" | sed -n 's/^ *([0-9,]*): //p' | tr ',' ' ' | tr -s ' ' '\n' | grep -v '^$'
+}
+
+# check_qlevels RUN_DIR: the quantized inputs of blocks 1..L-1 were handed on, either as
+# /qinputs levels in activations.h5 (attribute qlevels = L) or as qinputs/level-NNNN.h5
+# files; prints 32 values of level L-1 (sequence 0, tokens 0..3, columns 0..7).
+check_qlevels() {
+  local dir=$1 last=$((L - 1))
+  if [ -d "$dir/qinputs" ]; then
+    for ((l = 1; l < L; l++)); do
+      [ -f "$dir/qinputs/level-$(printf %04d $l).h5" ] || fail "$dir: qinputs level $l missing"
+    done
+    dump_values -d /qinputs -s "0,0,0" -c "1,4,8" "$dir/qinputs/level-$(printf %04d $last).h5"
+  else
+    local qlevels
+    qlevels=$(h5dump -a /qlevels "$dir/activations.h5" | awk '/\(0\):/ { print $2 }')
+    [ "$qlevels" = "$L" ] || fail "$dir: qlevels = '$qlevels', expected $L (levels 1..$last written)"
+    dump_values -d /qinputs -s "$last,0,0,0" -c "1,1,4,8" "$dir/activations.h5"
+  fi
 }
 
 run_job() { # NAME NP
@@ -44,12 +61,10 @@ grep -q "2 ranks, 1 group of 2" "$work/r2.log" || fail "r2: sequential mode must
 
 for name in r1 r2; do
   "$NUPES_TOOLS_DIR/checkpoint_losses" "$work/$name/checkpoint.h5" || fail "$name: a block's loss did not drop"
-  qlevels=$(h5dump -a /qlevels "$work/$name/activations.h5" | awk '/\(0\):/ { print $2 }')
-  [ "$qlevels" = "$L" ] || fail "$name: qlevels = '$qlevels', expected $L (levels 1..$((L - 1)) written)"
   # The last quantized level holds data (not the zero fill), close to but not equal to the
   # fp32 inputs of the same level.
-  values "$work/$name/activations.h5" /qinputs > "$work/q.txt"
-  values "$work/$name/activations.h5" /inputs > "$work/f.txt"
+  check_qlevels "$work/$name" > "$work/q.txt"
+  dump_values -d /inputs -s "$((L - 1)),0,0,0" -c "1,1,4,8" "$work/$name/activations.h5" > "$work/f.txt"
   paste "$work/q.txt" "$work/f.txt" |
     awk '{ n++; if ($1 != 0) nz++; if ($1 != $2) differ++; d = $1 - $2; e += d * d; f += $2 * $2 }
          END { printf "qinputs vs inputs at level %d: %d/%d nonzero, %d differ, rel rms diff %.3g\n", L, nz, n, differ, sqrt(e / f)

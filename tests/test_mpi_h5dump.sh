@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The checkpoint gathered on root from a 2-rank job is readable by h5dump (the serial HDF5
+# tool) through the project's zstd plugin (HDF5_PLUGIN_PATH, filter 32015): the values
+# h5dump prints for /blocks/0000/wq/codes, /blocks/0003/w2/scale and
+# /blocks/0001/wk/exponent equal, element for element, what the project's reader returns
+# (tests/tools/dump_tensor). Without the plugin, h5dump prints no values for the same
+# dataset (so the plugin is what decodes them). Codes are integers in [-7, 7] (4 bits).
+set -euo pipefail
+: "${NUPES_BIN:?}" "${NUPES_SOURCE_DIR:?}" "${NUPES_TOOLS_DIR:?}" "${MPIEXEC:?}" "${HDF5_PLUGIN_PATH:?}"
+work=$(mktemp -d "${TMPDIR:-/tmp}/nupes-mpi-h5dump.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+command -v h5dump > /dev/null || fail "h5dump not found (apt-get install hdf5-tools)"
+
+config=$NUPES_SOURCE_DIR/configs/stories260K.toml
+"$MPIEXEC" -np 2 "$NUPES_BIN" --config "$config" --set run.dir="$work/run" \
+  --set reconstruction.iterations=20 --set calibration.sequences=16 --set calibration.seq_len=64 \
+  > "$work/job.log" 2>&1 || { cat "$work/job.log" >&2; fail "the 2-rank job failed"; }
+ckpt=$work/run/checkpoint.h5
+[ -f "$ckpt" ] || fail "no checkpoint"
+
+# h5dump_values DATASET: the numbers h5dump prints for a dataset, one per line.
+h5dump_values() {
+  h5dump -d "$1" "$ckpt" | sed -n '/DATA {/,/^ *}/p' | sed -n 's/^ *([0-9,]*): //p' |
+    tr ',' ' ' | tr -s ' ' '\n' | grep -v '^$' || true
+}
+
+# check DATASET_PATH BLOCK MATRIX FIELD EXPECTED_COUNT
+check() {
+  local path=$1 block=$2 mat=$3 field=$4 count=$5
+  h5dump_values "$path" > "$work/h5dump.txt"
+  "$NUPES_TOOLS_DIR/dump_tensor" "$ckpt" "$block" "$mat" "$field" > "$work/reader.txt" ||
+    fail "dump_tensor $block $mat $field failed"
+  local n
+  n=$(wc -l < "$work/h5dump.txt")
+  [ "$n" = "$count" ] || fail "$path: h5dump printed $n values, expected $count"
+  if [ "$field" = codes ]; then
+    cmp -s "$work/h5dump.txt" "$work/reader.txt" || fail "$path: h5dump's codes differ from the reader's"
+    awk '$1 !~ /^-?[0-9]+$/ || $1 < -7 || $1 > 7 { bad = 1 } $1 != 0 { nz++ }
+         END { exit bad || nz < NR / 4 }' "$work/h5dump.txt" ||
+      fail "$path: codes are not integers in [-7, 7], or mostly zero"
+  else # h5dump prints floats with fewer digits: compare to 1e-5 relative
+    paste "$work/h5dump.txt" "$work/reader.txt" |
+      awk '{ d = $1 - $2; if (d < 0) d = -d; m = $2 < 0 ? -$2 : $2; if (d > 1e-5 * m || $2 <= 0) bad = 1 }
+           END { exit bad }' || fail "$path: h5dump's values differ from the reader's"
+  fi
+  echo "$path: $n values, equal to the reader's (first: $(head -3 "$work/h5dump.txt" | tr '\n' ' '))"
+}
+
+check /blocks/0000/wq/codes 0 wq codes $((64 * 64))
+check /blocks/0003/w2/scale 3 w2 scale 64
+check /blocks/0001/wk/exponent 1 wk exponent 1
+
+# Without the plugin the same dataset gives no values (h5dump may still exit 0).
+n=$(HDF5_PLUGIN_PATH=/nonexistent h5dump_values /blocks/0000/wq/codes 2> /dev/null | wc -l)
+[ "$n" = 0 ] || fail "h5dump without the plugin printed $n values: is the dataset really compressed?"
+echo "PASS: h5dump reads the gathered checkpoint's values through the plugin"

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Rank counts that do not fit the block count (DESIGN.md 4), on synthetic llama2.c models
+# (tests/tools/make_synthetic_model, vocab 512 for the bundled tok512 tokenizer):
+#   - 3 ranks, 2 blocks, data_parallel 1: 3 groups, one of them idles;
+#   - 3 ranks, 2 blocks, data_parallel auto: the smallest D with R / D <= 2 is D = 3;
+#   - 2 ranks, 5 blocks (not divisible: groups get 3 and 2 blocks);
+#   - 4 ranks (oversubscribed on 2 cores), 3 blocks, data_parallel 1: one group idles.
+# Every run must finish with a complete checkpoint whose every block lowered its loss, and
+# the D = 1 runs must equal a single process bit for bit.
+set -euo pipefail
+: "${NUPES_BIN:?}" "${NUPES_SOURCE_DIR:?}" "${NUPES_DATA:?}" "${NUPES_TOOLS_DIR:?}" "${MPIEXEC:?}"
+work=$(mktemp -d "${TMPDIR:-/tmp}/nupes-mpi-shapes.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+config=$NUPES_SOURCE_DIR/configs/stories260K.toml
+fast=(--set reconstruction.iterations=20 --set calibration.sequences=12 --set calibration.seq_len=32)
+
+# model NAME LAYERS SEED: d 32, f 96, 4 heads (2 kv), vocab 512, seq_len 64.
+model() {
+  "$NUPES_TOOLS_DIR/make_synthetic_model" "$work/$1.bin" 32 96 "$2" 4 2 512 64 "$3" > /dev/null ||
+    fail "cannot make the synthetic model $1"
+}
+
+# run_job NAME MODEL NP DP: NP = 0 runs without mpirun.
+run_job() {
+  local name=$1 m=$2 np=$3 dp=$4
+  local launch=()
+  [ "$np" -gt 0 ] && launch=("$MPIEXEC" -np "$np")
+  if ! "${launch[@]}" "$NUPES_BIN" --config "$config" --set model.path="$work/$m.bin" \
+       --set run.dir="$work/$name" --set mpi.data_parallel="$dp" "${fast[@]}" > "$work/$name.log" 2>&1; then
+    cat "$work/$name.log" >&2
+    fail "$name: the job failed"
+  fi
+  "$NUPES_TOOLS_DIR/checkpoint_losses" "$work/$name/checkpoint.h5" > "$work/$name.losses" ||
+    { cat "$work/$name.losses" >&2; fail "$name: incomplete checkpoint or a loss did not drop"; }
+  echo "$name: $(grep -o '[0-9]* ranks\?, [0-9]* groups\? of [0-9]*' "$work/$name.log" | head -1 || true)," \
+       "$(wc -l < "$work/$name.losses") blocks"
+}
+
+same() { # A B: bit-identical checkpoints
+  "$NUPES_TOOLS_DIR/compare_checkpoints" "$work/$1/checkpoint.h5" "$work/$2/checkpoint.h5" > "$work/cmp.txt" ||
+    { cat "$work/cmp.txt" >&2; fail "$2 differs from $1"; }
+}
+
+expect_layout() { # NAME TEXT
+  grep -q "$2" "$work/$1.log" || fail "$1: expected '$2' in the log"
+}
+
+model two 2 11
+model five 5 12
+model three 3 13
+
+run_job two_ref two 0 1
+run_job two_np3_d1 two 3 1
+expect_layout two_np3_d1 "3 ranks, 3 groups of 1"
+same two_ref two_np3_d1
+run_job two_np3_auto two 3 auto
+expect_layout two_np3_auto "3 ranks, 1 group of 3"
+
+run_job five_ref five 0 1
+run_job five_np2 five 2 1
+expect_layout five_np2 "2 ranks, 2 groups of 1"
+same five_ref five_np2
+
+run_job three_ref three 0 1
+run_job three_np4 three 4 1
+expect_layout three_np4 "4 ranks, 4 groups of 1"
+same three_ref three_np4
+[ "$(wc -l < "$work/three_np4.losses")" = 3 ] || fail "three_np4: expected 3 blocks"
+echo "PASS: more ranks than blocks, uneven block counts and oversubscription all complete"
