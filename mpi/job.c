@@ -17,6 +17,7 @@
 #include "fingerprint.h"
 #include "h5util.h"
 #include "mpi_check.h"
+#include "plan.h"
 #include "run_dir.h"
 #include "schedule.h"
 #include "text_windows.h"
@@ -112,7 +113,8 @@ static nq_status load_inputs(Job *job) {
 static nq_status prepare_run_dir(Job *job, const JobOptions *opt) {
     if (job->layout.world_rank != 0) return NQ_OK;
     uint64_t model_hash = 0;
-    nq_status st = model_content_hash(job->model, &model_hash);
+    nq_status st = plan_check_run_dir_space(job->run_dir, job->c, job->cfg->mode, job->N, job->T);
+    if (st == NQ_OK) st = model_content_hash(job->model, &model_hash);
     Fingerprint fp;
     if (st == NQ_OK)
         st = fingerprint_compute(model_hash, job->tokens, (size_t)job->N, (size_t)job->T, job->cfg, &fp);
@@ -285,16 +287,17 @@ nq_status job_run(const NupesConfig *cfg, const JobOptions *opt) {
     snprintf(job.run_dir, sizeof job.run_dir, "%s", cfg->run_dir);
     stop_install_handlers();
     nq_status st = agree(h5u_init());
+    if (st == NQ_OK && opt->dry_run) { /* the plan needs only the model's config (mpi/plan.h) */
+        int rank = 0, size = 1;
+        MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+        MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size));
+        st = agree(rank == 0 ? plan_dry_run(cfg, size, stdout) : NQ_OK);
+        job_free(&job);
+        return st;
+    }
     if (st == NQ_OK) st = agree(load_inputs(&job));
     if (st == NQ_OK)
         st = agree(layout_create(cfg->data_parallel, job.c->n_layers, cfg->mode == MODE_SEQUENTIAL, &job.layout));
-    if (st == NQ_OK && opt->dry_run) {
-        if (job.layout.world_rank == 0)
-            printf("dry run: %d blocks over %d groups of %d ranks; nothing written\n", job.c->n_layers,
-                   job.layout.n_groups, job.layout.data_parallel);
-        job_free(&job);
-        return NQ_OK;
-    }
     if (st == NQ_OK) st = agree(prepare_run_dir(&job, opt));
     if (st == NQ_OK) st = agree(open_or_capture(&job));
     int *pending = st == NQ_OK ? nq_calloc((size_t)job.c->n_layers, sizeof(int), "pending blocks") : NULL;

@@ -1,0 +1,463 @@
+/* The dry-run planner (see plan.h). */
+#include "plan.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+
+#include "calib_tokens.h"
+#include "h5util.h"
+#include "model_config_read.h"
+#include "quant.h"
+#include "run_dir.h"
+#include "text_windows.h"
+#include "tokenizer.h"
+
+#define PLAN_CAPTURE_CHUNK 8 /* sequences per forward in mpi/capture.c */
+#define BYTES_PER_TOKEN_ESTIMATE 4.0
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---------------------------------------------------------------- layout */
+
+/* G and D of a mode on R ranks, as mpi/layout.c arranges them. */
+static nq_status mode_layout(const NupesConfig *cfg, int L, int R, ReconMode mode, int *G, int *D) {
+    if (mode == MODE_SEQUENTIAL) {
+        *D = R;
+    } else if (cfg->data_parallel == 0) { /* auto: the smallest D with G <= L */
+        *D = R;
+        for (int d = 1; d <= R; d++)
+            if (R % d == 0 && R / d <= L) {
+                *D = d;
+                break;
+            }
+    } else if (R % cfg->data_parallel != 0) {
+        return nq_fail(NQ_ERR_INPUT, "mpi.data_parallel = %d does not divide the %d ranks of this job",
+                       cfg->data_parallel, R);
+    } else {
+        *D = cfg->data_parallel;
+    }
+    *G = R / *D;
+    return NQ_OK;
+}
+
+/* ---------------------------------------------------------------- sizes */
+
+static uint64_t block_weights(const ModelConfig *c, unsigned skip_mask, int quantized_only) {
+    uint64_t n = 0;
+    for (int i = 0; i < N_MATS; i++)
+        if (!quantized_only || !(skip_mask & (1u << i))) n += (uint64_t)mat_rows(c, i) * (uint64_t)mat_cols(c, i);
+    return n;
+}
+
+/* BlockActs of b sequences without the attention tensors (src/block.c's list). */
+static uint64_t block_acts_floats(const ModelConfig *c, uint64_t b, uint64_t T) {
+    uint64_t const N = b * T, d = (uint64_t)c->dim, f = (uint64_t)c->hidden_dim;
+    uint64_t const hs = d / (uint64_t)c->n_heads, dkv = (uint64_t)c->n_kv_heads * hs;
+    return 8 * N * d + 4 * N * dkv + 5 * N * f + N + T * hs;
+}
+
+static uint64_t attention_floats(const ModelConfig *c, uint64_t b, uint64_t T) {
+    return b * (uint64_t)c->n_heads * T * T + T * T;
+}
+
+/* Scales and exponents of every quantized matrix and what learning them adds. */
+static uint64_t scale_bytes(const ModelConfig *c, const NupesConfig *cfg, int learns) {
+    QuantSpec const spec = {.bits = cfg->bits, .group_size = cfg->group_size, .per_row = cfg->exponent_per_channel};
+    uint64_t bytes = 0;
+    for (int i = 0; i < N_MATS; i++) {
+        if (cfg->skip_mask & (1u << i)) continue;
+        QuantShape const sh = quant_shape(spec, mat_rows(c, i), mat_cols(c, i));
+        uint64_t const ns = (uint64_t)sh.rows * (uint64_t)sh.groups, ne = (uint64_t)sh.n_exponents;
+        bytes += 8 * ns + (learns ? 12 : 4) * ne + (learns ? 8 : 0) * ne;      /* M0, M; a (+m, v); da */
+        if (learns && cfg->learn_scale) bytes += 12 * ns + 8 * ns;             /* s, m, v; ds */
+    }
+    return bytes;
+}
+
+static void memory_compute(const ModelConfig *c, const NupesConfig *cfg, int D, int N, int R, int T, PlanMemory *m) {
+    int const learns = cfg->method == METHOD_NUPES;
+    uint64_t const W = block_weights(c, cfg->skip_mask, 0), Wq = block_weights(c, cfg->skip_mask, 1);
+    uint64_t const b = (uint64_t)((cfg->batch + D - 1) / D), d = (uint64_t)c->dim, TT = (uint64_t)T;
+    memset(m, 0, sizeof *m);
+    m->weights = 4 * W + 4 * (W - Wq); /* the model's block, + recon's copy of skipped matrices */
+    m->latents = 4 * Wq;
+    m->exponents_scales = scale_bytes(c, cfg, learns);
+    m->adam = learns ? 8 * Wq : 0;
+    m->quantized = 5 * Wq;
+    m->gradients = 8 * Wq;
+    m->block_acts = 4 * block_acts_floats(c, b, TT);
+    m->attention = 4 * attention_floats(c, b, TT);
+    m->batch_buffers = 4 * 4 * b * TT * d;
+    m->total = m->weights + m->latents + m->exponents_scales + m->adam + m->quantized + m->gradients +
+               m->block_acts + m->attention + m->batch_buffers;
+    uint64_t const n_local = ((uint64_t)N + (uint64_t)R - 1) / (uint64_t)R, chunk = PLAN_CAPTURE_CHUNK;
+    m->capture_shard = 4 * n_local * TT * d;
+    m->capture_forward = 4 * (chunk * TT * d + block_acts_floats(c, chunk, TT) + attention_floats(c, chunk, TT));
+    m->capture_total = 4 * W + m->capture_shard + m->capture_forward;
+}
+
+static void flops_compute(const ModelConfig *c, const NupesConfig *cfg, int N, int T, Plan *p) {
+    double const W = (double)block_weights(c, 0, 0), tokens = (double)cfg->batch * T;
+    double const hs = (double)c->dim / c->n_heads, T2 = (double)T * T;
+    p->flops_projections = 6.0 * W * tokens;
+    p->flops_attention = 12.0 * cfg->batch * c->n_heads * T2 * hs;
+    p->flops_block = (p->flops_projections + p->flops_attention) * p->iterations;
+    p->flops_blocks = p->flops_block * c->n_layers;
+    p->flops_capture = (2.0 * W * (double)N * T + 4.0 * N * c->n_heads * T2 * hs) * c->n_layers;
+}
+
+/* Activation bytes the mode writes: /inputs always, quantized levels 1..L-1 when handed on. */
+static uint64_t activation_bytes(const ModelConfig *c, ReconMode mode, int N, int T, uint64_t *inputs,
+                                 uint64_t *qinputs) {
+    uint64_t const level = (uint64_t)N * (uint64_t)T * (uint64_t)c->dim * 4;
+    *inputs = (uint64_t)(c->n_layers + 1) * level;
+    *qinputs = (uint64_t)(c->n_layers > 1 ? c->n_layers - 1 : 0) * level;
+    return *inputs + (mode == MODE_PARALLEL ? 0 : *qinputs);
+}
+
+nq_status plan_compute(const ModelConfig *c, const NupesConfig *cfg, int world_size, int n_sequences,
+                       int T, Plan *out) {
+    memset(out, 0, sizeof *out);
+    if (T > c->seq_len)
+        return nq_fail(NQ_ERR_INPUT, "%s: calibration.seq_len = %d, expected at most the model's seq_len %d",
+                       cfg->source_path, T, c->seq_len);
+    Plan p = {.model = *c, .mode = cfg->mode, .world_size = world_size, .n_sequences = n_sequences, .T = T,
+              .batch = cfg->batch, .switch_fraction = cfg->switch_fraction};
+    p.iterations = cfg->method == METHOD_NUPES ? cfg->iterations : 0;
+    for (int m = 0; m < PLAN_N_MODES; m++) {
+        nq_status const st = mode_layout(cfg, c->n_layers, world_size, (ReconMode)m, &p.n_groups[m], &p.data_parallel[m]);
+        if (st != NQ_OK && m == (int)cfg->mode) return st;
+        if (st != NQ_OK) { /* another mode's D is not the user's business: use D = 1 there */
+            nq_clear_error();
+            p.n_groups[m] = world_size;
+            p.data_parallel[m] = 1;
+        }
+    }
+    int const G = p.n_groups[cfg->mode];
+    p.blocks_per_group = (c->n_layers + G - 1) / G;
+    p.params_block = block_weights(c, 0, 0) + 2 * (uint64_t)c->dim;
+    p.params_blocks = p.params_block * (uint64_t)c->n_layers;
+    p.params_head = (uint64_t)c->vocab_size * (uint64_t)c->dim * (c->tied_embeddings ? 1 : 2) + (uint64_t)c->dim;
+    p.params_total = p.params_blocks + p.params_head;
+    memory_compute(c, cfg, p.data_parallel[cfg->mode], n_sequences, world_size, T, &p.mem);
+    p.activation_bytes = activation_bytes(c, cfg->mode, n_sequences, T, &p.inputs_bytes, &p.qinputs_bytes);
+    flops_compute(c, cfg, n_sequences, T, &p);
+    *out = p;
+    return NQ_OK;
+}
+
+/* ---------------------------------------------------------------- time */
+
+double plan_pipelined_block_times(int L, int G, double f) {
+    double *free_at = calloc((size_t)G, sizeof *free_at);
+    if (!free_at) return NAN;
+    double start = 0, end = 0;
+    for (int l = 0; l < L; l++) {
+        double const earliest = l == 0 ? 0 : start + (1.0 - f); /* predecessor done at our switch */
+        start = fmax(earliest, free_at[l % G]);
+        end = start + 1.0;
+        free_at[l % G] = end;
+    }
+    free(free_at);
+    return end;
+}
+
+/* One block on a group of D ranks: the matrix products of the rank with the largest batch
+ * share, plus the element-wise pass every rank makes over the block's weights. */
+static double block_seconds(const Plan *p, int D) {
+    if (p->iterations == 0) return 0;
+    double const share = (double)((p->batch + D - 1) / D) / p->batch;
+    double const mm = (p->flops_projections + p->flops_attention) * share / (p->sgemm_gflops * 1e9);
+    double const ew = PLAN_ELEMENTWISE_BYTES_PER_WEIGHT * (double)block_weights(&p->model, 0, 0) / (p->memory_gbs * 1e9);
+    return p->iterations * (mm + ew);
+}
+
+void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs) {
+    p->sgemm_gflops = sgemm_gflops;
+    p->memory_gbs = memory_gbs;
+    if (!(sgemm_gflops > 0) || !(memory_gbs > 0)) return;
+    int const L = p->model.n_layers;
+    p->capture_seconds = p->flops_capture / p->world_size / (sgemm_gflops * 1e9);
+    for (int m = 0; m < PLAN_N_MODES; m++) p->block_seconds[m] = block_seconds(p, p->data_parallel[m]);
+    int const Gp = p->n_groups[MODE_PARALLEL], Gq = p->n_groups[MODE_PIPELINED];
+    p->wall_seconds[MODE_PARALLEL] = ((L + Gp - 1) / Gp) * p->block_seconds[MODE_PARALLEL];
+    p->wall_seconds[MODE_SEQUENTIAL] = L * p->block_seconds[MODE_SEQUENTIAL];
+    p->wall_seconds[MODE_PIPELINED] =
+        plan_pipelined_block_times(L, Gq, p->switch_fraction) * p->block_seconds[MODE_PIPELINED];
+}
+
+double plan_sgemm_probe_gflops(double seconds) {
+    int const n = 1024;
+    size_t const nn = (size_t)n * n;
+    float *a = malloc(3 * nn * sizeof(float));
+    if (!a) return 0;
+    float *b = a + nn, *c = b + nn;
+    for (size_t i = 0; i < 2 * nn; i++) a[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n); /* warm-up */
+    double const t0 = now_seconds();
+    double t = t0;
+    long calls = 0;
+    while (t - t0 < seconds || calls < 2) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        calls++;
+        t = now_seconds();
+    }
+    free(a);
+    return 2.0 * n * (double)nn * calls / (t - t0) / 1e9;
+}
+
+double plan_memory_probe_gbs(double seconds) {
+    size_t const n = (size_t)8 << 20; /* 32 MB per array: beyond the caches */
+    float *x = malloc(3 * n * sizeof(float));
+    if (!x) return 0;
+    float *y = x + n, *z = y + n;
+    for (size_t i = 0; i < 3 * n; i++) x[i] = 1.0f;
+    double const t0 = now_seconds();
+    double t = t0;
+    long passes = 0;
+    while (t - t0 < seconds || passes < 2) {
+        for (size_t i = 0; i < n; i++) x[i] = y[i] + 0.5f * z[i];
+        passes++;
+        t = now_seconds();
+    }
+    volatile float sink = x[n / 2];
+    (void)sink;
+    free(x);
+    return 3.0 * 4.0 * (double)n * passes / (t - t0) / 1e9;
+}
+
+/* ---------------------------------------------------------------- disk */
+
+nq_status plan_free_bytes(const char *dir, uint64_t *free_bytes) {
+    char path[PATH_MAX];
+    int const n = snprintf(path, sizeof path, "%s", dir);
+    if (n < 0 || (size_t)n >= sizeof path) return nq_fail(NQ_ERR_INPUT, "%s: path too long", dir);
+    struct statvfs vfs;
+    while (statvfs(path, &vfs) != 0) { /* not there yet: its nearest existing parent */
+        if (errno != ENOENT && errno != ENOTDIR) return nq_fail(NQ_ERR_INPUT, "run.dir %s: statvfs failed: %s", dir, strerror(errno));
+        char *slash = strrchr(path, '/');
+        if (!slash || slash == path) {
+            snprintf(path, sizeof path, "%s", slash == path ? "/" : ".");
+            if (statvfs(path, &vfs) != 0) return nq_fail(NQ_ERR_INPUT, "run.dir %s: statvfs failed: %s", dir, strerror(errno));
+            break;
+        }
+        *slash = '\0';
+    }
+    *free_bytes = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
+    return NQ_OK;
+}
+
+/* "141.2 GB", or "9.8 MB" below 0.1 GB. */
+static const char *human_bytes(uint64_t bytes, char *buf, size_t size) {
+    if (bytes >= 100000000ull) snprintf(buf, size, "%.1f GB", (double)bytes / 1e9);
+    else snprintf(buf, size, "%.1f MB", (double)bytes / 1e6);
+    return buf;
+}
+
+nq_status plan_check_disk(const char *run_dir, uint64_t bytes) {
+    uint64_t free_bytes = 0;
+    nq_status const st = plan_free_bytes(run_dir, &free_bytes);
+    if (st != NQ_OK) return st;
+    char need[32], have[32];
+    if (free_bytes < bytes)
+        return nq_fail(NQ_ERR_INPUT, "run.dir %s: the activations need %s, the file system has %s free", run_dir,
+                       human_bytes(bytes, need, sizeof need), human_bytes(free_bytes, have, sizeof have));
+    return NQ_OK;
+}
+
+nq_status plan_check_run_dir_space(const char *run_dir, const ModelConfig *c, ReconMode mode, int N, int T) {
+    uint64_t inputs, qinputs;
+    uint64_t need = activation_bytes(c, mode, N, T, &inputs, &qinputs);
+    char path[PATH_MAX];
+    struct stat sb;
+    if (run_dir_activations_path(run_dir, path, sizeof path) == NQ_OK && stat(path, &sb) == 0) {
+        uint64_t const have = (uint64_t)sb.st_blocks * 512; /* what it occupies already */
+        need = need > have ? need - have : 0;
+    }
+    nq_clear_error();
+    return plan_check_disk(run_dir, need);
+}
+
+/* ---------------------------------------------------------------- printing */
+
+static const char *human_time(double s, char *buf, size_t size) {
+    if (s < 120) snprintf(buf, size, "%.1f s", s);
+    else if (s < 7200) snprintf(buf, size, "%.1f min", s / 60);
+    else if (s < 3 * 86400) snprintf(buf, size, "%.1f h", s / 3600);
+    else snprintf(buf, size, "%.1f days", s / 86400);
+    return buf;
+}
+
+static double gb(uint64_t bytes) { return (double)bytes / 1e9; }
+
+static void print_memory(const Plan *p, FILE *out) {
+    const PlanMemory *m = &p->mem;
+    int const D = p->data_parallel[p->mode];
+    int const b = (p->batch + D - 1) / D;
+    fprintf(out, "memory per rank, one block in flight (batch share %d of %d sequences x %d tokens):\n", b, p->batch, p->T);
+    const struct { const char *name; uint64_t bytes; } rows[] = {
+        {"block weights, fp32", m->weights},
+        {"latents z", m->latents},
+        {"exponents and scales (+ moments, gradients)", m->exponents_scales},
+        {"Adam moments m, v of z", m->adam},
+        {"quantized weights w_hat + codes", m->quantized},
+        {"gradients dW_hat, dz", m->gradients},
+        {"block activations for the backward", m->block_acts},
+        {"attention probabilities [b][H][T][T] + gradient", m->attention},
+        {"batch x, y, quantized output, its gradient", m->batch_buffers},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        fprintf(out, "  %-50s %9.2f GB\n", rows[i].name, gb(rows[i].bytes));
+    fprintf(out, "  %-50s %9.2f GB\n", "total", gb(m->total));
+    uint64_t const n_local = ((uint64_t)p->n_sequences + (uint64_t)p->world_size - 1) / (uint64_t)p->world_size;
+    fprintf(out, "  capture (before): block weights %.2f GB + its %llu sequences %.2f GB + forward of %d at a time %.2f GB = %.2f GB\n",
+            gb(m->weights), (unsigned long long)n_local, gb(m->capture_shard), PLAN_CAPTURE_CHUNK,
+            gb(m->capture_forward), gb(m->capture_total));
+    uint64_t const head = (uint64_t)p->model.vocab_size * (uint64_t)p->model.dim * 4 * (p->model.tied_embeddings ? 1 : 2);
+    fprintf(out, "  root also holds the head (embeddings%s) when writing the checkpoint: %.2f GB\n",
+            p->model.tied_embeddings ? "" : " and classifier", gb(head));
+}
+
+static void print_disk(const Plan *p, const NupesConfig *cfg, int64_t free_bytes, FILE *out) {
+    const ModelConfig *c = &p->model;
+    fprintf(out, "disk: activations %.1f GB in run.dir: /inputs [%d][%d][%d][%d] fp32 %.1f GB", gb(p->activation_bytes),
+            c->n_layers + 1, p->n_sequences, p->T, c->dim, gb(p->inputs_bytes));
+    if (p->mode != MODE_PARALLEL) fprintf(out, " + quantized inputs, %d levels, %.1f GB", c->n_layers - 1, gb(p->qinputs_bytes));
+    fprintf(out, "\n");
+    if (free_bytes >= 0)
+        fprintf(out, "  run.dir %s: %.1f GB free: %s\n", cfg->run_dir, (double)free_bytes / 1e9,
+                (uint64_t)free_bytes >= p->activation_bytes ? "enough"
+                                                            : "NOT ENOUGH: the job would refuse to start");
+}
+
+static void print_times(const Plan *p, FILE *out) {
+    char a[32], b[32];
+    fprintf(out, "compute: %.3g TFLOP per iteration (projections %.3g, attention %.3g), %d iterations: "
+                 "%.3g PFLOP per block, %.3g PFLOP for %d blocks; capture %.3g PFLOP\n",
+            (p->flops_projections + p->flops_attention) / 1e12, p->flops_projections / 1e12, p->flops_attention / 1e12,
+            p->iterations, p->flops_block / 1e15, p->flops_blocks / 1e15, p->model.n_layers, p->flops_capture / 1e15);
+    if (!(p->sgemm_gflops > 0)) return;
+    fprintf(out, "speed of this rank (probes): sgemm %.1f GFLOP/s, memory %.1f GB/s; element-wise pass %.0f bytes/weight\n",
+            p->sgemm_gflops, p->memory_gbs, PLAN_ELEMENTWISE_BYTES_PER_WEIGHT);
+    fprintf(out, "estimated time at that speed per rank (all-reduce and file I/O not counted):\n");
+    fprintf(out, "  capture over %d rank%s: %s\n", p->world_size, p->world_size > 1 ? "s" : "",
+            human_time(p->capture_seconds, a, sizeof a));
+    int const L = p->model.n_layers;
+    for (int m = 0; m < PLAN_N_MODES; m++) {
+        int const G = p->n_groups[m], D = p->data_parallel[m];
+        char how[160];
+        if (m == MODE_PARALLEL)
+            snprintf(how, sizeof how, "%d group%s x %d: %d round%s of block-times", G, G > 1 ? "s" : "", D, (L + G - 1) / G,
+                     (L + G - 1) / G > 1 ? "s" : "");
+        else if (m == MODE_SEQUENTIAL)
+            snprintf(how, sizeof how, "1 group of %d: %d block-times, each at %d-way data parallel", D, L, D);
+        else
+            snprintf(how, sizeof how, "%d group%s x %d, switch %.2f: %.2f block-times", G, G > 1 ? "s" : "", D, p->switch_fraction,
+                     plan_pipelined_block_times(L, G, p->switch_fraction));
+        fprintf(out, "  %-10s %-62s block %10s, total %10s%s\n", config_mode_name((ReconMode)m), how,
+                human_time(p->block_seconds[m], a, sizeof a), human_time(p->wall_seconds[m], b, sizeof b),
+                m == (int)p->mode ? "  <- configured" : "");
+    }
+}
+
+void plan_print(const Plan *p, const NupesConfig *cfg, int64_t free_bytes, FILE *out) {
+    const ModelConfig *c = &p->model;
+    int const G = p->n_groups[p->mode], D = p->data_parallel[p->mode];
+    fprintf(out, "model: %s: d %d, f %d, %d blocks, %d heads (%d kv), vocab %d, seq_len %d, rope %s\n", cfg->model_path,
+            c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size, c->seq_len,
+            c->rope_style == ROPE_HALF ? "half (HF)" : "interleaved");
+    fprintf(out, "parameters: %.4g total = %.4g in blocks (%.4g M per block) + %.4g M outside (embeddings%s, final norm)\n",
+            (double)p->params_total, (double)p->params_blocks, p->params_block / 1e6, p->params_head / 1e6,
+            c->tied_embeddings ? "" : ", classifier");
+    fprintf(out, "quantization: %s, %d bits, %s, exponent per %s; %s mode, %d iterations of batch %d\n",
+            config_method_name(cfg->method), cfg->bits, cfg->group_size ? "groups" : "per channel",
+            cfg->exponent_per_channel ? "channel" : "tensor", config_mode_name(p->mode), p->iterations, p->batch);
+    fprintf(out, "ranks: %d = %d group%s of %d; at most %d block%s per group\n", p->world_size, G, G > 1 ? "s" : "", D,
+            p->blocks_per_group, p->blocks_per_group > 1 ? "s" : "");
+    print_memory(p, out);
+    print_disk(p, cfg, free_bytes, out);
+    print_times(p, out);
+}
+
+/* ---------------------------------------------------------------- dry run */
+
+/* N: calibration.tokens' shape; else the text's windows (tokenized when the tokenizer is
+ * there, else estimated from the file size); capped by calibration.sequences. *how says which. */
+static nq_status count_sequences(const NupesConfig *cfg, const ModelConfig *c, int T, int *N, const char **how) {
+    int const cap = cfg->calib_sequences;
+    if (cfg->calib_tokens[0]) {
+        int *windows = NULL;
+        nq_status const st = calib_tokens_load(cfg->calib_tokens, c->vocab_size, T, cap, &windows, N);
+        free(windows);
+        *how = "calibration.tokens";
+        return st;
+    }
+    struct stat sb;
+    if (stat(cfg->calib_text, &sb) != 0) {
+        if (cap > 0) {
+            *N = cap;
+            *how = "calibration.sequences; the text is not there to check";
+            return NQ_OK;
+        }
+        return nq_fail(NQ_ERR_INPUT, "calibration.text %s: cannot open: %s (set calibration.sequences to plan without it)",
+                       cfg->calib_text, strerror(errno));
+    }
+    Tokenizer *tok = NULL;
+    if (cfg->tokenizer_path[0] && tokenizer_open(cfg->tokenizer_path, c->vocab_size, &tok) == NQ_OK) {
+        int *windows = NULL;
+        nq_status const st = text_windows_load(cfg->calib_text, tok, T, cap, &windows, N);
+        free(windows);
+        tokenizer_free(tok);
+        *how = "the text, tokenized";
+        return st;
+    }
+    nq_clear_error();
+    double const windows = (double)sb.st_size / BYTES_PER_TOKEN_ESTIMATE / T;
+    *N = windows > INT_MAX ? INT_MAX : (int)windows;
+    if (cap > 0 && *N > cap) *N = cap;
+    *how = "estimated from the text size at ~4 bytes per token (no tokenizer)";
+    if (*N < 1) return nq_fail(NQ_ERR_INPUT, "%s: about %.0f tokens, fewer than one sequence of %d", cfg->calib_text, windows * T, T);
+    return NQ_OK;
+}
+
+nq_status plan_dry_run(const NupesConfig *cfg, int world_size, FILE *out) {
+    const char *env = getenv("NUPES_PLAN_RANKS");
+    if (env && *env) {
+        char *end = NULL;
+        long const r = strtol(env, &end, 10);
+        if (end == env || *end != '\0' || r < 1 || r > 1000000)
+            return nq_fail(NQ_ERR_INPUT, "NUPES_PLAN_RANKS = '%s', expected a positive integer", env);
+        world_size = (int)r;
+    }
+    ModelConfig c;
+    nq_status st = model_read_config(cfg->model_path, cfg->model_format, &c);
+    if (st != NQ_OK) return st;
+    int const T = cfg->calib_seq_len;
+    int N = 0;
+    const char *how = "";
+    Plan p;
+    if (T > c.seq_len) st = plan_compute(&c, cfg, world_size, 1, T, &p); /* reports the error */
+    if (st == NQ_OK) st = count_sequences(cfg, &c, T, &N, &how);
+    if (st == NQ_OK) st = plan_compute(&c, cfg, world_size, N, T, &p);
+    if (st != NQ_OK) return st;
+    plan_set_speed(&p, plan_sgemm_probe_gflops(1.0), plan_memory_probe_gbs(0.25));
+    uint64_t free_bytes = 0;
+    int64_t const shown = plan_free_bytes(cfg->run_dir, &free_bytes) == NQ_OK ? (int64_t)free_bytes : -1;
+    nq_clear_error();
+    fprintf(out, "dry run: the plan for %d rank%s; nothing is written\n", world_size, world_size > 1 ? "s" : "");
+    plan_print(&p, cfg, shown, out);
+    fprintf(out, "calibration: %d sequences of %d tokens (%s)\n", N, T, how);
+    fflush(out);
+    return NQ_OK;
+}

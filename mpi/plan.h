@@ -1,0 +1,108 @@
+/* The dry-run planner (DESIGN.md 7, `--dry-run`): what a quantize job will need and how
+ * long it will take, from the model's shape alone (config.json or the llama2.c header; no
+ * weights are read, so a 7B job can be planned where only config.json is present).
+ *
+ * Memory per rank is counted item by item for one block in flight, the way src/recon.c,
+ * src/block.c and mpi/block_run.c allocate it; the activation disk space as the run
+ * directory will hold it (io/activations.h, io/qlevel_file.h). FLOPs per iteration:
+ * 6 * weights * tokens for the seven projections (forward, weight and input gradients)
+ * and 12 * B * H * T^2 * hs for attention (QK^T and PV forward, twice that backward; the
+ * sgemm computes the masked half too). Time: the matrix products at the sgemm rate of a
+ * 1-second probe, split over a group's data-parallel ranks by their share of the batch;
+ * the element-wise quantizer and Adam pass (~40 bytes per weight per iteration, not
+ * split: every rank applies the same step) at the memory bandwidth of a short probe.
+ * Gradient all-reduce and file I/O are not counted. */
+#ifndef NUPES_PLAN_H
+#define NUPES_PLAN_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "model.h"
+#include "status.h"
+
+#define PLAN_N_MODES 3 /* indexed by ReconMode: parallel, sequential, pipelined */
+#define PLAN_ELEMENTWISE_BYTES_PER_WEIGHT 40.0
+
+/* Bytes per rank while one block is reconstructed (and, separately, during capture). */
+typedef struct {
+    uint64_t weights;          /* fp32 block weights as the model hands them out */
+    uint64_t latents;          /* z, one float per quantized weight */
+    uint64_t exponents_scales; /* scales M0 and M, learned factors s and their moments,
+                                  exponents, their double gradients */
+    uint64_t adam;             /* Adam m and v of z */
+    uint64_t quantized;        /* w_hat (fp32) and codes (int8) */
+    uint64_t gradients;        /* dL/dw_hat and dz */
+    uint64_t block_acts;       /* what the forward keeps for the backward (BlockActs) */
+    uint64_t attention;        /* softmax probabilities [b][H][T][T] and their gradient */
+    uint64_t batch_buffers;    /* x, y of the batch share, quantized output and its gradient */
+    uint64_t total;
+    uint64_t capture_shard;    /* capture: this rank's sequences [n_local][T][d] */
+    uint64_t capture_forward;  /* capture: forward buffers of CAPTURE_CHUNK sequences */
+    uint64_t capture_total;
+} PlanMemory;
+
+typedef struct {
+    ModelConfig model;
+    ReconMode mode;          /* the configured one */
+    int world_size;          /* R */
+    int n_groups[PLAN_N_MODES], data_parallel[PLAN_N_MODES]; /* G, D of each mode */
+    int blocks_per_group;    /* the configured mode's most blocks on one group */
+    int n_sequences, T, batch, iterations; /* N, T, B; iterations 0 for rtn/powerquant */
+    double switch_fraction;
+    uint64_t params_block, params_blocks, params_head, params_total;
+    PlanMemory mem;          /* the configured mode's layout */
+    uint64_t inputs_bytes;   /* activations.h5 /inputs [L+1][N][T][d] fp32 */
+    uint64_t qinputs_bytes;  /* qinputs/level-*.h5, levels 1..L-1 (sequential, pipelined) */
+    uint64_t activation_bytes; /* what the configured mode writes to run.dir */
+    double flops_projections, flops_attention; /* per iteration over the whole batch */
+    double flops_block, flops_blocks, flops_capture;
+    /* Filled by plan_set_speed (0 until then): */
+    double sgemm_gflops, memory_gbs;
+    double capture_seconds;
+    double block_seconds[PLAN_N_MODES]; /* one block on one group of that mode */
+    double wall_seconds[PLAN_N_MODES];  /* capture excluded */
+} Plan;
+
+/* Pure computation. n_sequences: N calibration sequences of T tokens. Errors (NQ_ERR_INPUT):
+ * mpi.data_parallel not dividing world_size, T beyond the model's seq_len. */
+nq_status plan_compute(const ModelConfig *c, const NupesConfig *cfg, int world_size, int n_sequences,
+                       int T, Plan *out);
+
+/* Time estimates from measured speeds (per rank): sgemm GFLOP/s and memory GB/s. */
+void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs);
+
+/* Wall time of L blocks in pipelined mode on G groups, one block-time each: block l starts
+ * (1 - f) block-times after block l - 1 and not before its group (l mod G) is free. */
+double plan_pipelined_block_times(int L, int G, double f);
+
+/* The measured sgemm rate of this process (square 1024 products for `seconds`). */
+double plan_sgemm_probe_gflops(double seconds);
+/* The measured memory bandwidth (triad over 3 x 32 MB arrays for `seconds`), GB/s. */
+double plan_memory_probe_gbs(double seconds);
+
+/* Prints the plan (and, with free_bytes >= 0, the run.dir space check). */
+void plan_print(const Plan *p, const NupesConfig *cfg, int64_t free_bytes, FILE *out);
+
+/* Free bytes (for an unprivileged user) on the file system of dir or of its nearest
+ * existing parent. */
+nq_status plan_free_bytes(const char *dir, uint64_t *free_bytes);
+
+/* NQ_ERR_INPUT unless the file system of run_dir has `bytes` free:
+ * "run.dir /x: the activations need 141.2 GB, the file system has 80.1 GB free". */
+nq_status plan_check_disk(const char *run_dir, uint64_t bytes);
+
+/* For the start of a real job (root): the activations this run still has to write (the
+ * mode's total minus what activations.h5 already occupies) against the free space. */
+nq_status plan_check_run_dir_space(const char *run_dir, const ModelConfig *c, ReconMode mode, int N,
+                                   int T);
+
+/* --dry-run: reads only the model's config (model_read_config), counts the calibration
+ * sequences (calibration.tokens' shape; else the text tokenized when the tokenizer is
+ * there, else estimated from the file size at ~4 bytes per token; calibration.sequences
+ * caps them), probes this machine's speed, and prints the plan for world_size ranks (or
+ * for $NUPES_PLAN_RANKS ranks when set: planning a cluster job from a login node). */
+nq_status plan_dry_run(const NupesConfig *cfg, int world_size, FILE *out);
+
+#endif
