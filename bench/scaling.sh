@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# bench/scaling (DESIGN.md 9): wall time of the same quantization job on 1 and 2 ranks,
+# parallel mode, mpi.data_parallel = 1, OPENBLAS_NUM_THREADS=1, on a synthetic llama2.c
+# model with 4 blocks sized so that one block takes several seconds (d 256, f 688, 8 heads
+# with 4 kv heads, vocab 512 for the bundled tok512 tokenizer, seq_len 128), calibrated on
+# data/calib-generated.txt. Prints a table: ranks, wall seconds, speedup over 1 rank,
+# capture tokens/s, mean block seconds, peak RSS of each rank (GNU time, VmHWM).
+#
+# Usage: bash bench/scaling.sh [build-dir]   (default: build-bench)
+# Environment: RANKS="1 2" ITERATIONS=80 SEQUENCES=32 SEQ_LEN=128 to change the job.
+# Ideal speedup on 2 ranks is 2 (4 blocks over 2 groups, capture split in half); the
+# serial parts are model loading, tokenizing, and root assembling the checkpoint.
+set -euo pipefail
+src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${1:-$src/build-bench}"
+ranks_list=${RANKS:-"1 2"}
+iterations=${ITERATIONS:-80}
+sequences=${SEQUENCES:-32}
+seq_len=${SEQ_LEN:-128}
+
+cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo > /dev/null
+cmake --build "$build" -j2 --target nupes-mpi make_synthetic_model H5Zzstd > /dev/null
+export HDF5_PLUGIN_PATH="$build/plugins" OPENBLAS_NUM_THREADS=1
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/nupes-bench-scaling.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+"$build/tools/make_synthetic_model" "$work/model.bin" 256 688 4 8 4 512 "$seq_len" 1 > /dev/null
+
+now() { date +%s.%N; }
+
+# run_job RANKS: wall seconds on stdout; log in $work/np$RANKS.log, RSS in .rss.
+run_job() {
+  local np=$1 t0 t1
+  t0=$(now)
+  "$MPIEXEC_BIN" -np "$np" /usr/bin/time -f "rss_kb %M" -a -o "$work/np$np.rss" \
+    "$build/nupes-mpi" --config "$src/configs/stories260K.toml" --set model.path="$work/model.bin" \
+    --set run.dir="$work/np$np" --set calibration.seq_len="$seq_len" \
+    --set calibration.sequences="$sequences" --set reconstruction.iterations="$iterations" \
+    --set mpi.data_parallel=1 > "$work/np$np.log" 2>&1 ||
+    { cat "$work/np$np.log" >&2; echo "scaling: the job on $np ranks failed" >&2; exit 3; }
+  t1=$(now)
+  echo "$t1 - $t0" | bc -l
+}
+
+MPIEXEC_BIN=${MPIEXEC:-mpiexec}
+command -v /usr/bin/time > /dev/null || { echo "scaling: /usr/bin/time missing (apt-get install time)" >&2; exit 2; }
+echo "model: d 256, f 688, 4 blocks, 8 heads (4 kv), vocab 512; calibration $sequences x $seq_len tokens;" \
+     "$iterations iterations per block, batch 4; OPENBLAS_NUM_THREADS=1; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+printf "%-6s %9s %8s %14s %13s %s\n" ranks "wall s" speedup "capture tok/s" "block s mean" "peak RSS per rank (MB)"
+base=""
+for np in $ranks_list; do
+  wall=$(run_job "$np")
+  [ -n "$base" ] || base=$wall
+  capture=$( (grep -o 'written, [0-9]* tokens/s' "$work/np$np.log" || true) | tail -1 | tr -cd '0-9')
+  blocks=$( (grep -o 'done ([^)]*): loss [^ ]* -> [^ ]* (x[0-9.]*) in [0-9.]* s' "$work/np$np.log" || true) |
+           awk '{ s += $(NF - 1); n++ } END { if (n) printf "%.2f", s / n; else print "-" }')
+  rss=$(awk '/rss_kb/ { printf "%s%.0f", sep, $2 / 1024; sep = " " }' "$work/np$np.rss")
+  printf "%-6s %9.2f %8.2f %14s %13s %s\n" "$np" "$wall" "$(echo "$base / $wall" | bc -l)" "${capture:--}" \
+         "$blocks" "$rss"
+done
