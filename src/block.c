@@ -10,6 +10,7 @@
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* The tensors of BlockActs, in carving order. The forward pass fills the first group and
  * the backward pass reads it; the second group is the backward pass's scratch. */
@@ -46,7 +47,26 @@ struct BlockActs {
     int d, f, H, Hkv; /* the shape the tensors were sized for */
     float *memory;    /* the one allocation; t[] points into it */
     float *t[N_ACTS];
+    BlockTimings *timings; /* NULL: not timed */
 };
+
+void block_acts_set_timings(BlockActs *acts, BlockTimings *t) { acts->timings = t; }
+
+static double now_(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Charges the time since *since to phase (when timed) and restarts the clock. */
+static void lap_(BlockActs *a, BlockPhase phase, double *since) {
+    if (!a->timings) return;
+    double const now = now_();
+    a->timings->seconds[phase] += now - *since;
+    *since = now;
+}
+
+static double start_(const BlockActs *a) { return a->timings ? now_() : 0.0; }
 
 /* Element counts of every tensor, each rounded up to 16 floats (64-byte alignment). */
 static void block_act_sizes_(const ModelConfig *c, int B, int T, size_t sizes[N_ACTS]) {
@@ -123,24 +143,36 @@ void block_forward(const ModelConfig *c, const BlockWeights *w, const float *x, 
     int const hs = d / H, dkv = Hkv * hs;
     size_t const nd = (size_t)N * d;
 
+    double clock = start_(acts);
+
     /* attention */
     rmsnorm_forward(t[ACT_H1], NULL, x, w->attn_norm, N, d, c->norm_eps);
+    lap_(acts, BLOCK_PHASE_OTHER, &clock);
     linear_forward(t[ACT_Q], t[ACT_H1], w->mat[MAT_WQ], N, d, d, 0);
     linear_forward(t[ACT_K], t[ACT_H1], w->mat[MAT_WK], N, d, dkv, 0);
     linear_forward(t[ACT_V], t[ACT_H1], w->mat[MAT_WV], N, d, dkv, 0);
+    lap_(acts, BLOCK_PHASE_PROJECTIONS, &clock);
     rope_forward(t[ACT_Q], t[ACT_COS], t[ACT_SIN], B, T, H, hs, c->rope_style);
     rope_forward(t[ACT_K], t[ACT_COS], t[ACT_SIN], B, T, Hkv, hs, c->rope_style);
+    lap_(acts, BLOCK_PHASE_OTHER, &clock);
     attention_forward(t[ACT_O], t[ACT_ATT], t[ACT_Q], t[ACT_K], t[ACT_V], B, T, H, Hkv, hs);
+    lap_(acts, BLOCK_PHASE_ATTENTION, &clock);
     memcpy(t[ACT_X1], x, nd * sizeof(float)); /* residual */
+    lap_(acts, BLOCK_PHASE_OTHER, &clock);
     linear_forward(t[ACT_X1], t[ACT_O], w->mat[MAT_WO], N, d, d, 1);
+    lap_(acts, BLOCK_PHASE_PROJECTIONS, &clock);
 
     /* feed-forward */
     rmsnorm_forward(t[ACT_H2], t[ACT_RSTD2], t[ACT_X1], w->ffn_norm, N, d, c->norm_eps);
+    lap_(acts, BLOCK_PHASE_OTHER, &clock);
     linear_forward(t[ACT_U], t[ACT_H2], w->mat[MAT_W1], N, d, f, 0);
     linear_forward(t[ACT_G], t[ACT_H2], w->mat[MAT_W3], N, d, f, 0);
+    lap_(acts, BLOCK_PHASE_PROJECTIONS, &clock);
     swiglu_forward(t[ACT_HH], t[ACT_U], t[ACT_G], (size_t)N * f);
     memcpy(y, t[ACT_X1], nd * sizeof(float)); /* residual */
+    lap_(acts, BLOCK_PHASE_OTHER, &clock);
     linear_forward(y, t[ACT_HH], w->mat[MAT_W2], N, f, d, 1);
+    lap_(acts, BLOCK_PHASE_PROJECTIONS, &clock);
 }
 
 /* dY -> dW2, dHh -> dU, dG -> dW1, dW3; dh2 -> dX1 (plus the residual dY). */
@@ -148,15 +180,20 @@ static void ffn_backward_(const ModelConfig *c, const BlockWeights *w, BlockActs
                           const float *dy, BlockGrads *grads) {
     float *const *t = acts->t;
     int const N = acts->B * acts->T, d = c->dim, f = c->hidden_dim;
+    double clock = start_(acts);
     linear_backward_weight(grads->mat[MAT_W2], dy, t[ACT_HH], N, f, d);
     linear_backward_input(t[ACT_DU], dy, w->mat[MAT_W2], N, f, d, 0); /* dHh */
+    lap_(acts, BLOCK_PHASE_PROJECTIONS, &clock);
     swiglu_backward(t[ACT_DU], t[ACT_DG], t[ACT_DU], t[ACT_U], t[ACT_G], (size_t)N * f);
+    lap_(acts, BLOCK_PHASE_OTHER, &clock);
     linear_backward_weight(grads->mat[MAT_W1], t[ACT_DU], t[ACT_H2], N, d, f);
     linear_backward_weight(grads->mat[MAT_W3], t[ACT_DG], t[ACT_H2], N, d, f);
     linear_backward_input(t[ACT_DH], t[ACT_DU], w->mat[MAT_W1], N, d, f, 0);
     linear_backward_input(t[ACT_DH], t[ACT_DG], w->mat[MAT_W3], N, d, f, 1); /* dh2 */
+    lap_(acts, BLOCK_PHASE_PROJECTIONS, &clock);
     memcpy(t[ACT_DX1], dy, (size_t)N * d * sizeof(float));                  /* residual */
     rmsnorm_backward(t[ACT_DX1], t[ACT_DH], t[ACT_X1], w->ffn_norm, t[ACT_RSTD2], N, d);
+    lap_(acts, BLOCK_PHASE_OTHER, &clock);
 }
 
 /* dX1 -> dWo, dO -> dQ, dK, dV (through rope) -> dWq, dWk, dWv. dX is never needed. */
@@ -165,15 +202,20 @@ static void attention_block_backward_(const ModelConfig *c, const BlockWeights *
     float *const *t = acts->t;
     int const B = acts->B, T = acts->T, N = B * T;
     int const d = c->dim, H = c->n_heads, Hkv = c->n_kv_heads, hs = d / H, dkv = Hkv * hs;
+    double clock = start_(acts);
     linear_backward_weight(grads->mat[MAT_WO], t[ACT_DX1], t[ACT_O], N, d, d);
     linear_backward_input(t[ACT_DH], t[ACT_DX1], w->mat[MAT_WO], N, d, d, 0); /* dO */
+    lap_(acts, BLOCK_PHASE_PROJECTIONS, &clock);
     attention_backward(t[ACT_DQ], t[ACT_DK], t[ACT_DV], t[ACT_DATT], t[ACT_DH], t[ACT_ATT],
                        t[ACT_Q], t[ACT_K], t[ACT_V], B, T, H, Hkv, hs);
+    lap_(acts, BLOCK_PHASE_ATTENTION, &clock);
     rope_backward(t[ACT_DQ], t[ACT_COS], t[ACT_SIN], B, T, H, hs, c->rope_style);
     rope_backward(t[ACT_DK], t[ACT_COS], t[ACT_SIN], B, T, Hkv, hs, c->rope_style);
+    lap_(acts, BLOCK_PHASE_OTHER, &clock);
     linear_backward_weight(grads->mat[MAT_WQ], t[ACT_DQ], t[ACT_H1], N, d, d);
     linear_backward_weight(grads->mat[MAT_WK], t[ACT_DK], t[ACT_H1], N, d, dkv);
     linear_backward_weight(grads->mat[MAT_WV], t[ACT_DV], t[ACT_H1], N, d, dkv);
+    lap_(acts, BLOCK_PHASE_PROJECTIONS, &clock);
 }
 
 void block_backward(const ModelConfig *c, const BlockWeights *w, BlockActs *acts,

@@ -20,6 +20,19 @@ typedef struct BlockActs BlockActs;
 BlockActs *block_acts_create(const ModelConfig *c, int B, int T);
 void block_acts_free(BlockActs *acts); /* NULL is fine */
 
+/* Optional wall-clock split of block_forward + block_backward (for bench/): while set,
+ * every call adds its seconds per phase to *t. NULL (the default) switches it off. */
+typedef enum {
+    BLOCK_PHASE_PROJECTIONS, /* the seven linear layers, forward and backward */
+    BLOCK_PHASE_ATTENTION,   /* QK^T, softmax, PV and their backward */
+    BLOCK_PHASE_OTHER,       /* rmsnorm, rope, swiglu, residual copies */
+    BLOCK_N_PHASES
+} BlockPhase;
+typedef struct {
+    double seconds[BLOCK_N_PHASES];
+} BlockTimings;
+void block_acts_set_timings(BlockActs *acts, BlockTimings *t);
+
 /* The B and T the activations were created for. */
 int block_acts_batch(const BlockActs *acts);
 int block_acts_seq_len(const BlockActs *acts);

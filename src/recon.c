@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "adam.h"
 #include "block.h"
@@ -51,7 +52,30 @@ struct Recon {
     int step;
     BatchSampler sampler; /* per-block stream: every epoch a new shuffle of the N sequences */
     int sampler_drawn;    /* batches drawn from it, so that it follows step after a restore */
+    ReconTimings *timings; /* NULL: not timed */
 };
+
+void recon_set_timings(Recon *r, ReconTimings *t) {
+    r->timings = t;
+    if (r->acts) block_acts_set_timings(r->acts, t ? &t->block : NULL);
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Starts the clock of a timed section (0 when not timed). */
+static double clock_start(const Recon *r) { return r->timings ? now_seconds() : 0.0; }
+
+/* Charges the seconds since *since to phase (when timed) and restarts the clock. */
+static void lap(const Recon *r, ReconPhase phase, double *since) {
+    if (!r->timings) return;
+    double const now = now_seconds();
+    r->timings->seconds[phase] += now - *since;
+    *since = now;
+}
 
 static int learns(const Recon *r) { return r->p.method == RECON_NUPES; }
 
@@ -238,6 +262,7 @@ static int ensure_acts(Recon *r, int b) {
     block_acts_free(r->acts);
     r->acts = block_acts_create(&r->c, b, r->T);
     r->acts_sequences = r->acts ? b : 0;
+    if (r->acts && r->timings) block_acts_set_timings(r->acts, &r->timings->block);
     return r->acts ? 0 : -1;
 }
 
@@ -261,9 +286,12 @@ double recon_eval_sse(Recon *r, const float *x, const float *y, int b) {
 double recon_accumulate_gradient(Recon *r, const float *x, const float *y, int b,
                                  int total_sequences) {
     BlockWeights w;
+    double clock = clock_start(r);
     quantize_all(r, &w);
+    lap(r, RECON_PHASE_QUANTIZE, &clock);
     if (b > r->max_local || ensure_acts(r, b) != 0) return NAN;
-    block_forward(&r->c, &w, x, r->y_quant, r->acts);
+    block_forward(&r->c, &w, x, r->y_quant, r->acts); /* timed inside, per phase */
+    clock = clock_start(r);
 
     /* loss = mean over all total_sequences * T * d outputs of (y_q - y)^2 */
     size_t const n = (size_t)b * r->T * r->c.dim;
@@ -276,7 +304,9 @@ double recon_accumulate_gradient(Recon *r, const float *x, const float *y, int b
     }
     BlockGrads grads;
     for (int i = 0; i < N_MATS; i++) grads.mat[i] = r->dw[i];
+    lap(r, RECON_PHASE_LOSS, &clock);
     block_backward(&r->c, &w, r->acts, r->dy, &grads);
+    clock = clock_start(r);
 
     for (int i = 0; i < N_MATS; i++) {
         if (!r->quantized[i]) continue;
@@ -287,6 +317,7 @@ double recon_accumulate_gradient(Recon *r, const float *x, const float *y, int b
         size_t const ns = scale_size(r, i);
         for (size_t g = 0; g < ns; g++) r->ds[i][g] *= r->scale0[i][g];
     }
+    lap(r, RECON_PHASE_QUANT_BACKWARD, &clock);
     return sse;
 }
 
@@ -302,6 +333,7 @@ double *recon_grad_doubles(Recon *r, size_t *count) {
 
 void recon_apply(Recon *r) {
     if (!learns(r)) return;
+    double clock = clock_start(r);
     int const t = r->step;
     for (int i = 0; i < N_MATS; i++) {
         if (!r->quantized[i]) continue;
@@ -317,6 +349,7 @@ void recon_apply(Recon *r) {
                                   1e-3f, 1e3f);
     }
     r->step++;
+    lap(r, RECON_PHASE_ADAM, &clock);
 }
 
 void recon_result(Recon *r, BlockResult *out) {

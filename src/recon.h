@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "block.h"
 #include "model.h"
 #include "quant.h"
 #include "result.h"
@@ -83,5 +84,20 @@ typedef struct {
 } ReconArray;
 int recon_state_arrays(Recon *r, ReconArray *arrays, int max_arrays); /* returns the count */
 void recon_set_step(Recon *r, int step);
+
+/* Optional wall-clock split of recon_accumulate_gradient and recon_apply (for bench/):
+ * while set, every call adds its seconds per phase to *t. NULL (the default): off. */
+typedef enum {
+    RECON_PHASE_QUANTIZE,       /* codes and w_hat from the latents */
+    RECON_PHASE_LOSS,           /* the squared error and dL/dy */
+    RECON_PHASE_QUANT_BACKWARD, /* straight-through gradients dz, da, ds */
+    RECON_PHASE_ADAM,           /* recon_apply */
+    RECON_N_PHASES
+} ReconPhase;
+typedef struct {
+    BlockTimings block; /* projections, attention, norms/rope/swiglu inside the block */
+    double seconds[RECON_N_PHASES];
+} ReconTimings;
+void recon_set_timings(Recon *r, ReconTimings *t);
 
 #endif
