@@ -4,7 +4,8 @@
 #   fuzz/run.sh [SECONDS] [TARGET...]      default 60 s each, every target
 #
 # Environment: NUPES_FUZZ_BUILD (build directory, default <repo>/build-fuzz), CC/CXX
-# (default clang-14/clang++-14), NUPES_FUZZ_JOBS (build jobs, default 2).
+# (default clang-14/clang++-14), NUPES_FUZZ_JOBS (build jobs, default 2), NUPES_FUZZ_ARGS
+# (more libFuzzer flags, e.g. "-seed=1 -runs=300" for a reproducible short run).
 # Seeds: fuzz/corpus/NAME (committed) and tests/fuzz-regressions/NAME (every input that
 # ever crashed). New coverage goes to a scratch corpus that is thrown away; a crash, leak,
 # timeout or failed check leaves its input in $NUPES_FUZZ_BUILD/artifacts/NAME/ and makes
@@ -46,6 +47,13 @@ export OPENBLAS_NUM_THREADS=1
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/nupes-fuzz.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
 
+# Inputs up to the largest seed (HDF5 files are tens of kB even for a tiny model).
+max_len() {
+  local biggest
+  biggest=$(find "$here/corpus/$1" -type f -printf '%s\n' 2>/dev/null | sort -n | tail -1)
+  echo $(( ${biggest:-0} > 16384 ? biggest : 16384 ))
+}
+
 failed=0
 printf '%-16s %10s %8s %6s %6s  %s\n' target executions exec/s cov corpus result
 for name in "${targets[@]}"; do
@@ -59,8 +67,8 @@ for name in "${targets[@]}"; do
   done
   log=$scratch/$name.log
   NUPES_FUZZ_TMP=$scratch/tmp-$name "$bin" -max_total_time="$seconds" -timeout=10 \
-    -rss_limit_mb=2048 -max_len=16384 -print_final_stats=1 -artifact_prefix="$art/" \
-    "$scratch/corpus-$name" "${seeds[@]}" >"$log" 2>&1
+    -rss_limit_mb=2048 -max_len="$(max_len "$name")" -print_final_stats=1 -artifact_prefix="$art/" \
+    ${NUPES_FUZZ_ARGS:-} "$scratch/corpus-$name" "${seeds[@]}" >"$log" 2>&1
   rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)

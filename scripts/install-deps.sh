@@ -9,6 +9,7 @@ packages=(
   libxxhash-dev libsentencepiece-dev libcjson-dev
   slurm-wlm munge
   python3 python3-h5py python3-hdf5plugin python3-numpy
+  clang-14 libclang-rt-14-dev
 )
 missing=()
 for p in "${packages[@]}"; do
