@@ -316,10 +316,13 @@ nq_status job_run(const NupesConfig *cfg, const JobOptions *opt) {
     }
     free(pending);
     if (st == NQ_OK) st = agree(assemble_checkpoint(&job));
+    /* Every rank has the agreed NQ_STOPPED here, so the collective is safe; root may not
+     * have received the signal itself. */
+    int const stop_sig = st == NQ_STOPPED ? stop_agreed_signal() : 0;
     if (st == NQ_STOPPED && job.layout.world_rank == 0) {
         printf("stopped on signal %d: state saved in %s; run the same command again to resume\n",
-               stop_signal_number(), job.run_dir);
-        job_log(&job, "stopped (signal %d): state saved, exit 75", stop_signal_number());
+               stop_sig, job.run_dir);
+        job_log(&job, "stopped (signal %d): state saved, exit 75", stop_sig);
         fflush(stdout);
     }
     job_free(&job);

@@ -24,6 +24,12 @@ void stop_install_handlers(void) {
 int stop_signalled(void) { return signal_received != 0; }
 int stop_signal_number(void) { return (int)signal_received; }
 
+int stop_agreed_signal(void) {
+    int mine = (int)signal_received, any = 0;
+    MPI_CHECK(MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+    return any;
+}
+
 void stop_agreement_init(StopAgreement *s) {
     memset(s, 0, sizeof *s);
     MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &s->comm));

@@ -18,6 +18,9 @@ void stop_install_handlers(void);
 int stop_signalled(void);
 /* The signal number received (0 if none), for messages. */
 int stop_signal_number(void);
+/* Collective on MPI_COMM_WORLD: the highest signal number any rank received (a rank that
+ * stopped because another was signalled reports that rank's signal, not 0). */
+int stop_agreed_signal(void);
 
 typedef struct {
     MPI_Comm comm;

@@ -1,0 +1,220 @@
+#!/bin/bash
+# tests/test_resume_stop.sh: a quantize job stopped by a signal at each stage (capture, in
+# the middle of a block, between blocks, at the gather/checkpoint) on 1 and 2 ranks, and in
+# sequential mode on 2 ranks, exits 75 with its state saved; the same command run again
+# resumes and writes a checkpoint whose codes, scales and exponents are identical to an
+# uninterrupted run's (compared dataset by dataset with compare_checkpoints).
+#
+# Signals go to the rank processes (as SLURM signals every task), once to one rank only
+# (the ranks must agree), and once as SIGUSR1 to mpirun (which forwards it). The moment is
+# chosen by polling the job's stdout and run directory, never by sleeping.
+set -u
+src=${NUPES_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
+. "$src/tests/resume_lib.sh"
+t_start=$(rl_now)
+
+# ------------------------------------------------------------------ helpers
+# Job arguments for the bundled model; extra --set options appended.
+args_for() {
+  local dir=$1
+  shift
+  mapfile -t ARGS < <(rl_job_args "$dir")
+  ARGS+=("$@")
+}
+
+# Capture on the bundled model takes ~0.1 s: too short to hit. A synthetic model with d 512
+# (1 block) takes ~0.7 s per level, and 2 optimiser steps keep the rest of the job short.
+cap_args_for() {
+  args_for "$1" --set "model.path=$RL_WORK/synthetic-d512.bin" --set calibration.seq_len=128 \
+    --set reconstruction.iterations=2 --set output.zstd_level=1
+}
+
+# The stopped run's exit code and what it leaves behind (progress.log names the stop).
+expect_stopped() {
+  local dir=$1
+  rl_expect_rc 75
+  grep -q 'stopped on signal' "$RL_WORK/$RL_NAME.out" || fail "$RL_NAME: no 'stopped on signal' line"
+  grep -qE 'stopped \(signal (15|10)\): state saved, exit 75' "$dir/progress.log" ||
+    fail "$RL_NAME: progress.log does not record the stop"
+  [ -e "$dir/checkpoint.h5" ] && fail "$RL_NAME: a stopped run wrote the checkpoint"
+  rl_log "  $RL_NAME: exit 75, ranks ${RL_RANK_EXIT_SECONDS:-?} s and mpirun ${RL_STOP_SECONDS:-?} s" \
+    "after the signal; $(rl_count "$dir/done") done," \
+    "$(rl_count "$dir/state") in progress"
+}
+
+# The same command again: exit 0, the run directory resumed, no warning, identical codes.
+resume_and_compare() {
+  local name=$1 np=$2 dir=$3 ref=$4
+  rl_run "$name-resume" "$np" "${ARGS[@]}"
+  rl_expect_rc 0
+  grep -q "run: $dir (resumed)" "$RL_WORK/$RL_NAME.out" || fail "$RL_NAME: run directory not resumed"
+  grep -qi 'warning' "$RL_WORK/$RL_NAME.err" && fail "$RL_NAME: unexpected warning: $(cat "$RL_WORK/$RL_NAME.err")"
+  rl_same_codes "$ref" "$dir/checkpoint.h5"
+  [ "$(rl_count "$dir/state")" = 0 ] || fail "$RL_NAME: state files left after completion"
+}
+
+# The in-progress blocks' state files are valid (inspect reads them) and past step 0.
+expect_valid_states() {
+  local f out
+  for f in "$1"/state/block-*.h5; do
+    [ -e "$f" ] || continue
+    out=$("$NUPES_BIN" inspect "$f" 2>&1) || fail "inspect $f: $out"
+    [[ $out =~ step\ ([0-9]+)\ /\ ([0-9]+) ]] || fail "inspect $f printed no step: $out"
+    [ "${BASH_REMATCH[1]}" -ge 1 ] && [ "${BASH_REMATCH[1]}" -lt "${BASH_REMATCH[2]}" ] ||
+      fail "$f: step ${BASH_REMATCH[1]} of ${BASH_REMATCH[2]}"
+  done
+}
+
+# ------------------------------------------------------------------ references
+echo "== uninterrupted reference runs"
+args_for "$RL_WORK/ref-par"
+rl_run ref-par 1 "${ARGS[@]}"
+rl_expect_rc 0
+ref_par=$RL_WORK/ref-par/checkpoint.h5
+
+args_for "$RL_WORK/ref-seq" --set reconstruction.mode=sequential
+rl_run ref-seq 2 "${ARGS[@]}"
+rl_expect_rc 0
+ref_seq=$RL_WORK/ref-seq/checkpoint.h5
+
+"$NUPES_TOOLS_DIR/make_synthetic_model" "$RL_WORK/synthetic-d512.bin" 512 1376 1 8 4 512 256 7 \
+  >/dev/null || fail "make_synthetic_model"
+cap_args_for "$RL_WORK/ref-cap"
+rl_run ref-cap 1 "${ARGS[@]}"
+rl_expect_rc 0
+ref_cap=$RL_WORK/ref-cap/checkpoint.h5
+rl_log "  references written ($(rl_seconds_since "$t_start") s)"
+
+# ------------------------------------------------------------------ during capture
+for np in 1 2; do
+  echo "== SIGTERM during capture, $np rank(s)"
+  dir=$RL_WORK/cap$np
+  cap_args_for "$dir"
+  rl_start "cap$np" "$np" "${ARGS[@]}"
+  rl_wait_line "cap$np" '^capture: 32 sequences x 128 tokens'
+  rl_signal TERM $((np - 1)) # the last rank only: on 2 ranks, rank 0 learns it from rank 1
+  rl_finish
+  expect_stopped "$dir"
+  [ "$(rl_count "$dir/done")" = 0 ] || fail "cap$np: blocks done although capture was stopped"
+  grep -q 'capture done' "$dir/progress.log" && fail "cap$np: capture finished before the stop"
+  out=$("$NUPES_BIN" inspect "$dir/activations.h5" 2>&1) || fail "inspect activations: $out"
+  [[ $out == *complete* ]] && fail "cap$np: activations.h5 marked complete: $out"
+  resume_and_compare "cap$np" "$np" "$dir" "$ref_cap"
+  grep -q '^capture: 32 sequences x 128 tokens' "$RL_WORK/cap$np-resume.out" ||
+    fail "cap$np-resume: capture was not redone"
+done
+
+# ------------------------------------------------------------------ in the middle of a block
+echo "== SIGTERM in the middle of block 1, 1 rank"
+dir=$RL_WORK/mid1
+args_for "$dir"
+rl_start mid1 1 "${ARGS[@]}"
+rl_wait_file "$dir/state/block-0001.h5" # block 1 is running and has saved once
+rl_signal TERM 0
+rl_finish
+expect_stopped "$dir"
+stop_seconds_bundled=$RL_STOP_SECONDS
+stop_rank_bundled=$RL_RANK_EXIT_SECONDS
+[ "$(rl_count "$dir/state")" -ge 1 ] || fail "mid1: no state file after a stop mid-block"
+expect_valid_states "$dir"
+resume_and_compare mid1 1 "$dir" "$ref_par"
+grep -q 'is complete, reusing it' "$RL_WORK/mid1-resume.out" || fail "mid1-resume: capture redone"
+
+echo "== SIGTERM to both ranks in the middle of blocks 0 and 1, 2 ranks"
+dir=$RL_WORK/mid2
+args_for "$dir"
+rl_start mid2 2 "${ARGS[@]}"
+rl_wait_file "$dir/state/block-0000.h5"
+rl_wait_file "$dir/state/block-0001.h5"
+rl_signal TERM 0 1
+rl_finish
+expect_stopped "$dir"
+[ "$(rl_count "$dir/state")" -ge 1 ] || fail "mid2: no state file after a stop mid-block"
+expect_valid_states "$dir"
+resume_and_compare mid2 2 "$dir" "$ref_par"
+
+echo "== SIGTERM to rank 1 only in the middle of block 1, sequential mode, 2 ranks"
+dir=$RL_WORK/seq2
+args_for "$dir" --set reconstruction.mode=sequential
+rl_start seq2 2 "${ARGS[@]}"
+rl_wait_file "$dir/state/block-0001.h5"
+rl_signal TERM 1 # rank 0 (the leader, which saves) learns it in the gradient group
+rl_finish
+expect_stopped "$dir"
+[ "$(rl_count "$dir/state")" = 1 ] || fail "seq2: expected one state file"
+expect_valid_states "$dir"
+resume_and_compare seq2 2 "$dir" "$ref_seq"
+
+# ------------------------------------------------------------------ between blocks
+echo "== SIGTERM right after block 2 is done, 1 rank"
+dir=$RL_WORK/between1
+args_for "$dir"
+rl_start between1 1 "${ARGS[@]}"
+rl_wait_lines "$dir/progress.log" ' block [0-9]+ done' 2
+rl_signal TERM 0
+rl_finish
+expect_stopped "$dir"
+n=$(rl_count "$dir/done")
+[ "$n" -ge 2 ] && [ "$n" -lt 5 ] || fail "between1: $n blocks done, expected 2..4"
+resume_and_compare between1 1 "$dir" "$ref_par"
+
+echo "== SIGUSR1 to mpirun (forwarded to the ranks) right after a block is done, 2 ranks"
+dir=$RL_WORK/between2
+args_for "$dir"
+rl_start between2 2 "${ARGS[@]}"
+rl_wait_lines "$dir/progress.log" ' block [0-9]+ done' 1
+RL_SIGNAL_TIME=$(rl_now)
+kill -USR1 "$RL_PID" || fail "kill -USR1 mpirun"
+rl_finish
+expect_stopped "$dir"
+grep -q 'stopped on signal 10' "$RL_WORK/between2.out" || fail "between2: not stopped by SIGUSR1"
+n=$(rl_count "$dir/done")
+[ "$n" -ge 1 ] && [ "$n" -lt 5 ] || fail "between2: $n blocks done, expected 1..4"
+resume_and_compare between2 2 "$dir" "$ref_par"
+
+# ------------------------------------------------------------------ at the gather
+# 1 rank: after the last block's line root only assembles the checkpoint (~0.1 s here, and
+# not interruptible): the signal lands there, or the job has already finished. Either way
+# the run ends cleanly (0 or 75) and the re-run gives the same checkpoint.
+echo "== SIGTERM when the last block is done (root assembles the checkpoint), 1 rank"
+dir=$RL_WORK/gather1
+args_for "$dir"
+rl_start gather1 1 "${ARGS[@]}"
+rl_wait_lines "$dir/progress.log" ' block [0-9]+ done' 5
+rl_signal TERM 0
+rl_finish
+case $RL_RC in
+  75) expect_stopped "$dir" ;;
+  0) rl_log "  gather1: finished before the signal took effect (exit 0)"
+     rl_same_codes "$ref_par" "$dir/checkpoint.h5" ;;
+  *) fail "gather1: exit $RL_RC, expected 75 or 0" ;;
+esac
+[ "$(rl_count "$dir/done")" = 5 ] || fail "gather1: $(rl_count "$dir/done") done files, expected 5"
+resume_and_compare gather1 1 "$dir" "$ref_par"
+
+# 2 ranks: groups take blocks round-robin (group 0: 0 2 4, group 1: 1 3). Rank 1 is frozen
+# (SIGSTOP) on its last block, so root finishes block 4 and then only gathers: it waits
+# for rank 1's block 3. The stop reaches root there; rank 1, thawed, saves block 3.
+echo "== SIGTERM while root waits in the gather for rank 1's last block, 2 ranks"
+dir=$RL_WORK/gather2
+args_for "$dir"
+rl_start gather2 2 "${ARGS[@]}"
+rl_wait_file "$dir/state/block-0003.h5"
+rl_rank_pid 1
+frozen=$RL_FOUND_PID
+kill -STOP "$frozen" || fail "kill -STOP rank 1"
+[ -e "$dir/done/block-0003.h5" ] && fail "gather2: block 3 finished before rank 1 was frozen"
+rl_wait_file "$dir/done/block-0004.h5"
+rl_wait_lines "$dir/progress.log" ' block 4 done' 1
+rl_signal TERM 0 1
+kill -CONT "$frozen" || fail "kill -CONT rank 1"
+rl_finish
+expect_stopped "$dir"
+[ "$(rl_count "$dir/done")" = 4 ] || fail "gather2: $(rl_count "$dir/done") done files, expected 4"
+[ -e "$dir/state/block-0003.h5" ] || fail "gather2: no state file for block 3"
+expect_valid_states "$dir"
+resume_and_compare gather2 2 "$dir" "$ref_par"
+
+echo "stop latency, bundled model, 1 rank, mid-block: signal to rank exit $stop_rank_bundled s," \
+  "to mpirun exit $stop_seconds_bundled s"
+echo "PASS: test_resume_stop ($(rl_seconds_since "$t_start") s)"
