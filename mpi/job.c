@@ -44,13 +44,15 @@ void job_log(Job *job, const char *fmt, ...) {
     }
 }
 
-/* Every rank gets the worst status of all; a rank other than root that failed by itself
- * says so (root prints the job's error at exit). */
+/* Every rank gets the worst status of all. Root prints the job's error at exit; a rank
+ * that failed where root did not (its own I/O, its own memory) says so itself, while an
+ * error every rank sees alike (a bad config) is printed once. */
 static nq_status agree(nq_status local) {
-    int mine = (int)local, worst = 0, rank = 0;
+    int mine = (int)local, worst = 0, rank = 0, root_status = (int)local;
     MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
     MPI_CHECK(MPI_Allreduce(&mine, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
-    if (local != NQ_OK && local != NQ_STOPPED && rank != 0)
+    if (worst != NQ_OK) MPI_CHECK(MPI_Bcast(&root_status, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    if (local != NQ_OK && local != NQ_STOPPED && rank != 0 && root_status == NQ_OK)
         fprintf(stderr, "nupes-mpi: rank %d: %s\n", rank, nq_last_error());
     if (worst != NQ_OK && local == NQ_OK && worst != NQ_STOPPED)
         nq_fail((nq_status)worst, "another rank failed (see its message above)");
