@@ -79,6 +79,13 @@ nq_status h5u_create(const char *path, hid_t *file) {
         st = h5u_fail(NQ_ERR_RUNTIME, path, "cannot set up file creation properties");
         goto cleanup;
     }
+    /* The 1.10 format checksums all file metadata (superblock, object headers, chunk
+     * indexes): a damaged file is then refused with an error instead of being decoded,
+     * which libhdf5 1.10.8 does not always survive (found by fuzz/fuzz_state_file.c). */
+    if (H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_LATEST) < 0) {
+        st = h5u_fail(NQ_ERR_RUNTIME, path, "cannot set up file format version");
+        goto cleanup;
+    }
     *file = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl);
     if (*file < 0) st = h5u_fail(NQ_ERR_RUNTIME, path, "cannot create HDF5 file");
 cleanup:
