@@ -4,7 +4,10 @@
 # model with 4 blocks sized so that one block takes several seconds (d 256, f 688, 8 heads
 # with 4 kv heads, vocab 512 for the bundled tok512 tokenizer, seq_len 128), calibrated on
 # data/calib-generated.txt. Prints a table: ranks, wall seconds, speedup over 1 rank,
-# capture tokens/s, mean block seconds, peak RSS of each rank (GNU time, VmHWM).
+# capture tokens/s, mean block seconds, where the wall time went (from progress.log, 1 s
+# resolution: start to capture done, to the last block done, to the checkpoint written;
+# "before" is what precedes the log's first line: MPI start, model and tokenizer loading),
+# and the peak RSS of each rank (GNU time, VmHWM).
 #
 # Usage: bash bench/scaling.sh [build-dir]   (default: build-bench)
 # Environment: RANKS="1 2" ITERATIONS=80 SEQUENCES=32 SEQ_LEN=128 to change the job.
@@ -44,11 +47,23 @@ run_job() {
   echo "$t1 - $t0" | bc -l
 }
 
+# phases PROGRESS_LOG WALL: "before/capture/blocks/checkpoint" seconds from the log's stamps.
+phases() {
+  local t=() line
+  while read -r line; do t+=("$(date -d "${line%% *}" +%s)"); done < <(
+    grep -m1 ' start:' "$1"; grep -m1 ' capture done' "$1"; grep ' block [0-9]* done' "$1" | tail -1
+    grep -m1 ' checkpoint .* written' "$1")
+  [ "${#t[@]}" = 4 ] || { echo "-"; return; }
+  local total=$(( t[3] - t[0] ))
+  printf "%.0f/%d/%d/%d" "$(echo "$2 - $total" | bc -l)" $(( t[1] - t[0] )) $(( t[2] - t[1] )) $(( t[3] - t[2] ))
+}
+
 MPIEXEC_BIN=${MPIEXEC:-mpiexec}
 command -v /usr/bin/time > /dev/null || { echo "scaling: /usr/bin/time missing (apt-get install time)" >&2; exit 2; }
 echo "model: d 256, f 688, 4 blocks, 8 heads (4 kv), vocab 512; calibration $sequences x $seq_len tokens;" \
      "$iterations iterations per block, batch 4; OPENBLAS_NUM_THREADS=1; load average $(cut -d' ' -f1-3 /proc/loadavg)"
-printf "%-6s %9s %8s %14s %13s %s\n" ranks "wall s" speedup "capture tok/s" "block s mean" "peak RSS per rank (MB)"
+printf "%-6s %9s %8s %14s %13s %-27s %s\n" ranks "wall s" speedup "capture tok/s" "block s mean" \
+       "before/capture/blocks/ckpt" "peak RSS per rank (MB)"
 base=""
 for np in $ranks_list; do
   wall=$(run_job "$np")
@@ -56,7 +71,8 @@ for np in $ranks_list; do
   capture=$( (grep -o 'written, [0-9]* tokens/s' "$work/np$np.log" || true) | tail -1 | tr -cd '0-9')
   blocks=$( (grep -o 'done ([^)]*): loss [^ ]* -> [^ ]* (x[0-9.]*) in [0-9.]* s' "$work/np$np.log" || true) |
            awk '{ s += $(NF - 1); n++ } END { if (n) printf "%.2f", s / n; else print "-" }')
+  split=$(phases "$work/np$np/progress.log" "$wall")
   rss=$(awk '/rss_kb/ { printf "%s%.0f", sep, $2 / 1024; sep = " " }' "$work/np$np.rss")
-  printf "%-6s %9.2f %8.2f %14s %13s %s\n" "$np" "$wall" "$(echo "$base / $wall" | bc -l)" "${capture:--}" \
-         "$blocks" "$rss"
+  printf "%-6s %9.2f %8.2f %14s %13s %-27s %s\n" "$np" "$wall" "$(echo "$base / $wall" | bc -l)" \
+         "${capture:--}" "$blocks" "$split" "$rss"
 done
