@@ -6,6 +6,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,6 +193,10 @@ cleanup:
 
 /* The shortest decimal that reads back as the same float (1e-05, not 9.99999974737875e-06). */
 static void shortest_float(float x, char *out, size_t size) {
+    if (x == floorf(x) && fabsf(x) < 1e15f) { /* 10000.0, as transformers writes it */
+        snprintf(out, size, "%.1f", (double)x);
+        return;
+    }
     for (int p = 1; p <= 9; p++) {
         snprintf(out, size, "%.*g", p, (double)x);
         if (strtof(out, NULL) == x) return;

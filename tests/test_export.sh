@@ -94,6 +94,19 @@ print('rope tables: max |diff| %.2e, %d of %d values differ' % (worst, sum(x != 
 assert worst <= 1e-7
 EOF_PY"
 
+# An untied classifier: vocab_size < 0 in the llama2.c header, lm_head.weight in safetensors.
+mkdir -p "$TMP/untied"
+"$TOOLS/make_hf_model" "$DATA/stories260K.bin" "$TMP/untied" --untied >/dev/null
+check "untied HF -> llama2c: negative vocab_size, weights bit-identical, logits within 1e-4" bash -c "
+    '$BIN' export --checkpoint '$TMP/untied' --format llama2c --out '$TMP/untied.bin' &&
+    python3 -c \"import struct, sys; h = struct.unpack('<7i', open('$TMP/untied.bin', 'rb').read(28)); sys.exit(h[5] != -512)\" &&
+    '$TOOLS/compare_models' '$TMP/untied' '$TMP/untied.bin' --logits-tol 1e-4"
+check "untied llama2c -> safetensors: lm_head.weight, weights and logits bit-identical to the HF original" bash -c "
+    '$BIN' export --checkpoint '$TMP/untied.bin' --format safetensors --out '$TMP/untied2' &&
+    python3 -c \"import json, sys; sys.exit(json.load(open('$TMP/untied2/config.json'))['tie_word_embeddings'] is not False)\" &&
+    grep -q 'lm_head.weight' '$TMP/untied2/model.safetensors' &&
+    '$TOOLS/compare_models' '$TMP/untied' '$TMP/untied2'"
+
 # eval: the exports give the checkpoint's numbers.
 EV=(--tokenizer "$DATA/tok512.bin" --text "$DATA/eval-generated.txt" --seq-len 256 --sequences 24)
 ppl() { "$BIN" eval --model "$1" "${EV[@]}" | sed -n 's/^fp32 perplexity: *//p'; }
