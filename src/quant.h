@@ -51,7 +51,7 @@ void quant_dequantize(QuantSpec s, QuantShape sh, const int8_t *codes, const flo
                       const float *a, float *w);
 
 /* Straight-through backward of 3.3, given dw_hat = dL/dw_hat [rows][cols]:
- *   dz [rows][cols] = dw_hat * M
+ *   dz [rows][cols] = dw_hat * M (NULL: not written; recon forms it inside Adam)
  *   da [n_exponents] = sum dw_hat w_hat [(u/|k|) ln|z| / a - ln(|k|/m) / a^2], |k| >= 1
  *   dM [rows][groups] (NULL when the scale is not learned) = sum dw_hat w_hat / M
  * (computed as sum dw_hat C_a[k], equal for w_hat = M C_a[k] and defined when M = 0).

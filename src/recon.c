@@ -33,15 +33,16 @@ struct Recon {
 
     int8_t *codes[N_MATS]; /* [rows][cols] current codes */
     float *w_hat[N_MATS];  /* [rows][cols] current quantized weights */
-    float *dw[N_MATS];     /* [rows][cols] dL/dw_hat from block_backward */
+    float *dw[N_MATS];     /* [rows][cols] dL/dw_hat from block_backward; views into
+                              grad_floats for quantized matrices, owned for skipped ones */
 
-    /* Gradients, contiguous so that one MPI_Allreduce sums them: dz of every quantized
-     * matrix in grad_floats; da then ds of every quantized matrix in grad_doubles. */
+    /* Gradients, contiguous so that one MPI_Allreduce sums them: dL/dw_hat of every
+     * quantized matrix in grad_floats (the latents' gradient dL/dz = dL/dw_hat * M is
+     * formed inside Adam: no buffer of its own); da then ds in grad_doubles. */
     float *grad_floats;
     size_t n_grad_floats;
     double *grad_doubles;
     size_t n_grad_doubles;
-    float *dz[N_MATS];
     double *da[N_MATS], *ds[N_MATS];
 
     BlockActs *acts;
@@ -117,8 +118,7 @@ static int init_matrix(Recon *r, int i, const float *w) {
     r->scale[i] = nq_calloc(ns, sizeof(float), "scales");
     r->codes[i] = nq_calloc(n, sizeof(int8_t), "codes");
     r->w_hat[i] = nq_calloc(n, sizeof(float), "quantized weights");
-    r->dw[i] = nq_calloc(n, sizeof(float), "weight gradient");
-    if (!r->scale0[i] || !r->scale[i] || !r->codes[i] || !r->w_hat[i] || !r->dw[i]) return -1;
+    if (!r->scale0[i] || !r->scale[i] || !r->codes[i] || !r->w_hat[i]) return -1;
     int const moments = learns(r);
     if (learned_alloc(&r->z[i], n, moments) || learned_alloc(&r->a[i], (size_t)sh.n_exponents, moments))
         return -1;
@@ -146,14 +146,14 @@ static int init_gradients(Recon *r) {
     }
     r->n_grad_floats = nf;
     r->n_grad_doubles = nd;
-    r->grad_floats = nq_calloc(nf, sizeof(float), "weight latent gradients");
+    r->grad_floats = nq_calloc(nf ? nf : 1, sizeof(float), "weight gradients");
     r->grad_doubles = nq_calloc(nd ? nd : 1, sizeof(double), "exponent and scale gradients");
     if (!r->grad_floats || !r->grad_doubles) return -1;
     float *f = r->grad_floats;
     double *d = r->grad_doubles;
     for (int i = 0; i < N_MATS; i++) {
         if (!r->quantized[i]) continue;
-        r->dz[i] = f;
+        r->dw[i] = f;
         f += mat_size(r, i);
         r->da[i] = d;
         d += r->shape[i].n_exponents;
@@ -190,7 +190,8 @@ Recon *recon_create(const ModelConfig *c, const BlockWeights *fp, const ReconPar
         r->quantized[i] = !(p->skip_mask & (1u << i));
         if (!r->quantized[i]) {
             r->fp_weight[i] = copy_floats(fp->mat[i], mat_size(r, i), "fp32 weights");
-            if (!r->fp_weight[i]) goto fail;
+            r->dw[i] = nq_calloc(mat_size(r, i), sizeof(float), "weight gradient");
+            if (!r->fp_weight[i] || !r->dw[i]) goto fail;
         } else if (init_matrix(r, i, fp->mat[i]) != 0) {
             goto fail;
         }
@@ -215,7 +216,7 @@ void recon_free(Recon *r) {
         learned_free(&r->s[i]);
         free(r->codes[i]);
         free(r->w_hat[i]);
-        free(r->dw[i]);
+        if (!r->quantized[i]) free(r->dw[i]); /* else a view into grad_floats */
     }
     free(r->grad_floats);
     free(r->grad_doubles);
@@ -311,7 +312,7 @@ double recon_accumulate_gradient(Recon *r, const float *x, const float *y, int b
     for (int i = 0; i < N_MATS; i++) {
         if (!r->quantized[i]) continue;
         quant_backward(r->p.spec, r->shape[i], r->z[i].value, r->scale[i], r->a[i].value,
-                       r->codes[i], r->w_hat[i], r->dw[i], r->dz[i], r->da[i], r->ds[i]);
+                       r->codes[i], r->w_hat[i], r->dw[i], NULL, r->da[i], r->ds[i]);
         if (!r->p.learn_scale) continue;
         /* quant_backward gave dL/dM; M = M0 * s, so dL/ds = dL/dM * M0 */
         size_t const ns = scale_size(r, i);
@@ -338,8 +339,10 @@ void recon_apply(Recon *r) {
     for (int i = 0; i < N_MATS; i++) {
         if (!r->quantized[i]) continue;
         Learned *z = &r->z[i], *a = &r->a[i], *s = &r->s[i];
-        adam_step(z->value, r->dz[i], z->m, z->v, z->count,
-                  adam_cosine_lr(r->p.lr_weights, t, r->p.iterations), t + 1, -1.0f, 1.0f);
+        size_t const group = (size_t)r->shape[i].cols / (size_t)r->shape[i].groups;
+        adam_step_grouped(z->value, r->dw[i], r->scale[i], group, z->m, z->v, z->count,
+                          adam_cosine_lr(r->p.lr_weights, t, r->p.iterations), t + 1, -1.0f,
+                          1.0f); /* gradient dw_hat * M, M as in the forward */
         adam_step_double_grad(a->value, r->da[i], a->m, a->v, a->count,
                               adam_cosine_lr(r->p.lr_exponent, t, r->p.iterations), t + 1,
                               QUANT_MIN_EXPONENT, QUANT_MAX_EXPONENT);

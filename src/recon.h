@@ -60,7 +60,9 @@ void recon_batch_indices(Recon *r, int *idx);
 double recon_accumulate_gradient(Recon *r, const float *x, const float *y, int b,
                                  int total_sequences);
 
-/* The gradient buffers, contiguous, for an in-place MPI_Allreduce (SUM). */
+/* The gradient buffers, contiguous, for an in-place MPI_Allreduce (SUM): floats are
+ * dL/dw_hat of every quantized matrix (recon_apply scales them by the group scales into
+ * the latents' gradient), doubles the exponent and scale gradients. */
 float *recon_grad_floats(Recon *r, size_t *count);
 double *recon_grad_doubles(Recon *r, size_t *count);
 
