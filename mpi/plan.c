@@ -95,7 +95,7 @@ static void memory_compute(const ModelConfig *c, const NupesConfig *cfg, int D, 
     m->exponents_scales = scale_bytes(c, cfg, learns);
     m->adam = learns ? 8 * Wq : 0;
     m->quantized = 5 * Wq;
-    m->gradients = 8 * Wq;
+    m->gradients = 4 * W; /* dL/dw_hat, all-reduced as it is (Adam forms dz = dw_hat * M inside its pass) */
     m->block_acts = 4 * block_acts_floats(c, b, TT);
     m->attention = 4 * attention_floats(c, b, TT);
     m->batch_buffers = 4 * 4 * b * TT * d;
@@ -312,7 +312,7 @@ static void print_memory(const Plan *p, FILE *out) {
         {"exponents and scales (+ moments, gradients)", m->exponents_scales},
         {"Adam moments m, v of z", m->adam},
         {"quantized weights w_hat + codes", m->quantized},
-        {"gradients dW_hat, dz", m->gradients},
+        {"gradients dL/dw_hat", m->gradients},
         {"block activations for the backward", m->block_acts},
         {"attention probabilities [b][H][T][T] + gradient", m->attention},
         {"batch x, y, quantized output, its gradient", m->batch_buffers},

@@ -33,7 +33,7 @@ typedef struct {
                                   exponents, their double gradients */
     uint64_t adam;             /* Adam m and v of z */
     uint64_t quantized;        /* w_hat (fp32) and codes (int8) */
-    uint64_t gradients;        /* dL/dw_hat and dz */
+    uint64_t gradients;        /* dL/dw_hat (Adam forms dz from it in its pass) */
     uint64_t block_acts;       /* what the forward keeps for the backward (BlockActs) */
     uint64_t attention;        /* softmax probabilities [b][H][T][T] and their gradient */
     uint64_t batch_buffers;    /* x, y of the batch share, quantized output and its gradient */
