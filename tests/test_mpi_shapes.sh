@@ -5,6 +5,10 @@
 #   - 3 ranks, 2 blocks, data_parallel auto: the smallest D with R / D <= 2 is D = 3;
 #   - 2 ranks, 5 blocks (not divisible: groups get 3 and 2 blocks);
 #   - 4 ranks (oversubscribed on 2 cores), 3 blocks, data_parallel 1: one group idles.
+#   - 2 ranks, a d 48 model, 9 sequences of 48 tokens: shards of 4 and 5 sequences where
+#     one process has all 9; one sequence is a tiny product that OpenBLAS rounds
+#     differently in a batch, so the capture must not batch by shard (it once did: scales
+#     differed by 2e-7 between 1 process and 2 ranks).
 # Every run must finish with a complete checkpoint whose every block lowered its loss, and
 # the D = 1 runs must equal a single process bit for bit.
 set -euo pipefail
@@ -19,19 +23,21 @@ job_asan=detect_leaks=0
 config=$NUPES_SOURCE_DIR/configs/stories260K.toml
 fast=(--set reconstruction.iterations=20 --set calibration.sequences=12 --set calibration.seq_len=32)
 
-# model NAME LAYERS SEED: d 32, f 96, 4 heads (2 kv), vocab 512, seq_len 64.
+# model NAME LAYERS SEED [DIM HIDDEN HEADS KV]: default d 32, f 96, 4 heads (2 kv); vocab 512,
+# seq_len 64.
 model() {
-  "$NUPES_TOOLS_DIR/make_synthetic_model" "$work/$1.bin" 32 96 "$2" 4 2 512 64 "$3" > /dev/null ||
-    fail "cannot make the synthetic model $1"
+  "$NUPES_TOOLS_DIR/make_synthetic_model" "$work/$1.bin" "${4:-32}" "${5:-96}" "$2" "${6:-4}" "${7:-2}" 512 64 \
+    "$3" > /dev/null || fail "cannot make the synthetic model $1"
 }
 
-# run_job NAME MODEL NP DP: NP = 0 runs without mpirun.
+# run_job NAME MODEL NP DP [--set ...]: NP = 0 runs without mpirun.
 run_job() {
   local name=$1 m=$2 np=$3 dp=$4
+  shift 4
   local launch=()
   [ "$np" -gt 0 ] && launch=("$MPIEXEC" -np "$np")
   if ! ASAN_OPTIONS=$job_asan "${launch[@]}" "$NUPES_BIN" --config "$config" --set model.path="$work/$m.bin" \
-       --set run.dir="$work/$name" --set mpi.data_parallel="$dp" "${fast[@]}" > "$work/$name.log" 2>&1; then
+       --set run.dir="$work/$name" --set mpi.data_parallel="$dp" "${fast[@]}" "$@" > "$work/$name.log" 2>&1; then
     cat "$work/$name.log" >&2
     fail "$name: the job failed"
   fi
@@ -71,4 +77,10 @@ run_job three_np4 three 4 1
 expect_layout three_np4 "4 ranks, 4 groups of 1"
 same three_ref three_np4
 [ "$(wc -l < "$work/three_np4.losses")" = 3 ] || fail "three_np4: expected 3 blocks"
+
+model tiny 2 14 48 128 6 3
+tiny_set=(--set calibration.sequences=9 --set calibration.seq_len=48)
+run_job tiny_ref tiny 0 1 "${tiny_set[@]}"
+run_job tiny_np2 tiny 2 1 "${tiny_set[@]}"
+same tiny_ref tiny_np2
 echo "PASS: more ranks than blocks, uneven block counts and oversubscription all complete"

@@ -3,14 +3,14 @@
  * The activations file that a (multi-rank) capture wrote must hold exactly what one
  * process computes: this tokenizes TEXT into SEQUENCES windows of T tokens
  * (text_windows_load, as the job does), runs embedding_forward and then block_forward
- * block by block, CHUNK sequences per call (default 8, the batching of a single-process
- * capture), and compares every level /inputs[l], l = 0..L, with the file bit for bit. It
- * also checks the file's complete attribute.
+ * block by block, CHUNK sequences per call (default 1, as the capture does), and compares
+ * every level /inputs[l], l = 0..L, with the file bit for bit. It also checks the file's
+ * complete attribute.
  *
  * Why CHUNK matters: a row's result from cblas_sgemm does not depend on the other rows
  * for ordinary sizes, but OpenBLAS sends tiny products (e.g. d 48, T 48, one sequence)
- * to its small-matrix kernels, which round differently. CHUNK 1 is the stricter check
- * where the sizes allow it.
+ * to its small-matrix kernels, which round differently from a batch of several sequences.
+ *
  * Prints one line per level; exit 0 when everything matches, 1 on a mismatch, 2 on bad
  * input. The file is read with plain (serial) HDF5 calls, not the project's reader. */
 #include <hdf5.h>
@@ -189,7 +189,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: check_activations ACTIVATIONS_H5 MODEL TOKENIZER TEXT T SEQUENCES [CHUNK]\n");
         return 2;
     }
-    int const T = atoi(argv[5]), sequences = atoi(argv[6]), chunk = argc == 8 ? atoi(argv[7]) : 8;
+    int const T = atoi(argv[5]), sequences = atoi(argv[6]), chunk = argc == 8 ? atoi(argv[7]) : 1;
     if (T < 2 || sequences < 0 || chunk < 1) {
         fprintf(stderr, "check_activations: T = %s, SEQUENCES = %s, CHUNK = %d: expected T >= 2, SEQUENCES >= 0, "
                         "CHUNK >= 1\n", argv[5], argv[6], chunk);
