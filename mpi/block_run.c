@@ -25,6 +25,7 @@ typedef struct {
     Recon *recon;
     float *x, *y; /* [max_local][T][d] this rank's share of a batch */
     int *batch;   /* [batch] */
+    int max_local; /* sequences of a batch share or of the probe set on this rank */
     StateInfo info;
     double last_save;
     char state_path[PATH_MAX];
@@ -106,6 +107,31 @@ static nq_status save_state(BlockRun *b) {
 
 /* Restores the block's state file if there is a valid one: the leader loads it and
  * broadcasts it to the group. A damaged file is reported and the block starts over. */
+/* Step 0 of block l: a fresh reconstruction from the model's fp32 weights. */
+static nq_status create_recon(BlockRun *b) {
+    Job *job = b->job;
+    BlockWeights w;
+    nq_status st = model_block(job->model, b->l, &w);
+    if (st != NQ_OK) return st;
+    b->recon = recon_create(job->c, &w, &job->params, b->l, job->N, job->T, b->max_local);
+    model_release_block(job->model, b->l);
+    return b->recon ? NQ_OK : NQ_ERR_RUNTIME;
+}
+
+/* A damaged state file may have been read into the latents, optimiser moments and info
+ * before the damage showed (e.g. by the checksum, after all arrays were read): the leader
+ * starts over from a fresh reconstruction, so the block's result is the one it would have
+ * had with no file at all. The other ranks are already waiting for the first step's
+ * collectives, so a failure here cannot be agreed on and ends the job. */
+static void restart_block(BlockRun *b) {
+    recon_free(b->recon);
+    b->recon = NULL;
+    StateInfo const fresh = {.block = b->l, .iterations = b->job->params.iterations};
+    b->info = fresh;
+    nq_status const st = create_recon(b);
+    if (st != NQ_OK) mpi_abort_job(st, nq_last_error());
+}
+
 static nq_status restore_state(BlockRun *b, int *restored) {
     const Layout *L = &b->job->layout;
     ReconArray arrays[MAX_STATE_ARRAYS];
@@ -120,6 +146,7 @@ static nq_status restore_state(BlockRun *b, int *restored) {
                     nq_last_error(), b->l);
             nq_clear_error();
             unlink(b->state_path);
+            restart_block(b);
         }
     }
     MPI_CHECK(MPI_Bcast(&step, 1, MPI_INT, 0, L->group_comm));
@@ -226,13 +253,8 @@ nq_status block_run(Job *job, int l, BlockResult *out) {
     int const max_local = share > PROBE_SEQUENCES ? share : PROBE_SEQUENCES;
     size_t const per_seq = (size_t)job->T * job->c->dim;
 
-    BlockWeights w;
-    nq_status st = model_block(job->model, l, &w);
-    if (st == NQ_OK) {
-        b.recon = recon_create(job->c, &w, &job->params, l, job->N, job->T, max_local);
-        model_release_block(job->model, l);
-        if (!b.recon) st = NQ_ERR_RUNTIME;
-    }
+    b.max_local = max_local;
+    nq_status st = create_recon(&b);
     if (st == NQ_OK) {
         b.x = nq_calloc((size_t)max_local * per_seq, sizeof(float), "batch inputs");
         b.y = nq_calloc((size_t)max_local * per_seq, sizeof(float), "batch targets");

@@ -11,7 +11,9 @@
 #                                directory's progress.log, written by root line by line)
 #   rl_wait_file PATH [T]        poll until PATH exists (same failure rules)
 #   rl_rank_pid RANK             $RL_FOUND_PID = pid of world rank RANK (a child of mpirun)
-#   rl_signal SIG RANK...        send SIG to those ranks directly (as SLURM signals each task)
+#   rl_signal SIG RANK...        send SIG to those ranks directly (as SLURM signals each task),
+#                                then thaw the frozen ranks
+#   rl_freeze_when_saved DIR NNNN RANK  SIGSTOP RANK once block NNNN has saved its state
 #   rl_finish                    wait for the started job; its exit code in $RL_RC; seconds
 #                                from the last rl_signal to the signalled ranks' exit in
 #                                $RL_RANK_EXIT_SECONDS, to mpirun's exit in $RL_STOP_SECONDS
@@ -31,6 +33,8 @@
 
 RL_WORK=$(mktemp -d /tmp/nupes-resume.XXXXXX) || exit 1
 RL_PID=
+RL_FROZEN=()
+RL_SIGNALLED=()
 RL_RC=
 RL_SIGNAL_TIME=
 RL_STOP_SECONDS=
@@ -40,6 +44,7 @@ rl_cleanup() {
   local rc=$?
   [ "$rl_failed" = 1 ] && rc=1
   if [ -n "$RL_PID" ] && kill -0 "$RL_PID" 2>/dev/null; then
+    [ ${#RL_FROZEN[@]} -gt 0 ] && kill -CONT "${RL_FROZEN[@]}" 2>/dev/null
     kill -TERM "$RL_PID" 2>/dev/null
     wait "$RL_PID" 2>/dev/null
   fi
@@ -73,7 +78,7 @@ rl_seconds_since() {
 
 # The job keys every resume test uses: bundled model and text from NUPES_DATA, a run small
 # enough for CI (32 sequences of 64 tokens) but with blocks long enough that a
-# signal lands where the test wants it (~0.5 s each), and optimiser state saved every 0.2 s.
+# signal lands where the test wants it (0.2-1 s each), and optimiser state saved every 0.05 s.
 rl_job_args() {
   local dir=$1
   printf '%s\n' --config "${NUPES_SOURCE_DIR:?}/configs/stories260K.toml" \
@@ -81,7 +86,7 @@ rl_job_args() {
     --set "tokenizer.path=$NUPES_DATA/tok512.bin" \
     --set "calibration.text=$NUPES_DATA/calib-generated.txt" \
     --set calibration.sequences=32 --set calibration.seq_len=64 \
-    --set reconstruction.iterations=100 --set run.checkpoint_interval=0.2 \
+    --set reconstruction.iterations=100 --set run.checkpoint_interval=0.05 \
     --set "run.dir=$dir"
 }
 
@@ -93,6 +98,7 @@ rl_start() {
   RL_NAME=$name
   RL_SIGNAL_TIME=
   RL_SIGNALLED=()
+  RL_FROZEN=()
 }
 
 rl_finish() {
@@ -123,18 +129,18 @@ rl_expect_rc() {
   [ "$RL_RC" = "$1" ] || fail "$RL_NAME: exit $RL_RC, expected $1 (see $RL_WORK/$RL_NAME.out/.err)"
 }
 
-# Polls COND (a command) every 50 ms until it succeeds; fails if the job has exited first
+# Polls COND (a command) every 20 ms until it succeeds; fails if the job has exited first
 # (the moment is gone) or after TIMEOUT seconds.
 rl_poll() {
   local what=$1 timeout=$2 i
   shift 2
-  for ((i = 0; i < timeout * 20; i++)); do
+  for ((i = 0; i < timeout * 50; i++)); do
     "$@" && return 0
     if [ -n "$RL_PID" ] && ! kill -0 "$RL_PID" 2>/dev/null; then
       "$@" && return 0
       fail "$RL_NAME exited before $what (see $RL_WORK/$RL_NAME.out)"
     fi
-    sleep 0.05
+    sleep 0.02
   done
   fail "$RL_NAME: no $what after ${timeout}s"
 }
@@ -176,12 +182,40 @@ rl_signal() {
   done
   RL_SIGNAL_TIME=$(rl_now)
   kill "-$sig" "${RL_SIGNALLED[@]}" || fail "kill -$sig ${RL_SIGNALLED[*]}"
+  rl_thaw
+}
+
+# Freezes RANK (SIGSTOP) as soon as DIR/state/block-NNNN.h5 exists: the block is then
+# certainly still running, however fast the machine, until rl_thaw (rl_signal thaws after
+# sending its signal, which the rank then handles first).
+rl_freeze_when_saved() {
+  local dir=$1 block=$2 rank=$3
+  rl_wait_file "$dir/state/block-$block.h5"
+  rl_rank_pid "$rank"
+  kill -STOP "$RL_FOUND_PID" || fail "kill -STOP rank $rank"
+  RL_FROZEN+=("$RL_FOUND_PID")
+  [ -e "$dir/done/block-$block.h5" ] && fail "$RL_NAME: block $block finished before it was frozen"
+  return 0
+}
+rl_thaw() {
+  # A frozen rank that was just killed (-9) may be gone already: no error then.
+  [ ${#RL_FROZEN[@]} -gt 0 ] && kill -CONT "${RL_FROZEN[@]}" 2>/dev/null
+  RL_FROZEN=()
+  return 0
 }
 
 rl_same_codes() {
   "$NUPES_TOOLS_DIR/compare_checkpoints" "$1" "$2" >"$RL_WORK/compare.txt" 2>&1 ||
     fail "$2 differs from $1: $(tail -n 3 "$RL_WORK/compare.txt")"
 }
+
+# Succeeds while PID is a live process (not a zombie waiting to be reaped).
+rl_pid_alive() {
+  local state
+  state=$(sed 's/.*) \(.\).*/\1/' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+rl_pid_gone() { ! rl_pid_alive "$1"; }
 
 # Counts of done and state files of a run directory.
 rl_count() { find "$1" -maxdepth 1 -name 'block-*.h5' 2>/dev/null | wc -l; }

@@ -109,7 +109,7 @@ echo "== SIGTERM in the middle of block 1, 1 rank"
 dir=$RL_WORK/mid1
 args_for "$dir"
 rl_start mid1 1 "${ARGS[@]}"
-rl_wait_file "$dir/state/block-0001.h5" # block 1 is running and has saved once
+rl_freeze_when_saved "$dir" 0001 0 # block 1 is running and has saved once
 rl_signal TERM 0
 rl_finish
 expect_stopped "$dir"
@@ -124,8 +124,8 @@ echo "== SIGTERM to both ranks in the middle of blocks 0 and 1, 2 ranks"
 dir=$RL_WORK/mid2
 args_for "$dir"
 rl_start mid2 2 "${ARGS[@]}"
-rl_wait_file "$dir/state/block-0000.h5"
-rl_wait_file "$dir/state/block-0001.h5"
+rl_freeze_when_saved "$dir" 0000 0
+rl_freeze_when_saved "$dir" 0001 1
 rl_signal TERM 0 1
 rl_finish
 expect_stopped "$dir"
@@ -137,7 +137,7 @@ echo "== SIGTERM to rank 1 only in the middle of block 1, sequential mode, 2 ran
 dir=$RL_WORK/seq2
 args_for "$dir" --set reconstruction.mode=sequential
 rl_start seq2 2 "${ARGS[@]}"
-rl_wait_file "$dir/state/block-0001.h5"
+rl_freeze_when_saved "$dir" 0001 0 # the group's leader; rank 1 waits for it in the gradient sum
 rl_signal TERM 1 # rank 0 (the leader, which saves) learns it in the gradient group
 rl_finish
 expect_stopped "$dir"
@@ -199,15 +199,10 @@ echo "== SIGTERM while root waits in the gather for rank 1's last block, 2 ranks
 dir=$RL_WORK/gather2
 args_for "$dir"
 rl_start gather2 2 "${ARGS[@]}"
-rl_wait_file "$dir/state/block-0003.h5"
-rl_rank_pid 1
-frozen=$RL_FOUND_PID
-kill -STOP "$frozen" || fail "kill -STOP rank 1"
-[ -e "$dir/done/block-0003.h5" ] && fail "gather2: block 3 finished before rank 1 was frozen"
+rl_freeze_when_saved "$dir" 0003 1
 rl_wait_file "$dir/done/block-0004.h5"
 rl_wait_lines "$dir/progress.log" ' block 4 done' 1
 rl_signal TERM 0 1
-kill -CONT "$frozen" || fail "kill -CONT rank 1"
 rl_finish
 expect_stopped "$dir"
 [ "$(rl_count "$dir/done")" = 4 ] || fail "gather2: $(rl_count "$dir/done") done files, expected 4"
