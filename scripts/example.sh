@@ -31,7 +31,7 @@ run() { # name method bits mode
   "$bin" eval "${eval_args[@]}" --checkpoint "$dir/checkpoint.h5" > "$dir.eval" 2>&1
   local ppl kl top1 bpw
   ppl=$(awk '/^quantized perplexity/ {print $3}' "$dir.eval")
-  kl=$(awk '/^mean KL/ {print $4}' "$dir.eval")
+  kl=$(awk '/^mean KL/ {print $5}' "$dir.eval")
   top1=$(awk '/^top-1 agreement/ {print $3}' "$dir.eval")
   bpw=$(awk '/^checkpoint .*bits per weight/ {for (i=1;i<=NF;i++) if ($i=="bits") print $(i-1)}' "$dir.eval")
   rows+=("$(printf '%-22s %4s  %10s  %8s  %7s  %6s  %6.1f' "$name" "W$bits" "$ppl" "$kl" "$top1" "${bpw:--}" "$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}')")")

@@ -12,7 +12,7 @@ common=(--set calibration.sequences=64 --set reconstruction.iterations=150)
 eval_args=(--model "$NUPES_DATA/stories260K.bin" --tokenizer "$NUPES_DATA/tok512.bin"
            --text "$NUPES_DATA/eval-generated.txt" --seq-len 256 --sequences 48)
 
-kl_of() { awk '/^mean KL/ {print $4}' "$1"; }
+kl_of() { awk '/^mean KL/ {print $5}' "$1"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 for bits in 4 3; do
