@@ -156,11 +156,20 @@ static nq_status open_or_capture(Job *job) {
     nq_status st = NQ_OK;
     if (exists) {
         st = agree(activations_open(path, MPI_COMM_WORLD, L, job->N, job->T, d, &job->act));
-        if (st == NQ_OK && activations_complete(job->act)) {
+        if (st == NQ_ERR_INPUT) {
+            /* A capture killed before HDF5 wrote the superblock leaves a file that cannot be
+             * opened; the fingerprint matched, so it is ours and incomplete: capture again. */
+            if (job->layout.world_rank == 0)
+                printf("capture: %s cannot be opened (%s): capturing again\n", path, nq_last_error());
+            nq_clear_error();
+            st = NQ_OK;
+            exists = 0;
+        }
+        if (st == NQ_OK && exists && activations_complete(job->act)) {
             if (job->layout.world_rank == 0) printf("capture: %s is complete, reusing it\n", path);
             return NQ_OK;
         }
-        if (st == NQ_OK) st = agree(activations_close(job->act));
+        if (st == NQ_OK && exists) st = agree(activations_close(job->act));
         job->act = NULL;
         if (st != NQ_OK) return st;
     }
