@@ -112,6 +112,30 @@ static nq_status remove_our_files_(const char *dir) {
     return NQ_OK;
 }
 
+/* Temporaries of a writer killed with SIGKILL (".block-0003.h5.tmp.<pid>"): when a run
+ * resumes no writer of it is alive, so they are wasted space (2+ GB for a 7B state). */
+static nq_status remove_stale_tmps_(const char *dir) {
+    static const char *const subs[] = {"", "state", "done"};
+    for (int i = 0; i < 3; i++) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s%s%s", dir, i ? "/" : "", subs[i]);
+        DIR *d = opendir(path);
+        if (!d) continue;
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (!is_our_tmp_(e->d_name, i ? is_block_name_ : is_top_name_)) continue;
+            char file[PATH_MAX + NAME_MAX + 2];
+            snprintf(file, sizeof file, "%s/%s", path, e->d_name);
+            if (unlink(file) != 0 && errno != ENOENT) {
+                closedir(d);
+                return nq_fail(NQ_ERR_RUNTIME, "%s: cannot remove: %s", file, strerror(errno));
+            }
+        }
+        closedir(d);
+    }
+    return NQ_OK;
+}
+
 /* ------------------------------------------------------------------ run.toml */
 
 static void append_quoted_(char *out, size_t size, const char *s) {
@@ -256,7 +280,8 @@ nq_status run_dir_prepare(const char *dir, const char *config_toml_resolved,
         if (st == NQ_OK) st = fingerprint_check(&stored, fp, toml);
         if (st == NQ_OK && !restart) {
             out->resumed = 1;
-            return make_layout_(dir);
+            st = remove_stale_tmps_(dir);
+            return st == NQ_OK ? make_layout_(dir) : st;
         }
     } else {
         st = check_orphans_(dir);
