@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/statvfs.h>
 
 #include "h5util.h"
 
@@ -175,8 +176,13 @@ nq_status activations_write(Activations *a, int level, int first, int count, con
     if (mem < 0 || file < 0 || (count == 0 && H5Sselect_none(mem) < 0)) {
         st = fail(a, "cannot select the sequences to write");
     } else if (H5Dwrite(a->inputs, H5T_NATIVE_FLOAT, mem, file, a->xfer_collective, data) < 0) {
-        char what[96];
-        snprintf(what, sizeof what, "write of /inputs level %d failed", level);
+        /* MPI-IO's error names no errno: tell a full file system apart (fault test). */
+        struct statvfs fs;
+        int const full = statvfs(a->path, &fs) == 0 &&
+                         (double)fs.f_bavail * (double)fs.f_frsize < (double)n * sizeof(float);
+        char what[128];
+        snprintf(what, sizeof what, "write of /inputs level %d failed%s", level,
+                 full ? ", the file system is full" : "");
         st = fail(a, what);
     }
     if (mem >= 0) H5Sclose(mem);

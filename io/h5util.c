@@ -13,6 +13,9 @@
 /* The innermost (first when walking upward) description of the error stack. */
 static herr_t innermost_cb_(unsigned n, const H5E_error2_t *err, void *data) {
     if (n == 0 && err->desc) snprintf((char *)data, 256, "%s", err->desc);
+    /* sec2's description holds a ctime() with its newline: keep the error on one line */
+    for (char *c = data; *c; c++)
+        if (*c == '\n') *c = ' ';
     return 0;
 }
 
