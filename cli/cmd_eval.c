@@ -142,6 +142,15 @@ static nq_status check_same_shape(const char *path, const ModelConfig *a, const 
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         if (f[i].want != f[i].got)
             return nq_fail(NQ_ERR_INPUT, "%s: %s = %d, expected %d (the model's)", path, f[i].name, f[i].got, f[i].want);
+    /* Both models run through one Transformer of the fp32 model's config: a checkpoint of
+     * the same model in the other layout (HF rows are permuted for the half rotation)
+     * would be run with the wrong rotation. */
+    if (a->rope_style != b->rope_style || a->rope_theta != b->rope_theta || a->norm_eps != b->norm_eps)
+        return nq_fail(NQ_ERR_INPUT,
+                       "%s: rope_style %s, rope_theta %g, norm_eps %g, expected %s, %g, %g (the model's): "
+                       "evaluate against the model in the layout it was quantized from",
+                       path, b->rope_style == ROPE_HALF ? "half" : "interleaved", b->rope_theta, b->norm_eps,
+                       a->rope_style == ROPE_HALF ? "half" : "interleaved", a->rope_theta, a->norm_eps);
     return NQ_OK;
 }
 
