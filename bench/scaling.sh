@@ -7,17 +7,20 @@
 # capture tokens/s, mean block seconds, where the wall time went (from progress.log, 1 s
 # resolution: start to capture done, to the last block done, to the checkpoint written;
 # "before" is what precedes the log's first line: MPI start, model and tokenizer loading),
-# and the peak RSS of each rank (GNU time, VmHWM).
+# the CPU seconds (user + sys) and peak RSS of each rank (GNU time). On a loaded machine the
+# wall-time speedup says little; "cpu speedup" = CPU seconds of the 1-rank run / the
+# largest CPU seconds of one rank is what the split of work allows when every rank has a
+# core of its own.
 #
 # Usage: bash bench/scaling.sh [build-dir]   (default: build-bench)
-# Environment: RANKS="1 2" ITERATIONS=80 SEQUENCES=32 SEQ_LEN=128 to change the job.
+# Environment: RANKS="1 2" ITERATIONS=300 SEQUENCES=32 SEQ_LEN=128 to change the job.
 # Ideal speedup on 2 ranks is 2 (4 blocks over 2 groups, capture split in half); the
 # serial parts are model loading, tokenizing, and root assembling the checkpoint.
 set -euo pipefail
 src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${1:-$src/build-bench}"
 ranks_list=${RANKS:-"1 2"}
-iterations=${ITERATIONS:-80}
+iterations=${ITERATIONS:-300}
 sequences=${SEQUENCES:-32}
 seq_len=${SEQ_LEN:-128}
 
@@ -37,7 +40,7 @@ now() { date +%s.%N; }
 run_job() {
   local np=$1 t0 t1
   t0=$(now)
-  "$MPIEXEC_BIN" -np "$np" /usr/bin/time -f "rss_kb %M" -a -o "$work/np$np.rss" \
+  "$MPIEXEC_BIN" -np "$np" /usr/bin/time -f "rss_kb %M cpu_s %U %S" -a -o "$work/np$np.rss" \
     "$build/nupes-mpi" --config "$src/configs/stories260K.toml" --set model.path="$work/model.bin" \
     --set run.dir="$work/np$np" --set calibration.seq_len="$seq_len" \
     --set calibration.sequences="$sequences" --set reconstruction.iterations="$iterations" \
@@ -62,9 +65,10 @@ MPIEXEC_BIN=${MPIEXEC:-mpiexec}
 command -v /usr/bin/time > /dev/null || { echo "scaling: /usr/bin/time missing (apt-get install time)" >&2; exit 2; }
 echo "model: d 256, f 688, 4 blocks, 8 heads (4 kv), vocab 512; calibration $sequences x $seq_len tokens;" \
      "$iterations iterations per block, batch 4; OPENBLAS_NUM_THREADS=1; load average $(cut -d' ' -f1-3 /proc/loadavg)"
-printf "%-6s %9s %8s %14s %13s %-27s %s\n" ranks "wall s" speedup "capture tok/s" "block s mean" \
-       "before/capture/blocks/ckpt" "peak RSS per rank (MB)"
+printf "%-6s %8s %8s %8s %14s %13s %-27s %-18s %s\n" ranks "wall s" speedup "cpu spd" "capture tok/s" \
+       "block s mean" "before/capture/blocks/ckpt" "CPU s per rank" "peak RSS per rank (MB)"
 base=""
+cpu_base=""
 for np in $ranks_list; do
   wall=$(run_job "$np")
   [ -n "$base" ] || base=$wall
@@ -73,6 +77,9 @@ for np in $ranks_list; do
            awk '{ s += $(NF - 1); n++ } END { if (n) printf "%.2f", s / n; else print "-" }')
   split=$(phases "$work/np$np/progress.log" "$wall")
   rss=$(awk '/rss_kb/ { printf "%s%.0f", sep, $2 / 1024; sep = " " }' "$work/np$np.rss")
-  printf "%-6s %9.2f %8.2f %14s %13s %-27s %s\n" "$np" "$wall" "$(echo "$base / $wall" | bc -l)" \
-         "${capture:--}" "$blocks" "$split" "$rss"
+  cpu=$(awk '/rss_kb/ { printf "%s%.1f", sep, $4 + $5; sep = " " }' "$work/np$np.rss")
+  cpu_max=$(awk '/rss_kb/ { c = $4 + $5; if (c > m) m = c } END { print m }' "$work/np$np.rss")
+  [ -n "$cpu_base" ] || cpu_base=$cpu_max
+  printf "%-6s %8.2f %8.2f %8.2f %14s %13s %-27s %-18s %s\n" "$np" "$wall" "$(echo "$base / $wall" | bc -l)" \
+         "$(echo "$cpu_base / $cpu_max" | bc -l)" "${capture:--}" "$blocks" "$split" "$cpu" "$rss"
 done
