@@ -148,9 +148,9 @@ static void print_phases(const IterResult *b, const Counts *k, double peak) {
         {"attention (sgemm + softmax)", bt->seconds[BLOCK_PHASE_ATTENTION]},
         {"norms, rope, swiglu, residual, loss",
          bt->seconds[BLOCK_PHASE_OTHER] + s[RECON_PHASE_LOSS]},
-        {"quantizer forward", s[RECON_PHASE_QUANTIZE]},
+        {"quantizer forward (when not fused)", s[RECON_PHASE_QUANTIZE]},
         {"quantizer gradients", s[RECON_PHASE_QUANT_BACKWARD]},
-        {"Adam", s[RECON_PHASE_ADAM]},
+        {"Adam (+ next quantization, fused)", s[RECON_PHASE_ADAM]},
     };
     double sum = 0;
     for (size_t i = 0; i < sizeof ph / sizeof ph[0]; i++) {

@@ -432,17 +432,19 @@ static double lanes_sum(const double *lanes) {
     return sum;
 }
 
-void quant_backward(QuantSpec s, QuantShape sh, const float *z, const float *scales,
-                    const float *a, const int8_t *codes, const float *w_hat,
-                    const float *dw_hat, float *dz, double *da, double *dM) {
-    (void)w_hat; /* = M C_a[k]: recomputed from the codes, one stream less to read */
+/* Rows [r0, r1): dz, dM, and each row's own exponent-gradient sum (its groups added in
+ * order, from 0) into row_sum[r - r0], or, when row_sum is NULL, added to da[e] (e = r
+ * per row, else 0) in row order: the same arithmetic either way. */
+static void backward_rows(QuantSpec s, QuantShape sh, int r0, int r1, const float *z,
+                          const float *scales, const float *a, const int8_t *codes,
+                          const float *dw_hat, float *dz, double *row_sum, double *da,
+                          double *dM) {
     QuantTable t;
     int const len = group_len(s, sh), use_avx2 = cpu_has_avx2();
-    quant_table_init(&t, s.bits, a[0]);
-    for (int e = 0; e < sh.n_exponents; e++) da[e] = 0.0;
-    for (int r = 0; r < sh.rows; r++) {
-        if (s.per_row && r > 0) quant_table_set_exponent(&t, a[r]);
-        double *da_row = da + (s.per_row ? r : 0);
+    quant_table_init(&t, s.bits, a[s.per_row ? r0 : 0]);
+    for (int r = r0; r < r1; r++) {
+        if (s.per_row && r > r0) quant_table_set_exponent(&t, a[r]);
+        double sum = 0.0;
         for (int g = 0; g < sh.groups; g++) {
             size_t const off = row_offset(sh, r) + (size_t)g * len;
             size_t const gi = (size_t)r * sh.groups + g;
@@ -458,8 +460,24 @@ void quant_backward(QuantSpec s, QuantShape sh, const float *z, const float *sca
 #endif
             grad_group_scalar(&t, z + off, codes + off, dw_hat + off, scales[gi], done, len,
                               dz ? dz + off : NULL, &acc);
-            *da_row += lanes_sum(acc.a);
+            sum += lanes_sum(acc.a);
             if (dM) dM[gi] = lanes_sum(acc.m); /* w_hat / M = C_a[k]: exact even when M = 0 */
         }
+        if (row_sum) row_sum[r - r0] = sum;
+        else da[s.per_row ? r : 0] += sum;
     }
+}
+
+void quant_backward_rows(QuantSpec s, QuantShape sh, int r0, int r1, const float *z,
+                         const float *scales, const float *a, const int8_t *codes,
+                         const float *dw_hat, float *dz, double *da_rows, double *dM) {
+    backward_rows(s, sh, r0, r1, z, scales, a, codes, dw_hat, dz, da_rows, NULL, dM);
+}
+
+void quant_backward(QuantSpec s, QuantShape sh, const float *z, const float *scales,
+                    const float *a, const int8_t *codes, const float *w_hat,
+                    const float *dw_hat, float *dz, double *da, double *dM) {
+    (void)w_hat; /* = M C_a[k]: recomputed from the codes, one stream less to read */
+    for (int e = 0; e < sh.n_exponents; e++) da[e] = 0.0;
+    backward_rows(s, sh, 0, sh.rows, z, scales, a, codes, dw_hat, dz, NULL, da, dM);
 }

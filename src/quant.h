@@ -62,6 +62,14 @@ void quant_backward(QuantSpec s, QuantShape sh, const float *z, const float *sca
                     const float *a, const int8_t *codes, const float *w_hat,
                     const float *dw_hat, float *dz, double *da, double *dM);
 
+/* quant_backward on rows [r0, r1) only, for splitting a matrix between threads: dz and
+ * dM (full-size arrays, as above) for those rows, and da_rows [r1 - r0] = each row's own
+ * exponent-gradient sum. quant_backward's da is these row sums added in row order (for a
+ * per-tensor exponent), so any split of the rows gives it bit for bit. */
+void quant_backward_rows(QuantSpec s, QuantShape sh, int r0, int r1, const float *z,
+                         const float *scales, const float *a, const int8_t *codes,
+                         const float *dw_hat, float *dz, double *da_rows, double *dM);
+
 /* ||W - W_hat(a)||^2 for weights w with scales from quant_init_scales: the objective of
  * the exponent search; row = -1 sums over all rows, else that row only. */
 double quant_error(QuantSpec s, QuantShape sh, const float *w, const float *scales, float a,

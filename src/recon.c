@@ -8,6 +8,7 @@
 
 #include "adam.h"
 #include "block.h"
+#include "parallel.h"
 #include "rng.h"
 #include "status.h"
 
@@ -29,10 +30,14 @@ struct Recon {
     float *fp_weight[N_MATS];    /* [rows][cols] fp32 copy, skipped matrices only */
     float *scale0[N_MATS];       /* [rows][groups] M0 = max |w| of the group */
     float *scale[N_MATS];        /* [rows][groups] M = M0 * s, refreshed each forward */
+    float *scale_next[N_MATS];   /* [rows][groups] M after the Adam step (recon_apply) */
     Learned z[N_MATS], a[N_MATS], s[N_MATS];
 
     int8_t *codes[N_MATS]; /* [rows][cols] current codes */
     float *w_hat[N_MATS];  /* [rows][cols] current quantized weights */
+    int w_hat_fresh;       /* 1: codes, w_hat, scale are those of the current z, a, s (set by
+                              recon_apply, which quantizes as it updates) */
+    double *da_rows;       /* [max rows] per-row exponent-gradient sums (threads) */
     float *dw[N_MATS];     /* [rows][cols] dL/dw_hat from block_backward; views into
                               grad_floats for quantized matrices, owned for skipped ones */
 
@@ -116,9 +121,11 @@ static int init_matrix(Recon *r, int i, const float *w) {
     QuantShape const sh = r->shape[i];
     r->scale0[i] = nq_calloc(ns, sizeof(float), "scales");
     r->scale[i] = nq_calloc(ns, sizeof(float), "scales");
+    r->scale_next[i] = nq_calloc(ns, sizeof(float), "scales");
     r->codes[i] = nq_calloc(n, sizeof(int8_t), "codes");
     r->w_hat[i] = nq_calloc(n, sizeof(float), "quantized weights");
-    if (!r->scale0[i] || !r->scale[i] || !r->codes[i] || !r->w_hat[i]) return -1;
+    if (!r->scale0[i] || !r->scale[i] || !r->scale_next[i] || !r->codes[i] || !r->w_hat[i])
+        return -1;
     int const moments = learns(r);
     if (learned_alloc(&r->z[i], n, moments) || learned_alloc(&r->a[i], (size_t)sh.n_exponents, moments))
         return -1;
@@ -148,7 +155,11 @@ static int init_gradients(Recon *r) {
     r->n_grad_doubles = nd;
     r->grad_floats = nq_calloc(nf ? nf : 1, sizeof(float), "weight gradients");
     r->grad_doubles = nq_calloc(nd ? nd : 1, sizeof(double), "exponent and scale gradients");
-    if (!r->grad_floats || !r->grad_doubles) return -1;
+    int max_rows = 1;
+    for (int i = 0; i < N_MATS; i++)
+        if (r->shape[i].rows > max_rows) max_rows = r->shape[i].rows;
+    r->da_rows = nq_calloc((size_t)max_rows, sizeof(double), "per-row exponent gradients");
+    if (!r->grad_floats || !r->grad_doubles || !r->da_rows) return -1;
     float *f = r->grad_floats;
     double *d = r->grad_doubles;
     for (int i = 0; i < N_MATS; i++) {
@@ -211,6 +222,7 @@ void recon_free(Recon *r) {
         free(r->fp_weight[i]);
         free(r->scale0[i]);
         free(r->scale[i]);
+        free(r->scale_next[i]);
         learned_free(&r->z[i]);
         learned_free(&r->a[i]);
         learned_free(&r->s[i]);
@@ -220,6 +232,7 @@ void recon_free(Recon *r) {
     }
     free(r->grad_floats);
     free(r->grad_doubles);
+    free(r->da_rows);
     block_acts_free(r->acts);
     free(r->y_quant);
     free(r->dy);
@@ -231,7 +244,10 @@ int recon_step(const Recon *r) { return r->step; }
 
 int recon_finished(const Recon *r) { return !learns(r) || r->step >= r->p.iterations; }
 
-void recon_set_step(Recon *r, int step) { r->step = step; }
+void recon_set_step(Recon *r, int step) {
+    r->step = step;
+    r->w_hat_fresh = 0; /* the state may have been restored */
+}
 
 void recon_batch_indices(Recon *r, int *idx) {
     if (r->sampler_drawn != r->step) batch_sampler_seek(&r->sampler, (uint64_t)r->step);
@@ -247,6 +263,10 @@ static void quantize_all(Recon *r, BlockWeights *w) {
     for (int i = 0; i < N_MATS; i++) {
         if (!r->quantized[i]) {
             w->mat[i] = r->fp_weight[i];
+            continue;
+        }
+        if (r->w_hat_fresh) { /* recon_apply quantized already */
+            w->mat[i] = r->w_hat[i];
             continue;
         }
         size_t const ns = scale_size(r, i);
@@ -274,6 +294,26 @@ static double squared_error(const float *a, const float *b, size_t n) {
         sum += e * e;
     }
     return sum;
+}
+
+/* One matrix's element-wise pass over a range of rows, for parallel_ranges. */
+typedef struct {
+    Recon *r;
+    int i;
+    int t; /* recon_apply: the step */
+} MatrixPass;
+
+/* dL/dw_hat -> per-row exponent sums (da_rows) and dL/ds of rows [r0, r1). */
+static void quant_backward_range(void *arg, int r0, int r1) {
+    MatrixPass const *p = arg;
+    Recon *r = p->r;
+    int const i = p->i, groups = r->shape[i].groups;
+    quant_backward_rows(r->p.spec, r->shape[i], r0, r1, r->z[i].value, r->scale[i],
+                        r->a[i].value, r->codes[i], r->dw[i], NULL, r->da_rows + r0, r->ds[i]);
+    if (!r->p.learn_scale) return;
+    /* that gave dL/dM; M = M0 * s, so dL/ds = dL/dM * M0 */
+    for (size_t g = (size_t)r0 * groups; g < (size_t)r1 * groups; g++)
+        r->ds[i][g] *= r->scale0[i][g];
 }
 
 double recon_eval_sse(Recon *r, const float *x, const float *y, int b) {
@@ -309,14 +349,19 @@ double recon_accumulate_gradient(Recon *r, const float *x, const float *y, int b
     block_backward(&r->c, &w, r->acts, r->dy, &grads);
     clock = clock_start(r);
 
+    int const threads = parallel_threads();
     for (int i = 0; i < N_MATS; i++) {
         if (!r->quantized[i]) continue;
-        quant_backward(r->p.spec, r->shape[i], r->z[i].value, r->scale[i], r->a[i].value,
-                       r->codes[i], r->w_hat[i], r->dw[i], NULL, r->da[i], r->ds[i]);
-        if (!r->p.learn_scale) continue;
-        /* quant_backward gave dL/dM; M = M0 * s, so dL/ds = dL/dM * M0 */
-        size_t const ns = scale_size(r, i);
-        for (size_t g = 0; g < ns; g++) r->ds[i][g] *= r->scale0[i][g];
+        MatrixPass pass = {r, i, 0};
+        parallel_ranges(threads, r->shape[i].rows, quant_backward_range, &pass);
+        /* the per-tensor sum in row order: the same whatever the split */
+        if (r->p.spec.per_row) {
+            memcpy(r->da[i], r->da_rows, (size_t)r->shape[i].rows * sizeof(double));
+        } else {
+            double sum = 0.0;
+            for (int row = 0; row < r->shape[i].rows; row++) sum += r->da_rows[row];
+            r->da[i][0] = sum;
+        }
     }
     lap(r, RECON_PHASE_QUANT_BACKWARD, &clock);
     return sse;
@@ -332,17 +377,41 @@ double *recon_grad_doubles(Recon *r, size_t *count) {
     return r->grad_doubles;
 }
 
+/* Latents per chunk of rows: Adam (gradient dw_hat * M with the forward's M), then
+ * straight away the codes and w_hat of the next forward with the new a and M, while the
+ * chunk's z is still in cache (~1 MB of z per chunk). */
+static void adam_quantize_range(void *arg, int r0, int r1) {
+    MatrixPass const *p = arg;
+    Recon *r = p->r;
+    int const i = p->i, t = p->t;
+    QuantShape const sh = r->shape[i];
+    size_t const cols = (size_t)sh.cols, group = cols / (size_t)sh.groups;
+    int const chunk = (int)((1u << 18) / cols) + 1;
+    float const lr = adam_cosine_lr(r->p.lr_weights, t, r->p.iterations);
+    Learned *z = &r->z[i];
+    for (int c0 = r0; c0 < r1; c0 += chunk) {
+        int const rows = r1 - c0 < chunk ? r1 - c0 : chunk;
+        size_t const off = (size_t)c0 * cols, n = (size_t)rows * cols;
+        size_t const goff = (size_t)c0 * sh.groups;
+        adam_step_grouped(z->value + off, r->dw[i] + off, r->scale[i] + goff, group,
+                          z->m + off, z->v + off, n, lr, t + 1, -1.0f, 1.0f);
+        QuantShape part = sh;
+        part.rows = rows;
+        part.n_exponents = r->p.spec.per_row ? rows : 1;
+        quant_forward(r->p.spec, part, z->value + off, r->scale_next[i] + goff,
+                      r->a[i].value + (r->p.spec.per_row ? c0 : 0), r->codes[i] + off,
+                      r->w_hat[i] + off);
+    }
+}
+
 void recon_apply(Recon *r) {
     if (!learns(r)) return;
     double clock = clock_start(r);
-    int const t = r->step;
+    int const t = r->step, threads = parallel_threads();
     for (int i = 0; i < N_MATS; i++) {
         if (!r->quantized[i]) continue;
-        Learned *z = &r->z[i], *a = &r->a[i], *s = &r->s[i];
-        size_t const group = (size_t)r->shape[i].cols / (size_t)r->shape[i].groups;
-        adam_step_grouped(z->value, r->dw[i], r->scale[i], group, z->m, z->v, z->count,
-                          adam_cosine_lr(r->p.lr_weights, t, r->p.iterations), t + 1, -1.0f,
-                          1.0f); /* gradient dw_hat * M, M as in the forward */
+        Learned *a = &r->a[i], *s = &r->s[i];
+        /* a and s first: the latents' pass quantizes with their new values */
         adam_step_double_grad(a->value, r->da[i], a->m, a->v, a->count,
                               adam_cosine_lr(r->p.lr_exponent, t, r->p.iterations), t + 1,
                               QUANT_MIN_EXPONENT, QUANT_MAX_EXPONENT);
@@ -350,7 +419,16 @@ void recon_apply(Recon *r) {
             adam_step_double_grad(s->value, r->ds[i], s->m, s->v, s->count,
                                   adam_cosine_lr(r->p.lr_scale, t, r->p.iterations), t + 1,
                                   1e-3f, 1e3f);
+        size_t const ns = scale_size(r, i);
+        for (size_t g = 0; g < ns; g++) /* as quantize_all */
+            r->scale_next[i][g] = r->scale0[i][g] * (r->p.learn_scale ? s->value[g] : 1.0f);
+        MatrixPass pass = {r, i, t};
+        parallel_ranges(threads, r->shape[i].rows, adam_quantize_range, &pass);
+        float *const used = r->scale[i];
+        r->scale[i] = r->scale_next[i];
+        r->scale_next[i] = used;
     }
+    r->w_hat_fresh = 1;
     r->step++;
     lap(r, RECON_PHASE_ADAM, &clock);
 }
@@ -387,6 +465,7 @@ static int add_learned(ReconArray *arrays, int n, int max, const char *mat, cons
 
 int recon_state_arrays(Recon *r, ReconArray *arrays, int max_arrays) {
     int n = 0;
+    r->w_hat_fresh = 0; /* the caller may write into the views (a restore) */
     for (int i = 0; i < N_MATS; i++) {
         if (!r->quantized[i]) continue;
         n = add_learned(arrays, n, max_arrays, mat_names[i], "z", &r->z[i]);

@@ -1,0 +1,43 @@
+#include "parallel.h"
+
+#include <cblas.h>
+#include <pthread.h>
+
+int parallel_threads(void) {
+    int const n = openblas_get_num_threads();
+    return n < 1 ? 1 : n > PARALLEL_MAX_THREADS ? PARALLEL_MAX_THREADS : n;
+}
+
+typedef struct {
+    void (*fn)(void *arg, int r0, int r1);
+    void *arg;
+    int r0, r1;
+} RangeJob;
+
+static void *run_range(void *p) {
+    RangeJob const *job = p;
+    job->fn(job->arg, job->r0, job->r1);
+    return NULL;
+}
+
+void parallel_ranges(int n_threads, int n, void (*fn)(void *arg, int r0, int r1), void *arg) {
+    if (n_threads > PARALLEL_MAX_THREADS) n_threads = PARALLEL_MAX_THREADS;
+    if (n_threads > n) n_threads = n;
+    if (n_threads <= 1) {
+        if (n > 0) fn(arg, 0, n);
+        return;
+    }
+    RangeJob jobs[PARALLEL_MAX_THREADS];
+    pthread_t threads[PARALLEL_MAX_THREADS];
+    int started[PARALLEL_MAX_THREADS] = {0};
+    for (int t = 0; t < n_threads; t++) {
+        jobs[t] = (RangeJob){fn, arg, (int)((long long)n * t / n_threads),
+                             (int)((long long)n * (t + 1) / n_threads)};
+        if (t > 0) started[t] = pthread_create(&threads[t], NULL, run_range, &jobs[t]) == 0;
+    }
+    run_range(&jobs[0]);
+    for (int t = 1; t < n_threads; t++) {
+        if (started[t]) pthread_join(threads[t], NULL);
+        else run_range(&jobs[t]); /* no thread: the work is still done, here */
+    }
+}
