@@ -4,9 +4,9 @@
 # MPI_Allreduce) against data_parallel = 1 on 1 rank. Only the summation order of the
 # gradients differs, so the results agree within a tolerance, not bit for bit.
 #
-# Bounds, against what was measured (stories260K, 40 iterations, 16 x 64 tokens, seed 1):
-#   differing codes   <= 1%      measured 0 of 226560
-#   scale rel diff    <= 1e-3    measured 2.1e-7
+# Bounds, against what was measured (stories260K, 40 iterations, 16 x 64 tokens, seeds 1-4):
+#   differing codes   <= 0.5%    measured 0, 0, 2 and 2 of 226560 (<= 0.001%)
+#   scale rel diff    <= 1e-4    measured 2.0e-7 .. 3.0e-7
 #   exponent diff     <= 1e-4    measured 0
 # (A code whose latent sits on a rounding threshold can flip, and a flip moves the scales
 # that share its row: the bounds leave room for a few such cascades, and no more.)
@@ -40,7 +40,7 @@ for name in d1 d2; do
   "$NUPES_TOOLS_DIR/checkpoint_losses" "$work/$name/checkpoint.h5" || fail "$name: a block's loss did not drop"
 done
 if ! "$NUPES_TOOLS_DIR/compare_checkpoints" "$work/d1/checkpoint.h5" "$work/d2/checkpoint.h5" \
-     --codes 0.01 --scale 1e-3 --exponent 1e-4 > "$work/compare.txt"; then
+     --codes 0.005 --scale 1e-4 --exponent 1e-4 > "$work/compare.txt"; then
   cat "$work/compare.txt" >&2
   fail "data_parallel 2 is not within tolerance of data_parallel 1"
 fi
