@@ -5,6 +5,7 @@
  * from position 0; perplexity is exp(mean NLL) over the T - 1 next-token predictions of
  * each window, KL and top-1 are over all T positions. Windows go B at a time. */
 #include <getopt.h>
+#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 
 #include "commands.h"
 #include "eval_metrics.h"
+#include "eval_shard.h"
 #include "model_file.h"
 #include "status.h"
 #include "text_windows.h"
@@ -263,14 +265,20 @@ static nq_status run_eval(const EvalOptions *o) {
     if (st != NQ_OK) goto cleanup;
     st = text_windows_load(o->text, tok, o->seq_len, o->sequences, &windows, &n_windows);
     if (st != NQ_OK) goto cleanup;
-    int const B = o->batch < n_windows ? o->batch : n_windows;
+    /* Under MPI each rank takes its share of the windows; the sums meet on every rank. */
+    int first = 0, count = 0;
+    eval_shard(n_windows, &first, &count);
+    int const B = o->batch < count ? o->batch : (count > 0 ? count : 1);
     EvalTimes times = {.load = seconds_now() - t0};
-    st = buffers_create(c, B, o->seq_len, n_windows, o->checkpoint != NULL, &buf);
+    st = buffers_create(c, B, o->seq_len, count > 0 ? count : 1, o->checkpoint != NULL, &buf);
     if (st != NQ_OK) goto cleanup;
     EvalTotals acc = {0};
-    eval_windows(c, &fp, o->checkpoint ? &q : NULL, windows, n_windows, B, o->seq_len, &buf, &acc, &times);
+    if (count > 0)
+        eval_windows(c, &fp, o->checkpoint ? &q : NULL, windows + (size_t)first * o->seq_len, count, B,
+                     o->seq_len, &buf, &acc, &times);
     times.total = seconds_now() - t0;
-    print_results(o, c, n_windows, B, o->checkpoint != NULL, &acc, &times);
+    eval_totals_reduce(&acc, &times.total);
+    if (eval_rank() == 0) print_results(o, c, n_windows, B, o->checkpoint != NULL, &acc, &times);
 cleanup:
     buffers_free(&buf);
     free(windows);
@@ -285,7 +293,17 @@ int cmd_eval(int argc, char **argv) {
     int const parsed = parse_options(argc, argv, &o);
     if (parsed == 1) return NQ_OK;
     if (parsed != 0) return parsed;
-    nq_status const st = run_eval(&o);
-    if (st != NQ_OK) fprintf(stderr, "nupes-mpi eval: %s\n", nq_last_error());
-    return st;
+    if (MPI_Init(NULL, NULL) != MPI_SUCCESS) {
+        fprintf(stderr, "nupes-mpi eval: MPI_Init failed\n");
+        return NQ_ERR_RUNTIME;
+    }
+    /* Every rank reads the same inputs, so every rank fails alike: one rank reports. */
+    nq_status st = run_eval(&o);
+    int mine = (int)st, worst = 0, root = (int)st;
+    MPI_Allreduce(&mine, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Bcast(&root, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (st != NQ_OK && eval_rank() == 0) fprintf(stderr, "nupes-mpi eval: %s\n", nq_last_error());
+    else if (st != NQ_OK && root == NQ_OK) fprintf(stderr, "nupes-mpi eval: rank %d: %s\n", eval_rank(), nq_last_error());
+    MPI_Finalize();
+    return worst;
 }
