@@ -293,6 +293,11 @@ int cmd_eval(int argc, char **argv) {
     int const parsed = parse_options(argc, argv, &o);
     if (parsed == 1) return NQ_OK;
     if (parsed != 0) return parsed;
+    if (!eval_launched_by_mpi()) {
+        nq_status const st = run_eval(&o);
+        if (st != NQ_OK) fprintf(stderr, "nupes-mpi eval: %s\n", nq_last_error());
+        return st;
+    }
     if (MPI_Init(NULL, NULL) != MPI_SUCCESS) {
         fprintf(stderr, "nupes-mpi eval: MPI_Init failed\n");
         return NQ_ERR_RUNTIME;

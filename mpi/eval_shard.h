@@ -5,7 +5,11 @@
 
 #include "eval_metrics.h"
 
-/* This rank's windows [first, first + count) of n. */
+/* 1 when started by mpirun or srun (their environment says so): only then does eval
+ * initialise MPI, so that a plain process stays a plain process. */
+int eval_launched_by_mpi(void);
+
+/* This rank's windows [first, first + count) of n (all of them without MPI). */
 void eval_shard(int n_windows, int *first, int *count);
 
 /* Sums acc over all ranks (in place); *seconds becomes the slowest rank's. */

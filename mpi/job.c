@@ -23,6 +23,8 @@
 #include "text_windows.h"
 #include "tokenizer.h"
 
+#define DONE_FILE_ZSTD_LEVEL 3
+
 double job_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -212,7 +214,10 @@ static nq_status write_done(const BlockResult *r, int group, void *ctx) {
     Job *job = ctx;
     char path[PATH_MAX];
     run_dir_done_path(job->run_dir, r->block, path, sizeof path);
-    nq_status const st = block_file_save(path, r, job->cfg->zstd_level);
+    /* Done files are read back once, by the checkpoint assembly: a fast level keeps root's
+     * serial work small (level 19 took ~1 s a block); output.zstd_level is for the output. */
+    int const level = job->cfg->zstd_level < DONE_FILE_ZSTD_LEVEL ? job->cfg->zstd_level : DONE_FILE_ZSTD_LEVEL;
+    nq_status const st = block_file_save(path, r, level);
     if (st != NQ_OK) return st;
     char state[PATH_MAX];
     run_dir_state_path(job->run_dir, r->block, state, sizeof state);
