@@ -48,7 +48,7 @@ typedef struct {
     double checkpoint_interval;         /* seconds, default 60 */
     /* [output] */
     char output_path[CONFIG_PATH_MAX];  /* default "<run.dir>/checkpoint.h5" */
-    int zstd_level;                     /* 1..22, default 19 */
+    int zstd_level;                     /* 1..22, default 1 */
     /* [mpi] */
     int data_parallel;                  /* D >= 1, 0 = auto; default 1 */
     /* [eval] */

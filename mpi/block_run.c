@@ -164,6 +164,14 @@ static nq_status restore_state(BlockRun *b, int *restored) {
     return NQ_OK;
 }
 
+static void zero_gradients(Recon *r) {
+    size_t nf = 0, nd = 0;
+    float *gf = recon_grad_floats(r, &nf);
+    double *gd = recon_grad_doubles(r, &nd);
+    memset(gf, 0, nf * sizeof *gf);
+    memset(gd, 0, nd * sizeof *gd);
+}
+
 /* The group agrees on stopping at the same iteration: any rank signalled or told. */
 static int group_stop(Job *job) {
     int mine = stop_signalled() || job->stop.stop, any = 0;
@@ -195,6 +203,7 @@ static nq_status iterate(BlockRun *b) {
         double const sse = count > 0 && st == NQ_OK
                                ? recon_accumulate_gradient(b->recon, b->x, b->y, count, B)
                                : 0.0;
+        if (count == 0) zero_gradients(b->recon); /* D > batch: this rank adds nothing to the sum */
         /* The other ranks of the group are already in the gradient sum: a failure here
          * cannot be agreed on, so it ends the job (the run dir keeps the last state). */
         if (st != NQ_OK) mpi_abort_job(NQ_ERR_RUNTIME, nq_last_error());

@@ -23,7 +23,7 @@
 #include "text_windows.h"
 #include "tokenizer.h"
 
-#define DONE_FILE_ZSTD_LEVEL 3
+#define DONE_FILE_ZSTD_LEVEL 1
 
 double job_now(void) {
     struct timespec ts;
@@ -214,8 +214,8 @@ static nq_status write_done(const BlockResult *r, int group, void *ctx) {
     Job *job = ctx;
     char path[PATH_MAX];
     run_dir_done_path(job->run_dir, r->block, path, sizeof path);
-    /* Done files are read back once, by the checkpoint assembly: a fast level keeps root's
-     * serial work small (level 19 took ~1 s a block); output.zstd_level is for the output. */
+    /* Done files are read back once, by the checkpoint assembly: the fastest level keeps
+     * root's serial work small (level 19 takes ~2 min on a 7B block). */
     int const level = job->cfg->zstd_level < DONE_FILE_ZSTD_LEVEL ? job->cfg->zstd_level : DONE_FILE_ZSTD_LEVEL;
     nq_status const st = block_file_save(path, r, level);
     if (st != NQ_OK) return st;

@@ -120,7 +120,7 @@ static void test_defaults(void **state) {
     assert_string_equal(cfg.run_dir, "run");
     assert_true(cfg.checkpoint_interval == 60.0);
     assert_string_equal(cfg.output_path, "");
-    assert_int_equal(cfg.zstd_level, 19);
+    assert_int_equal(cfg.zstd_level, 1);
     assert_int_equal(cfg.data_parallel, 1);
     assert_string_equal(cfg.eval_text, "");
     assert_int_equal(cfg.eval_seq_len, 256);
