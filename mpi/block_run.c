@@ -219,7 +219,7 @@ static nq_status iterate(BlockRun *b) {
             MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, gd, (int)nd, MPI_DOUBLE, MPI_SUM, L->group_comm));
         }
         recon_apply(b->recon);
-        b->info.loss_last = sse;
+        if (count > 0) b->info.loss_last = sse / ((double)count * job->T * job->c->dim);
         window_steps++;
 
         stop_agreement_poll(&job->stop, 1);

@@ -52,15 +52,12 @@ nq_status block_forward_in_place(const ModelConfig *c, const BlockWeights *w, fl
     return st;
 }
 
-/* Every rank learns whether any rank failed (MAX of the status) or was signalled. */
+/* Every rank learns whether any rank failed or was signalled (a failure wins). */
 static nq_status agree(nq_status local) {
-    int mine[2] = {(int)local, stop_signalled()}, all[2];
-    MPI_CHECK(MPI_Allreduce(mine, all, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
-    if (all[0] != NQ_OK) {
-        if (local == NQ_OK) nq_fail((nq_status)all[0], "capture failed on another rank");
-        return (nq_status)all[0];
-    }
-    return all[1] ? NQ_STOPPED : NQ_OK;
+    nq_status const mine = local != NQ_OK ? local : stop_signalled() ? NQ_STOPPED : NQ_OK;
+    nq_status const worst = mpi_worst_status(mine, MPI_COMM_WORLD);
+    if (worst != NQ_OK && worst != NQ_STOPPED && local == NQ_OK) nq_fail(worst, "capture failed on another rank");
+    return worst;
 }
 
 nq_status capture_run(Model *m, const int *tokens, int N, int T, Activations *act) {

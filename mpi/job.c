@@ -50,15 +50,15 @@ void job_log(Job *job, const char *fmt, ...) {
  * that failed where root did not (its own I/O, its own memory) says so itself, while an
  * error every rank sees alike (a bad config) is printed once. */
 static nq_status agree(nq_status local) {
-    int mine = (int)local, worst = 0, rank = 0, root_status = (int)local;
+    int rank = 0, root_status = (int)local;
     MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
-    MPI_CHECK(MPI_Allreduce(&mine, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+    nq_status const worst = mpi_worst_status(local, MPI_COMM_WORLD);
     if (worst != NQ_OK) MPI_CHECK(MPI_Bcast(&root_status, 1, MPI_INT, 0, MPI_COMM_WORLD));
     if (local != NQ_OK && local != NQ_STOPPED && rank != 0 && root_status == NQ_OK)
         fprintf(stderr, "nupes-mpi: rank %d: %s\n", rank, nq_last_error());
-    if (worst != NQ_OK && local == NQ_OK && worst != NQ_STOPPED)
-        nq_fail((nq_status)worst, "another rank failed (see its message above)");
-    return (nq_status)worst;
+    if (worst != NQ_OK && (local == NQ_OK || local == NQ_STOPPED) && worst != NQ_STOPPED)
+        nq_fail(worst, "another rank failed (see its message above)");
+    return worst;
 }
 
 static ReconParams recon_params_from(const NupesConfig *cfg) {
@@ -126,6 +126,7 @@ static nq_status prepare_run_dir(Job *job, const JobOptions *opt) {
     if (st == NQ_OK && !toml) st = nq_fail(NQ_ERR_RUNTIME, "out of memory printing the config");
     RunDirStatus status;
     if (st == NQ_OK) st = run_dir_prepare(job->run_dir, toml, &fp, opt->restart, &status);
+    if (st == NQ_OK) snprintf(job->fingerprint, sizeof job->fingerprint, "%s", fp.hex);
     char log_path[PATH_MAX];
     if (st == NQ_OK) st = run_dir_progress_path(job->run_dir, log_path, sizeof log_path);
     if (st == NQ_OK) st = progress_log_open(log_path, &job->log);
@@ -253,7 +254,7 @@ static nq_status assemble_checkpoint(Job *job) {
     nq_status st = model_head(job->model, &head);
     char *toml = config_to_toml(job->cfg);
     CheckpointMeta const meta = {.method = config_method_name(job->cfg->method),
-                                 .spec = job->params.spec, .fingerprint = "", .config_toml = toml,
+                                 .spec = job->params.spec, .fingerprint = job->fingerprint, .config_toml = toml,
                                  .status = "complete"};
     CheckpointWriter *w = NULL;
     if (st == NQ_OK)

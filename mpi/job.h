@@ -35,6 +35,7 @@ typedef struct {
     int switch_step; /* blocks train on the quantized blocks' output from this step on:
                         never (parallel), 0 (sequential), switch * iterations (pipelined) */
     char run_dir[PATH_MAX];
+    char fingerprint[40]; /* root: the run's fingerprint (hex), stored in the checkpoint */
     double start_time;
     int blocks_total, blocks_done; /* root's count, for progress */
     double last_status_time;

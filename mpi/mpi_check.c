@@ -21,3 +21,19 @@ void mpi_check_(int rc, const char *call, const char *file, int line) {
     snprintf(message, sizeof message, "%s failed at %s:%d: %s", call, file, line, reason);
     mpi_abort_job(3, message);
 }
+
+static int severity(nq_status s) {
+    switch (s) {
+    case NQ_OK: return 0;
+    case NQ_STOPPED: return 1;
+    case NQ_ERR_INPUT: return 2;
+    default: return 3;
+    }
+}
+
+nq_status mpi_worst_status(nq_status local, MPI_Comm comm) {
+    static const nq_status by_severity[] = {NQ_OK, NQ_STOPPED, NQ_ERR_INPUT, NQ_ERR_RUNTIME};
+    int mine = severity(local), worst = 0;
+    MPI_CHECK(MPI_Allreduce(&mine, &worst, 1, MPI_INT, MPI_MAX, comm));
+    return by_severity[worst];
+}

@@ -10,6 +10,13 @@
 
 void mpi_check_(int rc, const char *call, const char *file, int line);
 
+#include "status.h"
+
+/* The most severe status over the ranks of comm, every rank getting it: a failure
+ * (runtime over input) outranks a stop, which outranks success, so that an error on one
+ * rank is never reported as "stopped, resumable" because another rank was signalled. */
+nq_status mpi_worst_status(nq_status local, MPI_Comm comm);
+
 /* Prints "nupes-mpi: rank R: message" to stderr and aborts the job with exit code `code`. */
 void mpi_abort_job(int code, const char *message) __attribute__((noreturn));
 
