@@ -42,7 +42,9 @@ for ((r = 1; r <= rounds; r++)); do
   job "$work/run" "${restart[@]}" >"$work/round.log" 2>&1 &
   pid=$!
   sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))"
-  ranks=$(pgrep -P "$pid")
+  # $pid is the subshell running job(); the ranks are the children of its mpirun (a
+  # SIGTERM to mpirun itself would make it kill the ranks and exit 1).
+  ranks=$(for m in $(pgrep -P "$pid"); do pgrep -P "$m"; done)
   if [ -n "$ranks" ]; then
     if ((RANDOM % 3 == 0)); then victims=$ranks; else victims=$(echo "$ranks" | shuf -n 1 --random-source=<(yes $r)); fi
     kill -TERM $victims 2>/dev/null
