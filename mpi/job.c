@@ -2,6 +2,7 @@
  * status (agree), so no rank walks into a collective the others have left. */
 #include "job.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -113,6 +114,20 @@ static nq_status load_inputs(Job *job) {
     return st;
 }
 
+/* The checkpoint is written at the very end: a directory it cannot be written to is
+ * refused before the work, not after it. */
+static nq_status check_output_dir(const char *output_path) {
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", output_path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir) slash[1] = '\0';
+    else if (slash) *slash = '\0';
+    else snprintf(dir, sizeof dir, ".");
+    if (access(dir, W_OK | X_OK) != 0)
+        return nq_fail(NQ_ERR_INPUT, "output.path = %s: cannot write in %s: %s", output_path, dir, strerror(errno));
+    return NQ_OK;
+}
+
 /* Root: the run directory is resumed, created, or refused (another config). */
 static nq_status prepare_run_dir(Job *job, const JobOptions *opt) {
     if (job->layout.world_rank != 0) return NQ_OK;
@@ -125,6 +140,8 @@ static nq_status prepare_run_dir(Job *job, const JobOptions *opt) {
     char *toml = st == NQ_OK ? config_to_toml(job->cfg) : NULL;
     if (st == NQ_OK && !toml) st = nq_fail(NQ_ERR_RUNTIME, "out of memory printing the config");
     RunDirStatus status;
+    if (st == NQ_OK && strncmp(job->cfg->output_path, job->run_dir, strlen(job->run_dir)) != 0)
+        st = check_output_dir(job->cfg->output_path); /* (inside run.dir it is created below) */
     if (st == NQ_OK) st = run_dir_prepare(job->run_dir, toml, &fp, opt->restart, &status);
     if (st == NQ_OK) snprintf(job->fingerprint, sizeof job->fingerprint, "%s", fp.hex);
     char log_path[PATH_MAX];
