@@ -20,8 +20,7 @@
 
 #include "model_internal.h"
 
-enum { HEADER_INTS = 7 };
-#define HEADER_BYTES ((uint64_t)HEADER_INTS * sizeof(int32_t))
+#define HEADER_BYTES ((uint64_t)LLAMA2C_HEADER_INTS * sizeof(int32_t))
 
 /* Offsets (in floats, from the first float after the header) of each tensor. */
 typedef struct {
@@ -128,8 +127,8 @@ static const ModelOps llama2c_ops = {
     .close = llama2c_close,
 };
 
-/* Fills c from the raw header and checks it; the error names the header field. */
-static nq_status config_from_header(const char *path, const int32_t h[HEADER_INTS], ModelConfig *c) {
+nq_status llama2c_config_from_header(const char *path, const int32_t h[LLAMA2C_HEADER_INTS],
+                                     ModelConfig *c) {
     memset(c, 0, sizeof *c);
     c->dim = h[0];
     c->hidden_dim = h[1];
@@ -172,14 +171,14 @@ nq_status llama2c_model_open(const char *path, Model *m) {
                      path, (unsigned long long)file_size, (unsigned long long)HEADER_BYTES);
         goto cleanup;
     }
-    int32_t header[HEADER_INTS];
+    int32_t header[LLAMA2C_HEADER_INTS];
     ssize_t const got = pread(b->fd, header, sizeof header, 0);
     if (got != (ssize_t)sizeof header) {
         st = nq_fail(NQ_ERR_RUNTIME, "%s: reading the header failed", path);
         goto cleanup;
     }
     ModelConfig config;
-    st = config_from_header(path, header, &config);
+    st = llama2c_config_from_header(path, header, &config);
     if (st != NQ_OK) goto cleanup;
     if (layout_compute(&config, &b->layout) != 0) {
         st = nq_fail(NQ_ERR_INPUT, "%s: header sizes overflow 64 bits, not a llama2.c model", path);

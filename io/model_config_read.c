@@ -11,53 +11,20 @@
 #include "checkpoint.h"
 #include "model_internal.h"
 
-static const unsigned char hdf5_signature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-
-/* The llama2.c header {dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size (< 0:
- * untied), seq_len}; theta and eps are the format's fixed 10000 and 1e-5. */
+/* Only the 28-byte header: the weights need not be there (a plan for a model elsewhere). */
 static nq_status read_llama2c_header(const char *path, ModelConfig *c) {
     FILE *f = fopen(path, "rb");
     if (!f) return nq_fail(NQ_ERR_INPUT, "%s: cannot open model: %s", path, strerror(errno));
-    int32_t h[7];
-    size_t const got = fread(h, sizeof h[0], 7, f);
+    int32_t h[LLAMA2C_HEADER_INTS];
+    size_t const got = fread(h, sizeof h[0], LLAMA2C_HEADER_INTS, f);
     fclose(f);
-    if (got != 7) return nq_fail(NQ_ERR_INPUT, "%s: shorter than the 28-byte llama2.c header", path);
-    memset(c, 0, sizeof *c);
-    c->dim = h[0];
-    c->hidden_dim = h[1];
-    c->n_layers = h[2];
-    c->n_heads = h[3];
-    c->n_kv_heads = h[4];
-    c->tied_embeddings = h[5] > 0;
-    c->vocab_size = h[5] == INT32_MIN ? 0 : abs(h[5]);
-    c->seq_len = h[6];
-    c->rope_theta = 10000.0f;
-    c->norm_eps = 1e-5f;
-    c->rope_style = ROPE_INTERLEAVED;
-    char why[200];
-    if (model_config_check(c, why, sizeof why) != 0) return nq_fail(NQ_ERR_INPUT, "%s: header %s", path, why);
-    return NQ_OK;
-}
-
-static nq_status detect(const char *path, const char **format) {
-    struct stat sb;
-    if (stat(path, &sb) != 0) return nq_fail(NQ_ERR_INPUT, "%s: cannot open model: %s", path, strerror(errno));
-    if (S_ISDIR(sb.st_mode)) {
-        *format = "hf";
-        return NQ_OK;
-    }
-    unsigned char head[8] = {0};
-    FILE *f = fopen(path, "rb");
-    if (!f) return nq_fail(NQ_ERR_INPUT, "%s: cannot open model: %s", path, strerror(errno));
-    size_t const got = fread(head, 1, sizeof head, f);
-    fclose(f);
-    *format = got == sizeof head && memcmp(head, hdf5_signature, sizeof head) == 0 ? "checkpoint" : "llama2c";
-    return NQ_OK;
+    if (got != LLAMA2C_HEADER_INTS) return nq_fail(NQ_ERR_INPUT, "%s: shorter than the 28-byte llama2.c header", path);
+    return llama2c_config_from_header(path, h, c);
 }
 
 nq_status model_read_config(const char *path, const char *format, ModelConfig *c) {
     if (!format || strcmp(format, "auto") == 0) {
-        nq_status const st = detect(path, &format);
+        nq_status const st = model_detect_format(path, &format);
         if (st != NQ_OK) return st;
     }
     if (strcmp(format, "llama2c") == 0) return read_llama2c_header(path, c);

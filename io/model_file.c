@@ -10,7 +10,7 @@
 
 static const unsigned char hdf5_signature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
 
-static nq_status detect_format(const char *path, const char **format) {
+nq_status model_detect_format(const char *path, const char **format) {
     struct stat st;
     if (stat(path, &st) != 0)
         return nq_fail(NQ_ERR_INPUT, "%s: cannot open model: %s", path, strerror(errno));
@@ -31,7 +31,7 @@ static nq_status detect_format(const char *path, const char **format) {
 nq_status model_open(const char *path, const char *format, Model **out) {
     *out = NULL;
     if (!format || strcmp(format, "auto") == 0) {
-        nq_status const st = detect_format(path, &format);
+        nq_status const st = model_detect_format(path, &format);
         if (st != NQ_OK) return st;
     }
     Model *m = nq_calloc(1, sizeof *m, "model");

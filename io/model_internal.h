@@ -4,6 +4,7 @@
 #define NUPES_MODEL_INTERNAL_H
 
 #include <limits.h>
+#include <stdint.h>
 
 #include "model_file.h"
 
@@ -24,6 +25,15 @@ struct Model {
 
 /* Each fills m->ops, m->config and m->backend, or returns an error with m untouched
  * except for what its own close would free (the caller then frees nothing else). */
+/* "hf" for a directory, "checkpoint" for a file with the HDF5 signature, else "llama2c". */
+nq_status model_detect_format(const char *path, const char **format);
+
+/* A llama2.c header {dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size (< 0:
+ * untied), seq_len} as a checked config; errors name path and the header field. */
+#define LLAMA2C_HEADER_INTS 7
+nq_status llama2c_config_from_header(const char *path, const int32_t h[LLAMA2C_HEADER_INTS],
+                                     ModelConfig *c);
+
 nq_status llama2c_model_open(const char *path, Model *m);
 nq_status hf_model_open(const char *path, Model *m);
 nq_status checkpoint_model_open(const char *path, Model *m);

@@ -13,6 +13,7 @@
 #include "atomic_file.h"
 #include "block_file.h"
 #include "h5util.h"
+#include "read_file.h"
 #include "state_file.h"
 #include "toml_c.h"
 
@@ -171,26 +172,6 @@ static nq_status write_run_toml_(const char *dir, const char *config_toml, const
     return st;
 }
 
-static nq_status read_text_(const char *path, char **out, size_t *len) {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return nq_fail(NQ_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
-    nq_status st = NQ_OK;
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) st = nq_fail(NQ_ERR_INPUT, "%s: cannot read", path);
-    if (st == NQ_OK && (*out = nq_calloc((size_t)size + 1, 1, path)) == NULL) st = NQ_ERR_RUNTIME;
-    if (st == NQ_OK && fread(*out, 1, (size_t)size, f) != (size_t)size)
-        st = nq_fail(NQ_ERR_INPUT, "%s: short read", path);
-    fclose(f);
-    if (st != NQ_OK) {
-        free(*out);
-        *out = NULL;
-    }
-    *len = (size_t)(size > 0 ? size : 0);
-    return st;
-}
-
 static int parse_hex64_(const char *s, uint64_t *out) {
     if (!s || strlen(s) != 16 || strspn(s, "0123456789abcdef") != 16) return 0;
     *out = strtoull(s, NULL, 16);
@@ -228,7 +209,7 @@ nq_status run_dir_read_fingerprint(const char *dir, Fingerprint *out) {
     size_t len = 0;
     TomlcDoc *doc = NULL;
     nq_status st = run_dir_toml_path(dir, path, sizeof path);
-    if (st == NQ_OK) st = read_text_(path, &text, &len);
+    if (st == NQ_OK) st = read_file(path, "run description", &text, &len);
     if (st == NQ_OK) {
         TomlcStatus const ts = tomlc_parse(text, len, path, &doc, err, sizeof err);
         if (ts == TOMLC_NOMEM) st = nq_fail(NQ_ERR_RUNTIME, "%s", err);

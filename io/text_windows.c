@@ -6,40 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Reads a whole file into a malloc'd buffer (NUL-terminated for convenience). */
+#include "read_file.h"
+
+/* The whole text file; an empty one is refused (there is nothing to evaluate). */
 static nq_status read_text(const char *path, char **text, size_t *len) {
-    nq_status st = NQ_OK;
-    char *buf = NULL;
+    nq_status const st = read_file(path, "text", text, len);
+    if (st != NQ_OK || *len > 0) return st;
+    free(*text);
     *text = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return nq_fail(NQ_ERR_INPUT, "%s: cannot open text: %s", path, strerror(errno));
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        st = nq_fail(NQ_ERR_INPUT, "%s: cannot tell the text's size (not a regular file?)", path);
-        goto cleanup;
-    }
-    if (size == 0) {
-        st = nq_fail(NQ_ERR_INPUT, "%s: text file is empty, expected UTF-8 text", path);
-        goto cleanup;
-    }
-    buf = nq_calloc((size_t)size + 1, 1, "text");
-    if (!buf) {
-        st = NQ_ERR_RUNTIME;
-        goto cleanup;
-    }
-    if (fread(buf, 1, (size_t)size, f) != (size_t)size) {
-        st = nq_fail(NQ_ERR_RUNTIME, "%s: short read of %ld bytes", path, size);
-        goto cleanup;
-    }
-    *text = buf;
-    *len = (size_t)size;
-    buf = NULL;
-cleanup:
-    free(buf);
-    fclose(f);
-    return st;
+    return nq_fail(NQ_ERR_INPUT, "%s: text file is empty, expected UTF-8 text", path);
 }
 
 nq_status text_encode_file(const char *text_path, const Tokenizer *tok, int **tokens,

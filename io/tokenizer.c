@@ -7,43 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "read_file.h"
 #include "sentencepiece_c.h"
 #include "tokenizer_internal.h"
-
-/* Reads a whole (small) file; *data is malloc'd. */
-static nq_status read_whole_file(const char *path, unsigned char **data, size_t *size) {
-    nq_status st = NQ_OK;
-    unsigned char *buf = NULL;
-    *data = NULL;
-    *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return nq_fail(NQ_ERR_INPUT, "%s: cannot open tokenizer: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) {
-        st = nq_fail(NQ_ERR_INPUT, "%s: cannot seek tokenizer: %s", path, strerror(errno));
-        goto cleanup;
-    }
-    long const len = ftell(f);
-    if (len < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        st = nq_fail(NQ_ERR_INPUT, "%s: cannot tell the tokenizer's size: %s", path, strerror(errno));
-        goto cleanup;
-    }
-    buf = nq_calloc((size_t)len + 1, 1, "tokenizer file");
-    if (!buf) {
-        st = NQ_ERR_RUNTIME;
-        goto cleanup;
-    }
-    if (fread(buf, 1, (size_t)len, f) != (size_t)len) {
-        st = nq_fail(NQ_ERR_RUNTIME, "%s: short read of %ld bytes", path, len);
-        goto cleanup;
-    }
-    *data = buf;
-    *size = (size_t)len;
-    buf = NULL;
-cleanup:
-    free(buf);
-    fclose(f);
-    return st;
-}
 
 /* A SentencePiece ModelProto starts with field 1 (repeated SentencePiece, wire type 2):
  * byte 0x0a, a varint length, then the piece's own field 1 (0x0a). A tokenizer.bin starts
@@ -60,7 +26,7 @@ nq_status tokenizer_open(const char *path, int vocab_size, Tokenizer **out) {
     unsigned char *data = NULL;
     size_t size = 0;
     Tokenizer *t = NULL;
-    nq_status st = read_whole_file(path, &data, &size);
+    nq_status st = read_file(path, "tokenizer", (char **)&data, &size);
     if (st != NQ_OK) goto cleanup;
     t = nq_calloc(1, sizeof *t, "tokenizer");
     if (!t) {
