@@ -22,6 +22,7 @@
 #   ROWS="rtn powerquant nupes-parallel nupes-sequential nupes-pipelined"  rows to run
 #   SET="key=value ..."  extra --set options for every NUPES row (hyperparameter trials)
 #   REUSE=1        keep a row's existing checkpoint (and its recorded wall time) if present
+#   CONFIG=configs/stories260K.toml  the job config (e.g. a frozen copy while it is edited)
 # The PowerQuant row is needed for the exponent shift; without it the column shows "-".
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,6 +33,7 @@ bits_list=${BITS:-"4 3 2"}
 np=${NP:-2}
 out=${OUT:-$root/run/quality}
 rows=${ROWS:-"rtn powerquant nupes-parallel nupes-sequential nupes-pipelined"}
+config=$(cd "$(dirname "${CONFIG:-$root/configs/stories260K.toml}")" && pwd)/$(basename "${CONFIG:-stories260K.toml}")
 read -r -a extra <<< "${SET:-}"
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -90,9 +92,9 @@ run_row() {
   if [ "${REUSE:-0}" != 1 ] || [ ! -s "$dir/checkpoint.h5" ] || [ ! -s "$dir.time" ]; then
     local t0 t1
     t0=$(date +%s.%N)
-    "$MPIEXEC_BIN" -np "$np" "$bin" --config "$root/configs/stories260K.toml" --restart \
+    "$MPIEXEC_BIN" -np "$np" "$bin" --config "$config" --restart \
       --set run.dir="$dir" --set quantization.method="$method" --set quantization.bits="$bits" \
-      --set reconstruction.mode="$mode" ${set[@]+"${set[@]}"} > "$dir.log" 2>&1 ||
+      --set reconstruction.mode="$mode" ${set[@]+"${set[@]}"} < /dev/null > "$dir.log" 2>&1 ||
       { echo "quality_table: $name W$bits failed, see $dir.log" >&2; tail -5 "$dir.log" >&2; exit 3; }
     t1=$(date +%s.%N)
     awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f\n", b - a }' > "$dir.time"
@@ -110,7 +112,8 @@ run_row() {
 
 "$bin" eval "${eval_args[@]}" > "$out/fp32.eval" 2>&1 || { cat "$out/fp32.eval" >&2; exit 3; }
 echo "stories260K, data/eval-generated.txt (every 256-token window); $np ranks; per channel;" \
-     "configs/stories260K.toml defaults${SET:+ with $SET}; load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
+     "$config defaults (zstd level $(awk -F'[ =#]+' '/^zstd_level/ { print $2 }' "$config"))${SET:+ with $SET};" \
+     "load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| method | bits | perplexity | mean KL (nats/token) | top-1 | code entropy (bits/w) | stored bpw | exponent mean [min, max] | shift vs PQ mean / max | wall s |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
