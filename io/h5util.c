@@ -155,21 +155,28 @@ nq_status h5u_create_group(hid_t loc, const char *file, const char *name, hid_t 
     return NQ_OK;
 }
 
-nq_status h5u_open_group(hid_t loc, const char *file, const char *name, hid_t *group) {
+/* Opens group or dataset `name` (kind says which, for messages) with H5Gopen2 or
+ * H5Dopen2: a missing one and one that fails to open are told apart. */
+static nq_status open_object_(hid_t loc, const char *file, const char *name, const char *kind,
+                              hid_t (*open)(hid_t, const char *, hid_t), hid_t *id) {
     char path[512];
-    *group = -1;
+    *id = -1;
     if (!h5u_exists(loc, name)) {
         object_path_(loc, name, path, sizeof path);
-        return nq_fail(NQ_ERR_INPUT, "%s: missing group %s", file, path);
+        return nq_fail(NQ_ERR_INPUT, "%s: missing %s %s", file, kind, path);
     }
-    *group = H5Gopen2(loc, name, H5P_DEFAULT);
-    if (*group < 0) {
+    *id = open(loc, name, H5P_DEFAULT);
+    if (*id < 0) {
         char what[600];
         object_path_(loc, name, path, sizeof path);
-        snprintf(what, sizeof what, "cannot open group %s", path);
+        snprintf(what, sizeof what, "cannot open %s %s", kind, path);
         return h5u_fail(NQ_ERR_INPUT, file, what);
     }
     return NQ_OK;
+}
+
+nq_status h5u_open_group(hid_t loc, const char *file, const char *name, hid_t *group) {
+    return open_object_(loc, file, name, "group", H5Gopen2, group);
 }
 
 /* ------------------------------------------------------------------ datasets */
@@ -255,20 +262,7 @@ nq_status h5u_write(hid_t loc, const char *file, const char *name, H5UType type,
 }
 
 static nq_status open_dataset_(hid_t loc, const char *file, const char *name, hid_t *dset) {
-    char path[512];
-    *dset = -1;
-    if (!h5u_exists(loc, name)) {
-        object_path_(loc, name, path, sizeof path);
-        return nq_fail(NQ_ERR_INPUT, "%s: missing dataset %s", file, path);
-    }
-    *dset = H5Dopen2(loc, name, H5P_DEFAULT);
-    if (*dset < 0) {
-        char what[600];
-        object_path_(loc, name, path, sizeof path);
-        snprintf(what, sizeof what, "cannot open dataset %s", path);
-        return h5u_fail(NQ_ERR_INPUT, file, what);
-    }
-    return NQ_OK;
+    return open_object_(loc, file, name, "dataset", H5Dopen2, dset);
 }
 
 static nq_status dataset_shape_(hid_t dset, const char *file, const char *path, int *rank,

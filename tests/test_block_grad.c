@@ -8,27 +8,13 @@
 
 #include "block.h"
 #include "naive_block.h"
+#include "test_random.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static unsigned long long rng_state;
-
-static float rand_uniform(void) { /* xorshift64*, in [-1, 1) */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return (float)((rng_state * 2685821657736338717ULL >> 40) / (double)(1 << 24)) * 2.0f - 1.0f;
-}
-
-static float *rand_tensor(size_t n, float scale, float offset) {
-    float *t = malloc(n * sizeof(float));
-    assert_non_null(t);
-    for (size_t i = 0; i < n; i++) t[i] = offset + scale * rand_uniform();
-    return t;
-}
 
 /* One random block in float (for block_forward) and the same values in double. */
 typedef struct {
@@ -47,18 +33,18 @@ static void fixture_make(Fixture *f, RopeStyle style, int n_kv_heads, unsigned l
                          .rope_theta = 10000.0f, .norm_eps = 1e-5f, .rope_style = style};
     f->B = 2;
     f->T = 8;
-    rng_state = seed;
+    test_random_seed(seed);
     const ModelConfig *c = &f->c;
     size_t const nd = (size_t)f->B * f->T * c->dim;
     for (int i = 0; i < 2; i++) {
-        f->norms[i] = rand_tensor(c->dim, 0.3f, 1.0f);
+        f->norms[i] = test_random_tensor(c->dim, 0.3f, 1.0f);
         f->dnorms[i] = naive_to_double(f->norms[i], c->dim);
     }
     for (int m = 0; m < N_MATS; m++) {
         size_t const n = (size_t)mat_rows(c, m) * mat_cols(c, m);
         /* larger q/k weights make the softmax peaked, so its gradient is exercised */
         float const s = (m == MAT_WQ || m == MAT_WK ? 3.0f : 1.0f) / sqrtf(mat_cols(c, m));
-        f->mats[m] = rand_tensor(n, s, 0.0f);
+        f->mats[m] = test_random_tensor(n, s, 0.0f);
         f->dmats[m] = naive_to_double(f->mats[m], n);
         f->w.mat[m] = f->mats[m];
         f->nw.mat[m] = f->dmats[m];
@@ -67,9 +53,9 @@ static void fixture_make(Fixture *f, RopeStyle style, int n_kv_heads, unsigned l
     f->w.ffn_norm = f->norms[1];
     f->nw.attn_norm = f->dnorms[0];
     f->nw.ffn_norm = f->dnorms[1];
-    f->x = rand_tensor(nd, 1.0f, 0.0f);
+    f->x = test_random_tensor(nd, 1.0f, 0.0f);
     f->dx = naive_to_double(f->x, nd);
-    f->r = rand_tensor(nd, 1.0f, 0.0f);
+    f->r = test_random_tensor(nd, 1.0f, 0.0f);
     f->dr = naive_to_double(f->r, nd);
 }
 

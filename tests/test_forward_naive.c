@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include "naive_block.h"
+#include "test_random.h"
 #include "status.h"
 #include "transformer.h"
 
@@ -14,21 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static unsigned long long rng_state;
-
-static float rand_uniform(void) { /* xorshift64*, in [-1, 1) */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return (float)((rng_state * 2685821657736338717ULL >> 40) / (double)(1 << 24)) * 2.0f - 1.0f;
-}
-
-static float *rand_tensor(size_t n, float scale, float offset) {
-    float *t = malloc(n * sizeof(float));
-    assert_non_null(t);
-    for (size_t i = 0; i < n; i++) t[i] = offset + scale * rand_uniform();
-    return t;
-}
 
 /* Model with L blocks; every tensor malloc'ed, freed by free_model. */
 typedef struct {
@@ -51,24 +37,24 @@ static void make_model(TestModel *m, RopeStyle style, int tied, unsigned long lo
                          .n_kv_heads = 2, .vocab_size = 50, .seq_len = 16,
                          .rope_theta = 10000.0f, .norm_eps = 1e-5f, .rope_style = style,
                          .tied_embeddings = tied};
-    rng_state = seed;
+    test_random_seed(seed);
     const ModelConfig *c = &m->c;
     size_t const vd = (size_t)c->vocab_size * c->dim;
-    m->head.tok_embeddings = own(m, rand_tensor(vd, 1.0f, 0.0f));
-    m->head.norm_final = own(m, rand_tensor(c->dim, 0.3f, 1.0f));
-    m->head.classifier = tied ? m->head.tok_embeddings : own(m, rand_tensor(vd, 1.0f, 0.0f));
+    m->head.tok_embeddings = own(m, test_random_tensor(vd, 1.0f, 0.0f));
+    m->head.norm_final = own(m, test_random_tensor(c->dim, 0.3f, 1.0f));
+    m->head.classifier = tied ? m->head.tok_embeddings : own(m, test_random_tensor(vd, 1.0f, 0.0f));
     m->blocks = calloc(c->n_layers, sizeof *m->blocks);
     assert_non_null(m->blocks);
     for (int l = 0; l < c->n_layers; l++) {
         BlockWeights *w = &m->blocks[l];
-        w->attn_norm = own(m, rand_tensor(c->dim, 0.3f, 1.0f));
-        w->ffn_norm = own(m, rand_tensor(c->dim, 0.3f, 1.0f));
+        w->attn_norm = own(m, test_random_tensor(c->dim, 0.3f, 1.0f));
+        w->ffn_norm = own(m, test_random_tensor(c->dim, 0.3f, 1.0f));
         for (int i = 0; i < N_MATS; i++) {
             int const cols = mat_cols(c, i);
             /* scale 1/sqrt(in) keeps activations of order 1; larger for wq/wk so that
              * the softmax is far from uniform */
             float const s = (i == MAT_WQ || i == MAT_WK ? 3.0f : 1.0f) / sqrtf((float)cols);
-            w->mat[i] = own(m, rand_tensor((size_t)mat_rows(c, i) * cols, s, 0.0f));
+            w->mat[i] = own(m, test_random_tensor((size_t)mat_rows(c, i) * cols, s, 0.0f));
         }
     }
 }
@@ -89,7 +75,7 @@ static void check_model(RopeStyle style, int tied) {
     float *again = malloc(nl * sizeof(float));
     double *ref = malloc(nl * sizeof(double));
     assert_true(tokens && logits && again && ref);
-    for (int n = 0; n < B * T; n++) tokens[n] = (int)((rand_uniform() + 1.0f) * 0.5f * V) % V;
+    for (int n = 0; n < B * T; n++) tokens[n] = (int)((test_random_uniform() + 1.0f) * 0.5f * V) % V;
 
     Transformer *t = transformer_create(&m.c, B, T);
     assert_non_null(t);
