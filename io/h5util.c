@@ -311,7 +311,7 @@ nq_status h5u_read(hid_t loc, const char *file, const char *name, H5UType type, 
     nq_status st = open_dataset_(loc, file, name, &dset);
     if (st != NQ_OK) return st;
     object_path_(loc, name, path, sizeof path);
-    int got_rank;
+    int got_rank = 0;
     hsize_t got[H5U_MAX_RANK];
     st = dataset_shape_(dset, file, path, &got_rank, got);
     if (st == NQ_OK && (got_rank != rank || memcmp(got, dims, (size_t)rank * sizeof *dims) != 0)) {

@@ -380,8 +380,10 @@ void plan_print(const Plan *p, const NupesConfig *cfg, int64_t free_bytes, FILE 
     fprintf(out, "parameters: %.4g total = %.4g in blocks (%.4g M per block) + %.4g M outside (embeddings%s, final norm)\n",
             (double)p->params_total, (double)p->params_blocks, p->params_block / 1e6, p->params_head / 1e6,
             c->tied_embeddings ? "" : ", classifier");
+    char grouping[32] = "per channel";
+    if (cfg->group_size) snprintf(grouping, sizeof grouping, "groups of %d", cfg->group_size);
     fprintf(out, "quantization: %s, %d bits, %s, exponent per %s; %s mode, %d iterations of batch %d\n",
-            config_method_name(cfg->method), cfg->bits, cfg->group_size ? "groups" : "per channel",
+            config_method_name(cfg->method), cfg->bits, grouping,
             cfg->exponent_per_channel ? "channel" : "tensor", config_mode_name(p->mode), p->iterations, p->batch);
     fprintf(out, "ranks: %d = %d group%s of %d; at most %d block%s per group\n", p->world_size, G, G > 1 ? "s" : "", D,
             p->blocks_per_group, p->blocks_per_group > 1 ? "s" : "");
