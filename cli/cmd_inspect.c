@@ -116,8 +116,6 @@ static void print_activations(hid_t f) {
                (unsigned long long)dims[3]);
     nq_clear_error();
     printf("%s", attr_int(f, "complete", 0) == 1 ? "complete" : "INCOMPLETE (capture will run again)");
-    long long const q = attr_int(f, "qlevels", 0);
-    if (h5u_exists(f, "qinputs")) printf(", /qinputs levels 0..%lld", q > 0 ? q - 1 : 0);
     printf("\n");
 }
 
@@ -146,8 +144,32 @@ static double block_entropy(hid_t g) {
     return total > 0 ? h : NAN;
 }
 
+/* Adds what zstd stores for the quantized matrices of group g (codes, scales, exponents:
+ * H5Dget_storage_size) to *bytes and their weight count to *weights. */
+static void add_block_storage(hid_t g, unsigned long long *bytes, unsigned long long *weights) {
+    static const char *mats[] = {"wq", "wk", "wv", "wo", "w1", "w2", "w3"};
+    static const char *parts[] = {"codes", "scale", "exponent"};
+    for (size_t i = 0; i < sizeof mats / sizeof *mats; i++) {
+        for (size_t k = 0; k < sizeof parts / sizeof *parts; k++) {
+            char name[32];
+            snprintf(name, sizeof name, "%s/%s", mats[i], parts[k]);
+            if (!h5u_exists(g, name)) continue;
+            hid_t const d = H5Dopen2(g, name, H5P_DEFAULT);
+            if (d < 0) continue;
+            *bytes += H5Dget_storage_size(d);
+            hid_t const space = k == 0 ? H5Dget_space(d) : -1;
+            hsize_t dims[2] = {0, 0};
+            if (space >= 0 && H5Sget_simple_extent_ndims(space) == 2 && H5Sget_simple_extent_dims(space, dims, NULL) == 2)
+                *weights += dims[0] * dims[1];
+            if (space >= 0) H5Sclose(space);
+            H5Dclose(d);
+        }
+    }
+}
+
 static void print_checkpoint_blocks(hid_t f, long long n_layers, long long n_params) {
     int const entropy = n_params <= ENTROPY_MAX_CODES;
+    unsigned long long bytes = 0, weights = 0;
     for (long long l = 0; l < n_layers; l++) {
         char name[32];
         snprintf(name, sizeof name, "blocks/%04lld", l);
@@ -160,9 +182,13 @@ static void print_checkpoint_blocks(hid_t f, long long n_layers, long long n_par
         printf("  block %04lld  loss %.3e -> %.3e", l, attr_double(g, "loss_init"), attr_double(g, "loss_final"));
         if (entropy) printf(", code entropy %.3f bits", block_entropy(g));
         printf("\n");
+        add_block_storage(g, &bytes, &weights);
         h5u_close(g);
     }
     if (!entropy) printf("  (code entropy skipped: model too large to read every code)\n");
+    if (weights > 0)
+        printf("  stored:       %.3f bits per quantized weight (codes, scales and exponents as stored; "
+               "%llu weights)\n", 8.0 * (double)bytes / (double)weights, weights);
 }
 
 static int inspect_checkpoint(const char *path, hid_t f) {

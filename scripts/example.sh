@@ -33,7 +33,7 @@ run() { # name method bits mode
   ppl=$(awk '/^quantized perplexity/ {print $3}' "$dir.eval")
   kl=$(awk '/^mean KL/ {print $5}' "$dir.eval")
   top1=$(awk '/^top-1 agreement/ {print $3}' "$dir.eval")
-  bpw=$(awk '/^checkpoint .*bits per weight/ {for (i=1;i<=NF;i++) if ($i=="bits") print $(i-1)}' "$dir.eval")
+  bpw=$("$bin" inspect "$dir/checkpoint.h5" | awk '/^  stored:/ {print $2}')
   rows+=("$(printf '%-22s %4s  %10s  %8s  %7s  %6s  %6.1f' "$name" "W$bits" "$ppl" "$kl" "$top1" "${bpw:--}" "$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}')")")
   echo "example: $name done ($(tail -1 "$dir.log"))"
 }
