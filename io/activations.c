@@ -21,16 +21,6 @@ static nq_status fail(const Activations *a, const char *what) {
     return h5u_fail(NQ_ERR_RUNTIME, a->path, what);
 }
 
-static hid_t mpio_fapl(MPI_Comm comm) {
-    hid_t const fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0) return -1;
-    if (H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0) {
-        H5Pclose(fapl);
-        return -1;
-    }
-    return fapl;
-}
-
 static Activations *activations_new(const char *path, int L, int N, int T, int d) {
     Activations *a = nq_calloc(1, sizeof *a, "activations handle");
     if (!a) return NULL;
@@ -74,13 +64,7 @@ nq_status activations_create(const char *path, MPI_Comm comm, int L, int N, int 
     Activations *a = activations_new(path, L, N, T, d);
     if (!a) return NQ_ERR_RUNTIME;
     nq_status st = h5u_init();
-    hid_t const fapl = st == NQ_OK ? mpio_fapl(comm) : H5I_INVALID_HID;
-    if (st == NQ_OK && fapl < 0) st = fail(a, "cannot set up MPI-IO file access");
-    if (st == NQ_OK) {
-        a->file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-        if (a->file < 0) st = fail(a, "cannot create the activations file");
-    }
-    if (fapl >= 0) H5Pclose(fapl);
+    if (st == NQ_OK) st = h5u_open_mpio(path, comm, 1, "the activations file", &a->file);
     if (st == NQ_OK) st = create_inputs(a);
     if (st == NQ_OK) st = make_collective_xfer(a);
     if (st == NQ_OK) st = h5u_attr_write_int(a->file, a->path, "complete", 0);
@@ -115,13 +99,7 @@ nq_status activations_open(const char *path, MPI_Comm comm, int L, int N, int T,
     Activations *a = activations_new(path, L, N, T, d);
     if (!a) return NQ_ERR_RUNTIME;
     nq_status st = h5u_init();
-    hid_t const fapl = st == NQ_OK ? mpio_fapl(comm) : H5I_INVALID_HID;
-    if (st == NQ_OK && fapl < 0) st = fail(a, "cannot set up MPI-IO file access");
-    if (st == NQ_OK) {
-        a->file = H5Fopen(path, H5F_ACC_RDWR, fapl);
-        if (a->file < 0) st = h5u_fail(NQ_ERR_INPUT, path, "cannot open the activations file");
-    }
-    if (fapl >= 0) H5Pclose(fapl);
+    if (st == NQ_OK) st = h5u_open_mpio(path, comm, 0, "the activations file", &a->file);
     long long complete = 0;
     if (st == NQ_OK) st = open_inputs(a);
     if (st == NQ_OK) st = make_collective_xfer(a);

@@ -97,6 +97,21 @@ cleanup:
     return st;
 }
 
+nq_status h5u_open_mpio(const char *path, MPI_Comm comm, int create, const char *what, hid_t *file) {
+    *file = H5I_INVALID_HID;
+    hid_t const fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0) {
+        h5u_close(fapl);
+        return h5u_fail(NQ_ERR_RUNTIME, path, "cannot set up MPI-IO file access");
+    }
+    *file = create ? H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl) : H5Fopen(path, H5F_ACC_RDWR, fapl);
+    H5Pclose(fapl);
+    if (*file >= 0) return NQ_OK;
+    char message[200];
+    snprintf(message, sizeof message, "cannot %s %s", create ? "create" : "open", what);
+    return h5u_fail(create ? NQ_ERR_RUNTIME : NQ_ERR_INPUT, path, message);
+}
+
 nq_status h5u_open_read(const char *path, hid_t *file) {
     *file = -1;
     struct stat sb;

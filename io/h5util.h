@@ -38,6 +38,10 @@ nq_status h5u_create(const char *path, hid_t *file);
 /* Opens path read-only: "path: cannot open: <errno>" for a missing file, "path: not an
  * HDF5 file" for anything else that is not HDF5. */
 nq_status h5u_open_read(const char *path, hid_t *file);
+/* Collective over comm: creates (create != 0, truncating; NQ_ERR_RUNTIME on failure) or
+ * opens read-write (NQ_ERR_INPUT) path with the MPI-IO driver, for files that several
+ * ranks write together. what names the file in errors ("the activations file"). */
+nq_status h5u_open_mpio(const char *path, MPI_Comm comm, int create, const char *what, hid_t *file);
 /* H5Fclose with a check (a failed close of a written file is a failed write). Does
  * nothing for a negative id. `path` names the file in the message. */
 nq_status h5u_close_file(hid_t file, const char *path);

@@ -77,15 +77,8 @@ nq_status qlevel_write(const char *run_dir, int level, MPI_Comm comm, int N, int
     MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_LAND, comm);
     if (!all_ok) return st != NQ_OK ? st : nq_fail(NQ_ERR_RUNTIME, "%s: another rank failed", dir);
 
-    hid_t const fapl = H5Pcreate(H5P_FILE_ACCESS);
     hid_t file = H5I_INVALID_HID;
-    if (fapl < 0 || H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0) {
-        st = h5u_fail(NQ_ERR_RUNTIME, tmp, "cannot set up MPI-IO file access");
-    } else {
-        file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-        if (file < 0) st = h5u_fail(NQ_ERR_RUNTIME, tmp, "cannot create");
-    }
-    h5u_close(fapl);
+    st = h5u_open_mpio(tmp, comm, 1, "the quantized activations", &file);
     if (st == NQ_OK) st = write_shard(file, tmp, N, T, d, first, count, data);
     nq_status const closed = file >= 0 ? h5u_close_file(file, tmp) : NQ_OK;
     if (st == NQ_OK) st = closed;
