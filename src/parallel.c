@@ -3,10 +3,30 @@
 #include <cblas.h>
 #include <pthread.h>
 
-int parallel_threads(void) {
-    int const n = openblas_get_num_threads();
+static int parallel_count;
+static pthread_once_t parallel_once = PTHREAD_ONCE_INIT;
+
+static int clamp_threads(int n) {
     return n < 1 ? 1 : n > PARALLEL_MAX_THREADS ? PARALLEL_MAX_THREADS : n;
 }
+
+static void parallel_init(void) {
+    parallel_count = clamp_threads(openblas_get_num_threads());
+    openblas_set_num_threads(1);
+}
+
+int parallel_threads(void) {
+    pthread_once(&parallel_once, parallel_init);
+    return parallel_count;
+}
+
+void parallel_set_threads(int n) {
+    pthread_once(&parallel_once, parallel_init);
+    parallel_count = clamp_threads(n);
+}
+
+const char *parallel_blas_library(void) { return openblas_get_config(); }
+const char *parallel_blas_kernel(void) { return openblas_get_corename(); }
 
 typedef struct {
     void (*fn)(void *arg, int r0, int r1);
