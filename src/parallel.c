@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 #include <pthread.h>
+#include <stdlib.h>
 
 static int parallel_count;
 static pthread_once_t parallel_once = PTHREAD_ONCE_INIT;
@@ -10,8 +11,21 @@ static int clamp_threads(int n) {
     return n < 1 ? 1 : n > PARALLEL_MAX_THREADS ? PARALLEL_MAX_THREADS : n;
 }
 
+/* A positive count from the environment variable, else 0. */
+static int env_threads(const char *name) {
+    const char *v = getenv(name);
+    char *end = NULL;
+    long const n = v ? strtol(v, &end, 10) : 0;
+    return v && end != v && *end == '\0' && n > 0 && n <= PARALLEL_MAX_THREADS ? (int)n : 0;
+}
+
+/* The variables first: OpenBLAS caps its own count at the cores it sees, while a rank may
+ * be asked for more threads than that (a test of 3 threads on 2 cores). */
 static void parallel_init(void) {
-    parallel_count = clamp_threads(openblas_get_num_threads());
+    int n = env_threads("OPENBLAS_NUM_THREADS");
+    if (n == 0) n = env_threads("OMP_NUM_THREADS");
+    if (n == 0) n = openblas_get_num_threads();
+    parallel_count = clamp_threads(n);
     openblas_set_num_threads(1);
 }
 

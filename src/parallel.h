@@ -8,8 +8,8 @@
 
 #define PARALLEL_MAX_THREADS 64
 
-/* Threads of this process: on the first call, OpenBLAS's own count (OPENBLAS_NUM_THREADS,
- * else OMP_NUM_THREADS, else the cores it sees), clamped to [1, PARALLEL_MAX_THREADS];
+/* Threads of this process: on the first call OPENBLAS_NUM_THREADS, else OMP_NUM_THREADS,
+ * else the cores OpenBLAS sees, clamped to [1, PARALLEL_MAX_THREADS];
  * OpenBLAS is then set to one thread, so that every product runs through gemm()'s
  * thread-count-independent tiles. */
 int parallel_threads(void);

@@ -20,8 +20,8 @@ typedef struct {
 } Dims;
 
 /* Small (one call), cut along M only, along N only, both, with ragged last tiles. */
-static const Dims dims[] = {{7, 5, 3}, {33, 65, 17}, {1100, 40, 120}, {30, 2100, 90},
-                            {1030, 1500, 64}, {600, 1030, 300}};
+static const Dims dims[] = {{7, 5, 3}, {33, 65, 17}, {2100, 40, 120}, {30, 4200, 90},
+                            {1030, 2100, 4}, {2050, 2060, 2}};
 
 static float *random_floats(Rng *rng, size_t n) {
     float *x = malloc(n * sizeof *x);
