@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "parallel.h"
 #include "status.h"
 
 static const struct {
@@ -43,7 +44,9 @@ int main(int argc, char **argv) {
         return NQ_OK;
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("nupes-mpi %s\n", NUPES_VERSION);
+        printf("nupes-mpi %s\nblas: %s, kernel %s, %d thread%s (OPENBLAS_NUM_THREADS)\n",
+               NUPES_VERSION, parallel_blas_library(), parallel_blas_kernel(), parallel_threads(),
+               parallel_threads() > 1 ? "s" : "");
         return NQ_OK;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

@@ -61,6 +61,7 @@ static nq_status await_quantized_inputs(BlockRun *b) {
         if (!announced && job->layout.group_rank == 0) {
             gather_note(&job->gather, "block %d: waiting for the quantized inputs of blocks 0..%d", b->l, b->l - 1);
             announced = 1;
+            test_hold("waiting:%04d", b->l);
         }
         stop_agreement_poll(&job->stop, 1);
         if (job->layout.world_rank == 0) {
