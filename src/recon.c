@@ -133,6 +133,7 @@ static int init_matrix(Recon *r, int i, const float *w) {
 
     quant_init_scales(r->p.spec, sh, w, r->scale0[i]);
     memcpy(r->scale[i], r->scale0[i], ns * sizeof(float));
+    if (r->p.restoring && moments) return 0; /* z, a and s come from the state file */
     quant_normalise(r->p.spec, sh, w, r->scale0[i], r->z[i].value);
     if (r->p.method == RECON_RTN) {
         for (int e = 0; e < sh.n_exponents; e++) r->a[i].value[e] = 1.0f;
@@ -196,6 +197,8 @@ Recon *recon_create(const ModelConfig *c, const BlockWeights *fp, const ReconPar
     if (!r->attn_norm || !r->ffn_norm || !r->y_quant || !r->dy) goto fail;
     if (batch_sampler_create(&r->sampler, n_sequences, p->batch, p->seed, (uint64_t)block) != NQ_OK)
         goto fail;
+    size_t weights_total = 0, weights_done = 0;
+    for (int i = 0; i < N_MATS; i++) weights_total += (size_t)mat_rows(c, i) * mat_cols(c, i);
     for (int i = 0; i < N_MATS; i++) {
         r->shape[i] = quant_shape(p->spec, mat_rows(c, i), mat_cols(c, i));
         r->quantized[i] = !(p->skip_mask & (1u << i));
@@ -206,6 +209,9 @@ Recon *recon_create(const ModelConfig *c, const BlockWeights *fp, const ReconPar
         } else if (init_matrix(r, i, fp->mat[i]) != 0) {
             goto fail;
         }
+        weights_done += mat_size(r, i);
+        if (p->setup_progress && p->setup_progress(p->setup_ctx, i, weights_done, weights_total))
+            goto fail; /* the caller knows why: its callback said stop */
     }
     if (init_gradients(r) != 0) goto fail;
     return r;

@@ -123,6 +123,19 @@ expect_valid_states "$dir"
 resume_and_compare mid1 1 "$dir" "$ref_par"
 grep -q 'is complete, reusing it' "$RL_WORK/mid1-resume.out" || fail "mid1-resume: capture redone"
 
+echo "== SIGTERM during block 1's setup (scales, exponent search), 1 rank"
+dir=$RL_WORK/setup1
+args_for "$dir"
+RL_HOLD=setup:0001 # after the setup's first matrix
+rl_start setup1 1 "${ARGS[@]}"
+rl_wait_held setup:0001
+rl_signal TERM 0
+rl_finish
+expect_stopped "$dir"
+[ -e "$dir/state/block-0001.h5" ] && fail "setup1: a state file for a block stopped in its setup"
+[ "$(rl_count "$dir/done")" = 1 ] || fail "setup1: $(rl_count "$dir/done") blocks done, expected 1"
+resume_and_compare setup1 1 "$dir" "$ref_par"
+
 echo "== SIGTERM to both ranks in the middle of blocks 0 and 1, 2 ranks"
 dir=$RL_WORK/mid2
 args_for "$dir"
