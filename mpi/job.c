@@ -17,6 +17,7 @@
 #include "capture.h"
 #include "fingerprint.h"
 #include "h5util.h"
+#include "job_context.h"
 #include "mpi_check.h"
 #include "plan.h"
 #include "run_dir.h"
@@ -25,27 +26,6 @@
 #include "tokenizer.h"
 
 #define DONE_FILE_ZSTD_LEVEL 1
-
-double job_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-void job_log(Job *job, const char *fmt, ...) {
-    if (!job->log) return;
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (progress_log_printf(job->log, "%s", line) != NQ_OK) {
-        fprintf(stderr, "nupes-mpi: warning: %s (progress.log is no longer written)\n", nq_last_error());
-        nq_clear_error();
-        progress_log_close(job->log);
-        job->log = NULL;
-    }
-}
 
 /* Every rank gets the worst status of all. Root prints the job's error at exit; a rank
  * that failed where root did not (its own I/O, its own memory) says so itself, while an
@@ -248,20 +228,6 @@ static nq_status write_done(const BlockResult *r, int group, void *ctx) {
             r->loss_final, r->seconds);
     fflush(stdout);
     return NQ_OK;
-}
-
-void job_print_status(Job *job, double iterations_per_second) {
-    double const now = job_now();
-    double const every = job->status_is_tty ? 1.0 : 30.0;
-    if (now - job->last_status_time < every) return;
-    job->last_status_time = now;
-    int const left = job->blocks_total - job->blocks_done;
-    int const rounds = (left + job->layout.n_groups - 1) / job->layout.n_groups;
-    double const eta = iterations_per_second > 0 ? rounds * job->params.iterations / iterations_per_second : 0;
-    printf("%sstatus: %d/%d blocks done, %.1f it/s, elapsed %.0f s, ETA %.0f s%s",
-           job->status_is_tty ? "\r" : "", job->blocks_done, job->blocks_total, iterations_per_second,
-           now - job->start_time, eta, job->status_is_tty ? "   " : "\n");
-    fflush(stdout);
 }
 
 /* Root: the checkpoint from the done files, one block in memory at a time. */

@@ -9,7 +9,7 @@
 #ifndef NUPES_SCHEDULE_H
 #define NUPES_SCHEDULE_H
 
-#include "job.h"
+#include "job_context.h"
 
 /* pending: the blocks without a done file, ascending. Returns NQ_OK, or NQ_STOPPED on every
  * rank after a stop (states saved); other failures abort the job (a group cannot leave
