@@ -20,6 +20,7 @@
 #include "eval_shard.h"
 #include "kld_base.h"
 #include "model_file.h"
+#include "mpi_check.h"
 #include "status.h"
 #include "text_windows.h"
 #include "tokenizer.h"
@@ -418,11 +419,12 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "nupes-mpi eval: MPI_Init failed\n");
         return NQ_ERR_RUNTIME;
     }
+    mpi_errors_return();
     /* Every rank reads the same inputs, so every rank fails alike: one rank reports. */
     nq_status st = run_eval(&o);
     int mine = (int)st, worst = 0, root = (int)st;
-    MPI_Allreduce(&mine, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Bcast(&root, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    MPI_CHECK(MPI_Allreduce(&mine, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+    MPI_CHECK(MPI_Bcast(&root, 1, MPI_INT, 0, MPI_COMM_WORLD));
     if (st != NQ_OK && eval_rank() == 0) fprintf(stderr, "nupes-mpi eval: %s\n", nq_last_error());
     else if (st != NQ_OK && root == NQ_OK) fprintf(stderr, "nupes-mpi eval: rank %d: %s\n", eval_rank(), nq_last_error());
     MPI_Finalize();

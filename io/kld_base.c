@@ -13,6 +13,7 @@
 
 #include "atomic_file.h"
 #include "h5util.h"
+#include "mpi_check.h"
 
 #define KLD_BASE_FORMAT "nupes-mpi-kld-base"
 #define KLD_BASE_VERSION 1
@@ -219,7 +220,7 @@ nq_status kld_base_create(const char *path, const KldBaseIdentity *id, MPI_Comm 
     KldBase *b = base_new(path, id);
     if (!b) return NQ_ERR_RUNTIME;
     b->comm = comm;
-    if (comm != MPI_COMM_NULL) MPI_Comm_rank(comm, &b->rank);
+    if (comm != MPI_COMM_NULL) MPI_CHECK(MPI_Comm_rank(comm, &b->rank));
     /* Root's temporary name (its pid) for every rank; a directory that cannot be written
      * is bad input, refused before any work. */
     if (b->rank == 0) st = atomic_tmp_name(path, b->tmp, sizeof b->tmp);
@@ -235,8 +236,8 @@ nq_status kld_base_create(const char *path, const KldBaseIdentity *id, MPI_Comm 
     }
     if (comm != MPI_COMM_NULL) {
         int s = (int)st;
-        MPI_Bcast(&s, 1, MPI_INT, 0, comm);
-        MPI_Bcast(b->tmp, (int)sizeof b->tmp, MPI_CHAR, 0, comm);
+        MPI_CHECK(MPI_Bcast(&s, 1, MPI_INT, 0, comm));
+        MPI_CHECK(MPI_Bcast(b->tmp, (int)sizeof b->tmp, MPI_CHAR, 0, comm));
         st = (nq_status)s;
     }
     if (st == NQ_OK)
@@ -283,7 +284,7 @@ nq_status kld_base_write(KldBase *b, int w, int n, const float *logits) {
 static nq_status worst(KldBase *b, nq_status st) {
     if (b->comm == MPI_COMM_NULL) return st;
     int mine = (int)st, all = 0;
-    MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MAX, b->comm);
+    MPI_CHECK(MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MAX, b->comm));
     return (nq_status)all;
 }
 
