@@ -1,7 +1,7 @@
 /* nupes-mpi eval: perplexity of the fp32 model on a text and, given a quantized
  * checkpoint, its perplexity, KL(fp32 || quantized) per token (mean, percentiles, maximum)
  * and top-1 agreement, each mean with its uncertainty as llama.cpp's perplexity tool
- * reports it. Protocol (docs/design.md, "Evaluation"): the whole file is tokenized once (BOS first, no EOS),
+ * reports it. Protocol (docs/design.md 7.1): the whole file is tokenized once (BOS first, no EOS),
  * cut into consecutive windows of T tokens (the remainder dropped), and every window runs
  * from position 0; perplexity is exp(mean NLL) over the T - 1 next-token predictions of
  * each window, KL and top-1 are over all T positions. Windows go B at a time. Under MPI

@@ -1,4 +1,4 @@
-/* Result files of completed blocks, run.dir/done/block-NNNN.h5 (DESIGN.md 5.2), written by
+/* Result files of completed blocks, run.dir/done/block-NNNN.h5 (docs/design.md 5.2), written by
  * root when a block's result arrives and read back on resume and for the checkpoint.
  *
  * Layout (every dataset chunked + zstd, filter 32015):

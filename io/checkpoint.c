@@ -10,7 +10,7 @@
 #include "block_file.h"
 #include "h5util.h"
 
-/* The formula of DESIGN 3.1, stored in the file so that a numpy user can dequantize. */
+/* The formula of docs/design.md 3.1, stored in the file so that a numpy user can dequantize. */
 static const char dequant_text[] =
     "b = bits, m = 2**(b-1) - 1. For each matrix /blocks/NNNN/<w> (wq wk wv wo w1 w2 w3) "
     "of shape [out][in]: k = codes (int8 [out][in], in [-m, m]); M = scale (float32 "

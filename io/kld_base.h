@@ -1,4 +1,4 @@
-/* The KL base file of `nupes-mpi eval --kld-base FILE` (docs/design.md, "Evaluation"): the
+/* The KL base file of `nupes-mpi eval --kld-base FILE` (docs/design.md 7.1): the
  * fp32 model's logits on the evaluation windows, stored once and reused, so that a sweep
  * evaluates each checkpoint without running the fp32 model again.
  *

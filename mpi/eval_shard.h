@@ -1,4 +1,4 @@
-/* Evaluation under MPI (docs/design.md, "Evaluation"): every rank evaluates its share of the windows and
+/* Evaluation under MPI (docs/design.md 7.1): every rank evaluates its share of the windows and
  * root gathers the per-position values. With one process both are no-ops. */
 #ifndef NUPES_EVAL_SHARD_H
 #define NUPES_EVAL_SHARD_H

@@ -1,4 +1,4 @@
-/* The quantize job (DESIGN.md 1 and 4): load, tokenize, capture, reconstruct every block
+/* The quantize job (docs/design.md 1 and 4): load, tokenize, capture, reconstruct every block
  * on its group, gather on root, write the checkpoint. Collective over MPI_COMM_WORLD; a
  * single process is the same job with one rank. The stages share mpi/job_context.h. */
 #ifndef NUPES_JOB_H

@@ -1,4 +1,4 @@
-/* Per-position metrics of a language model's logits (docs/design.md, "Evaluation"): negative
+/* Per-position metrics of a language model's logits (docs/design.md 7.1): negative
  * log-likelihood of the next token, KL divergence between two models' predictions, and
  * top-1 agreement, and their statistics (mean with uncertainty, percentiles). Sums are kept
  * in double. */

@@ -1,4 +1,4 @@
-/* The power quantizer of DESIGN 3.1 and its straight-through backward (3.3).
+/* The power quantizer of docs/design.md 3.1 and its straight-through backward (3.3).
  *
  * Every per-element step is a table look-up (see QuantTable in quant.h): the code from
  * the threshold buckets, the value from C_a, ln(|k|/m) from a table. Only the exponent

@@ -1,4 +1,4 @@
-/* The NUPES power quantizer (DESIGN.md 3.1), the data-free exponent search (3.2) and
+/* The NUPES power quantizer (docs/design.md 3.1), the data-free exponent search (3.2) and
  * the straight-through gradients of 3.3.
  *
  * b bits, m = 2^(b-1) - 1, codes k in [-m, m]. A group is one output row (group_size 0)
@@ -90,7 +90,7 @@ double quant_code_entropy(const int8_t *codes, size_t n);
 nq_status quant_check_finite(const float *x, size_t n, const char *what);
 
 /* ------------------------------------------------------------------ fast path tables
- * For one exponent a, everything per element is a table look-up (DESIGN 9: no pow):
+ * For one exponent a, everything per element is a table look-up (docs/design.md 9: no pow):
  *   |k| = #{ j in [0, m) : |z| >= t_j },  t_j = ((j + 0.5)/m)^(1/a)
  * which is round(m |z|^a) with ties rounded away from zero (as roundf): |z| exactly on
  * a threshold takes the larger |k|. t_j is stored as the smallest float >= the exact

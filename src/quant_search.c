@@ -1,4 +1,4 @@
-/* The data-free exponent search of DESIGN 3.2 (PowerQuant) and small quantizer reports.
+/* The data-free exponent search of docs/design.md 3.2 (PowerQuant) and small quantizer reports.
  *
  * The objective ||W - W_hat(a)||^2 is piecewise smooth in a (codes jump at thresholds)
  * and not convex everywhere, so a coarse grid picks the basin and golden-section search

@@ -201,7 +201,7 @@ static void assert_result_equal(const BlockResult *a, const BlockResult *b) {
     assert_true(a->seconds == b->seconds);
 }
 
-/* The formula of DESIGN 3.1 in double, element by element: an independent reference. */
+/* The formula of docs/design.md 3.1 in double, element by element: an independent reference. */
 static double naive_dequant(const QuantMatrix *q, int r, int col) {
     int const m = quant_max_code(q->spec.bits);
     int const g = q->spec.group_size ? col / q->spec.group_size : 0;

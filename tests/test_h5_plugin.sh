@@ -1,5 +1,5 @@
 #!/bin/bash
-# Other tools read our checkpoints through the zstd plugin (DESIGN.md 5, 5.3):
+# Other tools read our checkpoints through the zstd plugin (docs/design.md 5, 5.3):
 #  1. h5dump without the plugin prints no values (empty DATA {}, exit 0): the check
 #     below is on values, and this proves the plugin is what makes them appear;
 #  2. h5dump with HDF5_PLUGIN_PATH prints the actual code values;

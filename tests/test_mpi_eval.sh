@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# eval under MPI (docs/design.md, "Evaluation"): the ranks share whole batches of windows
+# eval under MPI (docs/design.md 7.1): the ranks share whole batches of windows
 # and root computes every statistic from the gathered per-position values in window
 # order, so 1 process, 2 and 3 ranks print the same perplexities, KL (mean, percentiles,
 # maximum) and top-1, digit for digit; a KL base written by 3 ranks is reused by 1

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rank counts that do not fit the block count (DESIGN.md 4), on synthetic llama2.c models
+# Rank counts that do not fit the block count (docs/design.md 4), on synthetic llama2.c models
 # (tests/tools/make_synthetic_model, vocab 512 for the bundled tok512 tokenizer):
 #   - 3 ranks, 2 blocks, data_parallel 1: 3 groups, one of them idles;
 #   - 3 ranks, 2 blocks, data_parallel auto: the smallest D with R / D <= 2 is D = 3;

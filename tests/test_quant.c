@@ -1,4 +1,4 @@
-/* The power quantizer against independent references (DESIGN 8): codes against an
+/* The power quantizer against independent references (docs/design.md 8): codes against an
  * exhaustive nearest-code search in the power domain, values against pow(), the exponent
  * search against a dense scan, the STE gradients against a naive double loop of the 3.3
  * formulas; edge groups; and the time of the 7B-sized forward/backward (printed only). */
