@@ -71,13 +71,6 @@ static nq_status load_inputs(Job *job) {
     if (job->T > job->c->seq_len)
         return nq_fail(NQ_ERR_INPUT, "%s: calibration.seq_len = %d, expected at most the model's seq_len %d",
                        cfg->source_path, job->T, job->c->seq_len);
-    if (cfg->group_size > 0) {
-        for (int i = 0; i < N_MATS; i++) {
-            if (mat_cols(job->c, i) % cfg->group_size != 0)
-                return nq_fail(NQ_ERR_INPUT, "%s: quantization.group_size = %d does not divide the %d inputs of %s",
-                               cfg->source_path, cfg->group_size, mat_cols(job->c, i), mat_names[i]);
-        }
-    }
     if (cfg->calib_tokens[0] != '\0') { /* ids tokenized elsewhere (io/calib_tokens.h) */
         st = calib_tokens_load(cfg->calib_tokens, job->c->vocab_size, job->T, cfg->calib_sequences, &job->tokens, &job->N);
     } else {
