@@ -36,6 +36,11 @@ typedef struct {
     double last_status_time;
     int status_is_tty;
     ProgressLog *log; /* root: run.dir/progress.log */
+    int threads;      /* threads per rank (parallel_threads) */
+    char blas[192];   /* root: "OpenBLAS 0.3.21 ..., kernel Haswell" of every rank */
+    char blas_note[320]; /* root: "" or why results are not bit-identical to an uninterrupted
+                            run under one kernel (kernels changed on resume, or differ
+                            between ranks) */
 } Job;
 
 /* Root: one line in progress.log (a failure to log is reported once, never fatal). */
