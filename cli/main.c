@@ -23,7 +23,8 @@ static void print_usage(FILE *out) {
     fprintf(out,
             "nupes-mpi " NUPES_VERSION ": NUPES post-training quantization of LLaMA models\n\n"
             "usage: nupes-mpi [quantize] --config FILE [--set key=value]... [--restart] [--dry-run]\n"
-            "       nupes-mpi eval      --model M [--checkpoint C] --text FILE [--seq-len T]\n"
+            "       nupes-mpi eval      --model M [--checkpoint C] --text FILE [--seq-len T] [--kld-base F]\n"
+            "       nupes-mpi eval      --config FILE [--checkpoint C] [--kld-base F]\n"
             "       nupes-mpi generate  --checkpoint C [--prompt TEXT] [--steps N] [--temperature X]\n"
             "       nupes-mpi export    --checkpoint C --format llama2c|safetensors --out PATH\n"
             "       nupes-mpi inspect   FILE\n\ncommands:\n");

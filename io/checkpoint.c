@@ -10,15 +10,17 @@
 #include "block_file.h"
 #include "h5util.h"
 
-/* The formula of DESIGN 3.1, stored in the file so that a numpy user can dequantize. */
+/* The formula of docs/design.md 3.1, stored in the file so that a numpy user can dequantize. */
 static const char dequant_text[] =
     "b = bits, m = 2**(b-1) - 1. For each matrix /blocks/NNNN/<w> (wq wk wv wo w1 w2 w3) "
     "of shape [out][in]: k = codes (int8 [out][in], in [-m, m]); M = scale (float32 "
-    "[out][groups]; group g of row r covers columns g*group_size .. (g+1)*group_size-1, "
-    "or the whole row when group_size = 0); a = exponent (float32 [1]: one per tensor, "
-    "or [out]: one per row). w[r][c] = M[r][g] * sign(k[r][c]) * (|k[r][c]| / m) ** "
-    "(1 / a). numpy: G = in // groups; w = np.repeat(M, G, axis=1) * np.sign(k) * "
-    "(np.abs(k) / m) ** (1 / a.reshape(-1, 1)). A matrix stored as 'weight' (float32 "
+    "[out][groups], groups = ceil(in / group_size); group g of row r covers columns "
+    "g*group_size .. min((g+1)*group_size, in)-1, so the last group of a row is shorter "
+    "when group_size does not divide in; the whole row when group_size = 0); a = exponent "
+    "(float32 [1]: one per tensor, or [out]: one per row). w[r][c] = M[r][c // group_size] "
+    "* sign(k[r][c]) * (|k[r][c]| / m) ** (1 / a). numpy: G = group_size or in; w = "
+    "np.repeat(M, G, axis=1)[:, :in] * np.sign(k) * (np.abs(k) / m) ** (1 / "
+    "a.reshape(-1, 1)). A matrix stored as 'weight' (float32 "
     "[out][in]) was not quantized. Weights are applied as y = x W^T.";
 
 struct CheckpointWriter {

@@ -1,4 +1,4 @@
-/* The quantized checkpoint (DESIGN.md 5.3): one HDF5 file written by root, every dataset
+/* The quantized checkpoint (docs/design.md 5.3): one HDF5 file written by root, every dataset
  * chunked and zstd-compressed (filter 32015), readable by h5dump/h5py with the plugin.
  *
  *   /                attrs: format = "nupes-mpi", format_version = 1, status ("complete" |
@@ -32,7 +32,7 @@
 typedef struct {
     const char *method;      /* "nupes" | "powerquant" | "rtn" */
     QuantSpec spec;          /* bits, group_size, per_row (exponent "channel") */
-    const char *fingerprint; /* the run's fingerprint (DESIGN 5.2) */
+    const char *fingerprint; /* the run's fingerprint (docs/design.md 5.2) */
     const char *config_toml; /* the resolved config */
     const char *status;      /* "complete" | "partial"; NULL: decided at commit
                                 ("complete" when every block was written) */

@@ -1,4 +1,4 @@
-/* The run directory (DESIGN.md 5.2, 6): what makes a job resumable.
+/* The run directory (docs/design.md 5.2, 6): what makes a job resumable.
  *
  *   run.toml               resolved config, [blas] and [fingerprint] tables (written once)
  *   activations.h5         captured block inputs (written by the capture stage)

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "job.h"
+#include "block_run.h"
 #include "mpi_check.h"
 #include "qlevel_file.h"
 #include "run_dir.h"

@@ -17,6 +17,7 @@
 #include "capture.h"
 #include "fingerprint.h"
 #include "h5util.h"
+#include "job_context.h"
 #include "mpi_check.h"
 #include "parallel.h"
 #include "plan.h"
@@ -28,27 +29,6 @@
 #include "tokenizer.h"
 
 #define DONE_FILE_ZSTD_LEVEL 1
-
-double job_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-void job_log(Job *job, const char *fmt, ...) {
-    if (!job->log) return;
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (progress_log_printf(job->log, "%s", line) != NQ_OK) {
-        fprintf(stderr, "nupes-mpi: warning: %s (progress.log is no longer written)\n", nq_last_error());
-        nq_clear_error();
-        progress_log_close(job->log);
-        job->log = NULL;
-    }
-}
 
 /* Every rank gets the worst status of all. Root prints the job's error at exit; a rank
  * that failed where root did not (its own I/O, its own memory) says so itself, while an
@@ -94,13 +74,6 @@ static nq_status load_inputs(Job *job) {
     if (job->T > job->c->seq_len)
         return nq_fail(NQ_ERR_INPUT, "%s: calibration.seq_len = %d, expected at most the model's seq_len %d",
                        cfg->source_path, job->T, job->c->seq_len);
-    if (cfg->group_size > 0) {
-        for (int i = 0; i < N_MATS; i++) {
-            if (mat_cols(job->c, i) % cfg->group_size != 0)
-                return nq_fail(NQ_ERR_INPUT, "%s: quantization.group_size = %d does not divide the %d inputs of %s",
-                               cfg->source_path, cfg->group_size, mat_cols(job->c, i), mat_names[i]);
-        }
-    }
     if (cfg->calib_tokens[0] != '\0') { /* ids tokenized elsewhere (io/calib_tokens.h) */
         st = calib_tokens_load(cfg->calib_tokens, job->c->vocab_size, job->T, cfg->calib_sequences, &job->tokens, &job->N);
     } else {
@@ -340,20 +313,6 @@ static nq_status write_done(const BlockResult *r, int group, void *ctx) {
     fflush(stdout);
     test_hold("done:%04d", r->block);
     return NQ_OK;
-}
-
-void job_print_status(Job *job, double iterations_per_second) {
-    double const now = job_now();
-    double const every = job->status_is_tty ? 1.0 : 30.0;
-    if (now - job->last_status_time < every) return;
-    job->last_status_time = now;
-    int const left = job->blocks_total - job->blocks_done;
-    int const rounds = (left + job->layout.n_groups - 1) / job->layout.n_groups;
-    double const eta = iterations_per_second > 0 ? rounds * job->params.iterations / iterations_per_second : 0;
-    printf("%sstatus: %d/%d blocks done, %.1f it/s, elapsed %.0f s, ETA %.0f s%s",
-           job->status_is_tty ? "\r" : "", job->blocks_done, job->blocks_total, iterations_per_second,
-           now - job->start_time, eta, job->status_is_tty ? "   " : "\n");
-    fflush(stdout);
 }
 
 /* Root: the checkpoint from the done files, one block in memory at a time. */

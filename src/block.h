@@ -1,4 +1,4 @@
-/* One LLaMA transformer block, forward and backward (DESIGN.md section 2).
+/* One LLaMA transformer block, forward and backward (docs/design.md 2).
  *
  *   h1 = rmsnorm(X) * g_att;  Q, K, V = h1 Wq^T, h1 Wk^T, h1 Wv^T;  Q, K = rope(Q), rope(K)
  *   per head h (kv group h / (H/Hkv)): P = softmax(causal(Q_h K_g^T / sqrt(hs))), O_h = P V_g

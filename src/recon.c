@@ -391,16 +391,21 @@ static void adam_quantize_range(void *arg, int r0, int r1) {
     Recon *r = p->r;
     int const i = p->i, t = p->t;
     QuantShape const sh = r->shape[i];
-    size_t const cols = (size_t)sh.cols, group = cols / (size_t)sh.groups;
+    size_t const cols = (size_t)sh.cols, group = (size_t)quant_group_len(r->p.spec, sh, 0);
     int const chunk = (int)((1u << 18) / cols) + 1;
     float const lr = adam_cosine_lr(r->p.lr_weights, t, r->p.iterations);
     Learned *z = &r->z[i];
     for (int c0 = r0; c0 < r1; c0 += chunk) {
         int const rows = r1 - c0 < chunk ? r1 - c0 : chunk;
-        size_t const off = (size_t)c0 * cols, n = (size_t)rows * cols;
+        size_t const off = (size_t)c0 * cols;
         size_t const goff = (size_t)c0 * sh.groups;
-        adam_step_grouped(z->value + off, r->dw[i] + off, r->scale[i] + goff, group,
-                          z->m + off, z->v + off, n, lr, t + 1, -1.0f, 1.0f);
+        /* Row by row: a row's last group may be shorter (ragged), so groups do not tile
+         * the chunk across row boundaries. */
+        for (int rr = 0; rr < rows; rr++) {
+            size_t const ro = off + (size_t)rr * cols;
+            adam_step_grouped(z->value + ro, r->dw[i] + ro, r->scale[i] + goff + (size_t)rr * sh.groups, group,
+                              z->m + ro, z->v + ro, cols, lr, t + 1, -1.0f, 1.0f);
+        }
         QuantShape part = sh;
         part.rows = rows;
         part.n_exponents = r->p.spec.per_row ? rows : 1;

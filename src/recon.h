@@ -1,4 +1,4 @@
-/* Block reconstruction (DESIGN.md 3.3) for one block, driven one iteration at a time so
+/* Block reconstruction (docs/design.md 3.3) for one block, driven one iteration at a time so
  * that the caller (mpi/) can sum gradients across data-parallel ranks, check for a stop
  * signal between iterations, and save or restore the optimiser state.
  *
