@@ -41,6 +41,7 @@ typedef struct {
     double last_status_time;
     int status_is_tty;
     ProgressLog *log; /* root: run.dir/progress.log */
+    struct RunLock *lock; /* root: run.dir/lock, held from before the run dir is touched to the end */
 } Job;
 
 /* Root: one line in progress.log (a failure to log is reported once, never fatal). */

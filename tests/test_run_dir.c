@@ -100,7 +100,7 @@ static void test_fresh_then_resume(void **state) {
     Fingerprint fp;
     fp_with(&fp, 42, 4);
     RunDirStatus st = {7, 7};
-    assert_int_equal(run_dir_prepare(dir, "[model]\npath = \"m.bin\"\n", &fp, 0, &st), NQ_OK);
+    assert_int_equal(run_dir_prepare(dir, "[model]\npath = \"m.bin\"\n", &fp, NULL, 0, &st), NQ_OK);
     assert_int_equal(st.resumed, 0);
     assert_int_equal(st.restarted, 0);
     sub(path, sizeof path, dir, "state");
@@ -116,7 +116,7 @@ static void test_fresh_then_resume(void **state) {
     assert_int_equal(fingerprint_check(&back, &fp, path), NQ_OK);
     assert_string_equal(back.settings_toml, fp.settings_toml);
     /* same fingerprint: resumed, run.toml untouched (even with another config text) */
-    assert_int_equal(run_dir_prepare(dir, "[model]\npath = \"other.bin\"\n", &fp, 0, &st), NQ_OK);
+    assert_int_equal(run_dir_prepare(dir, "[model]\npath = \"other.bin\"\n", &fp, NULL, 0, &st), NQ_OK);
     assert_int_equal(st.resumed, 1);
     assert_string_equal(slurp(path), text);
     free(text);
@@ -125,7 +125,7 @@ static void test_fresh_then_resume(void **state) {
 static void expect_refusal(const char *dir, const Fingerprint *fp, const char *needle) {
     RunDirStatus st;
     nq_clear_error();
-    assert_int_equal(run_dir_prepare(dir, "", fp, 0, &st), NQ_ERR_INPUT);
+    assert_int_equal(run_dir_prepare(dir, "", fp, NULL, 0, &st), NQ_ERR_INPUT);
     printf("    expected error: %s\n", nq_last_error());
     assert_non_null(strstr(nq_last_error(), "run.toml"));
     assert_non_null(strstr(nq_last_error(), "--restart"));
@@ -140,7 +140,7 @@ static void test_refusals(void **state) {
     Fingerprint fp, other;
     fp_with(&fp, 0x1a2b, 4);
     RunDirStatus st;
-    assert_int_equal(run_dir_prepare(dir, "", &fp, 0, &st), NQ_OK);
+    assert_int_equal(run_dir_prepare(dir, "", &fp, NULL, 0, &st), NQ_OK);
     fp_with(&other, 0x3c4d, 4);
     snprintf(want, sizeof want, "different model (weights hash %016llx vs %016llx)", 0x1a2bull, 0x3c4dull);
     expect_refusal(dir, &other, want);
@@ -165,7 +165,7 @@ static void test_restart_removes_only_ours(void **state) {
     fp_with(&fp, 1, 4);
     fp_with(&other, 2, 4);
     RunDirStatus st;
-    assert_int_equal(run_dir_prepare(dir, "", &fp, 0, &st), NQ_OK);
+    assert_int_equal(run_dir_prepare(dir, "", &fp, NULL, 0, &st), NQ_OK);
     static const char *ours[] = {"done/block-0000.h5", "state/block-0001.h5", "activations.h5",
                                  "state/.block-0002.h5.tmp.123", ".run.toml.tmp.99"};
     static const char *theirs[] = {"notes.txt", "checkpoint.h5", "progress.log", "state/mine.txt",
@@ -173,7 +173,7 @@ static void test_restart_removes_only_ours(void **state) {
     for (size_t i = 0; i < sizeof ours / sizeof *ours; i++) sub(p, sizeof p, dir, ours[i]), touch(p, "x");
     for (size_t i = 0; i < sizeof theirs / sizeof *theirs; i++) sub(p, sizeof p, dir, theirs[i]), touch(p, "y");
     expect_refusal(dir, &other, "different model");
-    assert_int_equal(run_dir_prepare(dir, "[x]\n", &other, 1, &st), NQ_OK);
+    assert_int_equal(run_dir_prepare(dir, "[x]\n", &other, NULL, 1, &st), NQ_OK);
     assert_int_equal(st.restarted, 1);
     assert_int_equal(st.resumed, 0);
     for (size_t i = 0; i < sizeof ours / sizeof *ours; i++) sub(p, sizeof p, dir, ours[i]), assert_false(exists(p));
@@ -184,7 +184,7 @@ static void test_restart_removes_only_ours(void **state) {
     /* restart with the same fingerprint starts over too */
     sub(p, sizeof p, dir, "done/block-0004.h5");
     touch(p, "x");
-    assert_int_equal(run_dir_prepare(dir, "", &other, 1, &st), NQ_OK);
+    assert_int_equal(run_dir_prepare(dir, "", &other, NULL, 1, &st), NQ_OK);
     assert_int_equal(st.restarted, 1);
     assert_false(exists(p));
 }
@@ -196,20 +196,20 @@ static void test_damaged_toml_and_orphans(void **state) {
     Fingerprint fp;
     fp_with(&fp, 5, 4);
     RunDirStatus st;
-    assert_int_equal(run_dir_prepare(dir, "", &fp, 0, &st), NQ_OK);
+    assert_int_equal(run_dir_prepare(dir, "", &fp, NULL, 0, &st), NQ_OK);
     sub(p, sizeof p, dir, "run.toml");
     touch(p, "[model\npath = 3\n");
     expect_refusal(dir, &fp, "cannot be parsed");
     touch(p, "[model]\npath = \"a\"\n");
     expect_refusal(dir, &fp, "[fingerprint] table missing or damaged");
-    assert_int_equal(run_dir_prepare(dir, "", &fp, 1, &st), NQ_OK);
+    assert_int_equal(run_dir_prepare(dir, "", &fp, NULL, 1, &st), NQ_OK);
     assert_int_equal(st.restarted, 1);
     /* results without run.toml */
     unlink(p);
     sub(p, sizeof p, dir, "done/block-0002.h5");
     touch(p, "x");
     expect_refusal(dir, &fp, "done/block-0002.h5");
-    assert_int_equal(run_dir_prepare(dir, "", &fp, 1, &st), NQ_OK);
+    assert_int_equal(run_dir_prepare(dir, "", &fp, NULL, 1, &st), NQ_OK);
     assert_false(exists(p));
 }
 
@@ -280,7 +280,7 @@ static void test_scan(void **state) {
     Fingerprint fp;
     fp_with(&fp, 9, 4);
     RunDirStatus st;
-    assert_int_equal(run_dir_prepare(dir, "", &fp, 0, &st), NQ_OK);
+    assert_int_equal(run_dir_prepare(dir, "", &fp, NULL, 0, &st), NQ_OK);
     build_scan_dir(dir);
     BlockStatus s[7];
     assert_int_equal(run_dir_scan(dir, 7, s), NQ_OK);
@@ -415,7 +415,7 @@ static int make_fixture(const char *dir, const char *model, const char *ckpt) {
     char *toml = config_to_toml(&cfg);
     nq_status st = toml ? h5u_init() : NQ_ERR_RUNTIME;
     if (st == NQ_OK) st = fingerprint_compute(77, &tokens[0][0], 3, 8, &cfg, &fp);
-    if (st == NQ_OK) st = run_dir_prepare(dir, toml, &fp, 1, &rs);
+    if (st == NQ_OK) st = run_dir_prepare(dir, toml, &fp, NULL, 1, &rs);
     if (st == NQ_OK) build_scan_dir(dir);
     if (st == NQ_OK) st = model_open(model, "auto", &m);
     if (st == NQ_OK) st = write_results(dir, m, ckpt);
