@@ -251,6 +251,29 @@ static nq_status find_pending(Job *job, int *pending, int *n_pending) {
     return NQ_OK;
 }
 
+/* Root: which group runs which pending blocks, in order (inspect reads it back: the first
+ * of a group's blocks without a done file is the one it is running). */
+static void log_schedule(Job *job, const int *pending, int n_pending) {
+    if (job->layout.world_rank != 0) return;
+    char line[480];
+    size_t used = (size_t)snprintf(line, sizeof line, "schedule:");
+    int *mine = nq_calloc((size_t)(n_pending ? n_pending : 1), sizeof(int), "block list");
+    if (!mine) {
+        nq_clear_error();
+        return;
+    }
+    for (int g = 0; g < job->layout.n_groups && used < sizeof line; g++) {
+        int const n = layout_blocks_of_group(&job->layout, g, pending, n_pending, mine);
+        if (n == 0) continue;
+        used += (size_t)snprintf(line + used, sizeof line - used, " group %d:", g);
+        for (int i = 0; i < n && used < sizeof line; i++)
+            used += (size_t)snprintf(line + used, sizeof line - used, " %d", mine[i]);
+        if (used < sizeof line) used += (size_t)snprintf(line + used, sizeof line - used, ";");
+    }
+    free(mine);
+    job_log(job, "%s", line);
+}
+
 /* Root: a finished block arrives (from any group): its done file is the durable record. */
 static nq_status write_done(const BlockResult *r, int group, void *ctx) {
     Job *job = ctx;
@@ -378,6 +401,7 @@ nq_status job_run(const NupesConfig *cfg, const JobOptions *opt) {
     if (st == NQ_OK && !pending) st = NQ_ERR_RUNTIME;
     st = agree(st);
     if (st == NQ_OK) st = find_pending(&job, pending, &n_pending);
+    if (st == NQ_OK) log_schedule(&job, pending, n_pending);
     if (st == NQ_OK) {
         job.blocks_total = job.c->n_layers;
         stop_agreement_init(&job.stop);
