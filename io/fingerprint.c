@@ -47,19 +47,28 @@ nq_status fingerprint_compute(uint64_t model_hash, const int32_t *tokens, size_t
     return st;
 }
 
+/* The shortest %g that reads back to the same float: every change shows, 1e-05 stays 1e-05. */
+static void shortest_float_(float v, char *out, size_t size) {
+    for (int digits = 6; digits <= 9; digits++) {
+        snprintf(out, size, "%.*g", digits, (double)v);
+        if ((float)strtod(out, NULL) == v) return;
+    }
+}
+
 char *fingerprint_job_settings(const NupesConfig *cfg, int data_parallel, const ModelConfig *mc) {
     NupesConfig resolved = *cfg;
     resolved.data_parallel = data_parallel;
     char *keys = config_result_keys_toml(&resolved);
     if (!keys) return NULL;
-    char model[1024];
-    /* %.9g: every float reads back to itself, so a changed scalar always shows. */
+    char model[1024], theta[32], eps[32];
+    shortest_float_(mc->rope_theta, theta, sizeof theta);
+    shortest_float_(mc->norm_eps, eps, sizeof eps);
     snprintf(model, sizeof model,
              "\n[model_config]\ndim = %d\nhidden_dim = %d\nn_layers = %d\nn_heads = %d\nn_kv_heads = %d\n"
-             "vocab_size = %d\nseq_len = %d\nrope_theta = %.9g\nrms_norm_eps = %.9g\nrope_style = \"%s\"\n"
+             "vocab_size = %d\nseq_len = %d\nrope_theta = %s\nrms_norm_eps = %s\nrope_style = \"%s\"\n"
              "tied_embeddings = %s\n",
              mc->dim, mc->hidden_dim, mc->n_layers, mc->n_heads, mc->n_kv_heads, mc->vocab_size, mc->seq_len,
-             (double)mc->rope_theta, (double)mc->norm_eps, mc->rope_style == ROPE_HALF ? "half" : "interleaved",
+             theta, eps, mc->rope_style == ROPE_HALF ? "half" : "interleaved",
              mc->tied_embeddings ? "true" : "false");
     size_t const n = strlen(keys), m = strlen(model);
     char *text = realloc(keys, n + m + 1);
