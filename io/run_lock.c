@@ -24,13 +24,26 @@ static void whole_file_(struct flock *fl, short type) {
     fl->l_whence = SEEK_SET; /* l_start = l_len = 0: the whole file, however long */
 }
 
+/* 1 when line ("host H pid P started T") names another process of this host than pid:
+ * lock.holder still names the previous holder (the new one has not written it yet). F_GETLK's
+ * pid means something only for a holder on this host (NFS reports remote ones otherwise). */
+static int names_other_local_pid_(const char *line, pid_t pid) {
+    char host[256], me[256] = "";
+    long named = -1;
+    if (pid <= 0 || sscanf(line, "host %255s pid %ld", host, &named) != 2) return 0;
+    if (gethostname(me, sizeof me) != 0) return 0;
+    me[sizeof me - 1] = '\0';
+    return strcmp(host, me) == 0 && named != (long)pid;
+}
+
 /* The holder line from lock.holder (first line), or what F_GETLK knows. */
 static void describe_holder_(const char *dir, const struct flock *got, char *out, size_t size) {
     char path[PATH_MAX];
     char *text = NULL;
     size_t len = 0;
     if (run_dir_lock_holder_path(dir, path, sizeof path) == NQ_OK &&
-        read_file(path, "lock holder", &text, &len) == NQ_OK && len > 0) {
+        read_file(path, "lock holder", &text, &len) == NQ_OK && len > 0 &&
+        !names_other_local_pid_(text, got ? got->l_pid : 0)) {
         text[strcspn(text, "\n")] = '\0';
         snprintf(out, size, "%s", text);
     } else {

@@ -62,14 +62,14 @@ rl_same_codes "$W/ref/checkpoint.h5" "$dir/checkpoint.h5"
 rl_log "  re-run: exit 0, ${#stale[@]} stale temporaries removed, other files kept, codes identical"
 
 echo "== --restart removes the hand-ons"
-mapfile -t P4 < <(rk_args "$W/pipe" reconstruction.mode=pipelined quantization.bits=4)
+mapfile -t P4 < <(rk_args "$W/pipe" reconstruction.mode=pipelined quantization.bits=4 reconstruction.iterations=30)
 rl_run pipe4 2 "${P4[@]}"
 rl_expect_rc 0
 [ "$(find "$W/pipe/qinputs" -name 'level-*.h5' | wc -l)" -gt 0 ] || fail "pipe4: no hand-on written"
-mapfile -t P3 < <(rk_args "$W/pipe" reconstruction.mode=pipelined quantization.bits=3)
+mapfile -t P3 < <(rk_args "$W/pipe" reconstruction.mode=pipelined quantization.bits=3 reconstruction.iterations=30)
 rl_run pipe3-restart 2 "${P3[@]}" --restart
 rl_expect_rc 0
-mapfile -t F3 < <(rk_args "$W/fresh3" reconstruction.mode=pipelined quantization.bits=3)
+mapfile -t F3 < <(rk_args "$W/fresh3" reconstruction.mode=pipelined quantization.bits=3 reconstruction.iterations=30)
 rl_run fresh3 2 "${F3[@]}"
 rl_expect_rc 0
 rl_same_codes "$W/fresh3/checkpoint.h5" "$W/pipe/checkpoint.h5"
