@@ -48,7 +48,18 @@ static nq_status write_root_attrs_(hid_t f, const char *file, const CheckpointMe
     if (st == NQ_OK)
         st = h5u_attr_write_string(f, file, "config", meta->config_toml ? meta->config_toml : "");
     if (st == NQ_OK) st = h5u_attr_write_string(f, file, "dequant", dequant_text);
+    if (st == NQ_OK) st = h5u_attr_write_string(f, file, "blas", meta->blas ? meta->blas : "");
+    if (st == NQ_OK)
+        st = h5u_attr_write_string(f, file, "blas_note", meta->blas_note ? meta->blas_note : "");
+    if (st == NQ_OK) st = h5u_attr_write_int(f, file, "threads_per_rank", meta->threads_per_rank);
     return st;
+}
+
+/* A string attribute that older checkpoints lack: "" when absent. */
+static nq_status read_optional_string_(hid_t f, const char *file, const char *name, char **out) {
+    if (H5Aexists(f, name) > 0) return h5u_attr_read_string(f, file, "/", name, out);
+    *out = strdup("");
+    return *out ? NQ_OK : nq_fail(NQ_ERR_RUNTIME, "out of memory reading %s", file);
 }
 
 static nq_status write_model_attrs_(hid_t g, const char *file, const ModelConfig *c) {
@@ -285,6 +296,10 @@ static nq_status read_info_(hid_t f, const char *file, CheckpointInfo *info) {
     if (st == NQ_OK) st = read_choice_(f, file, "/", "fingerprint", NULL, info->fingerprint, sizeof info->fingerprint);
     if (st == NQ_OK) st = h5u_attr_read_string(f, file, "/", "config", &info->config_toml);
     if (st == NQ_OK) st = h5u_attr_read_string(f, file, "/", "dequant", &info->dequant);
+    if (st == NQ_OK) st = read_optional_string_(f, file, "blas", &info->blas);
+    if (st == NQ_OK) st = read_optional_string_(f, file, "blas_note", &info->blas_note);
+    if (st == NQ_OK && H5Aexists(f, "threads_per_rank") > 0)
+        st = read_int_attr_(f, file, "/", "threads_per_rank", 0, INT_MAX, &info->threads_per_rank);
     if (st == NQ_OK) st = read_model_config_(f, file, &info->config);
     if (st == NQ_OK) st = quant_spec_check(file, info->spec, &info->config);
     return st;
@@ -294,7 +309,9 @@ void checkpoint_info_free(CheckpointInfo *info) {
     if (!info) return;
     free(info->config_toml);
     free(info->dequant);
-    info->config_toml = info->dequant = NULL;
+    free(info->blas);
+    free(info->blas_note);
+    info->config_toml = info->dequant = info->blas = info->blas_note = NULL;
 }
 
 void checkpoint_close(CheckpointReader *r) {
@@ -367,7 +384,7 @@ nq_status checkpoint_read_info(const char *path, CheckpointInfo *out) {
     nq_status const st = checkpoint_open(path, &r);
     if (st != NQ_OK) return st;
     *out = r->info;
-    r->info.config_toml = r->info.dequant = NULL; /* ownership moves to out */
+    r->info.config_toml = r->info.dequant = r->info.blas = r->info.blas_note = NULL; /* moved */
     checkpoint_close(r);
     return NQ_OK;
 }

@@ -36,6 +36,11 @@ typedef struct {
     const char *config_toml; /* the resolved config */
     const char *status;      /* "complete" | "partial"; NULL: decided at commit
                                 ("complete" when every block was written) */
+    const char *blas;        /* the BLAS library and kernel the results were computed with
+                                ("OpenBLAS 0.3.21 ..., kernel Haswell"); NULL: "" */
+    const char *blas_note;   /* "" or why the results are not bit-identical to an
+                                uninterrupted run under one kernel; NULL: "" */
+    int threads_per_rank;    /* the threads each rank ran (results do not depend on it) */
 } CheckpointMeta;
 
 typedef struct CheckpointWriter CheckpointWriter;
@@ -68,6 +73,9 @@ typedef struct {
     char fingerprint[160];
     char *config_toml;    /* malloc'd; checkpoint_info_free */
     char *dequant;        /* malloc'd */
+    char *blas;           /* malloc'd; "" in checkpoints written before it was recorded */
+    char *blas_note;      /* malloc'd; "" when the results came from one kernel */
+    int threads_per_rank; /* 0 when not recorded */
     ModelConfig config;
 } CheckpointInfo;
 

@@ -2,7 +2,7 @@
  *
  *   lock                   the job's lock, held by root for the job's life (io/run_lock.h)
  *   lock.holder            "host H pid P started T" of the job that holds / held it
- *   run.toml               resolved config + [fingerprint] table (written once)
+ *   run.toml               resolved config, [blas] and [fingerprint] tables (written once)
  *   activations.h5.partial the capture in progress: levels 0..k-1 complete (its attribute
  *                          levels_done = k), reused by a resume (io/activations.h)
  *   activations.h5         the complete capture: the partial file renamed when every
@@ -49,6 +49,10 @@ nq_status run_dir_prepare(const char *dir, const char *config_toml_resolved,
 /* The fingerprint stored in dir/run.toml (for inspect). NQ_ERR_INPUT when missing or
  * unreadable. */
 nq_status run_dir_read_fingerprint(const char *dir, Fingerprint *out);
+
+/* The BLAS kernel the run started with: run.toml's [blas] kernel, "" when the run.toml
+ * predates it. Results are bit-identical only under one kernel (src/gemm.h). */
+nq_status run_dir_read_blas_kernel(const char *dir, char *kernel, size_t size);
 
 /* "dir/state/block-0007.h5", "dir/done/block-0007.h5", "dir/activations.h5",
  * "dir/progress.log", "dir/run.toml" into buf; NQ_ERR_INPUT when it does not fit. */

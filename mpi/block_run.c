@@ -11,6 +11,7 @@
 #include "qlevel_file.h"
 #include "run_dir.h"
 #include "state_file.h"
+#include "test_hold.h"
 
 /* Sequences whose loss is reported before and after reconstruction (the same ones every
  * run, so the numbers compare). */
@@ -102,7 +103,9 @@ static nq_status save_state(BlockRun *b) {
     double const now = job_now();
     b->info.seconds += now - b->last_save;
     b->last_save = now;
-    return state_file_save(b->state_path, &b->info, arrays, n);
+    nq_status const st = state_file_save(b->state_path, &b->info, arrays, n);
+    if (st == NQ_OK) test_hold("state-saved:%04d", b->l);
+    return st;
 }
 
 /* Restores the block's state file if there is a valid one: the leader loads it and

@@ -9,6 +9,7 @@
 #include "layout.h"
 #include "mpi_check.h"
 #include "stop.h"
+#include "test_hold.h"
 #include "transformer.h"
 
 /* Sequences per block_forward call. One: a sequence's activations must not depend on how
@@ -107,6 +108,7 @@ nq_status capture_run(Model *m, const int *tokens, int N, int T, Activations *ac
             if (st == NQ_OK) st = block_forward_in_place(c, &w, x, count, T, CAPTURE_CHUNK);
             model_release_block(m, l);
         }
+        if (l == 1) test_hold("capture-level");
         st = agree(st);
         if (st == NQ_OK) st = agree(activations_mark_levels_done(act, l + 1));
         if (rank == 0 && st == NQ_OK) {

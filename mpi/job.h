@@ -41,6 +41,11 @@ typedef struct {
     double last_status_time;
     int status_is_tty;
     ProgressLog *log; /* root: run.dir/progress.log */
+    int threads;      /* threads per rank (parallel_threads) */
+    char blas[192];   /* root: "OpenBLAS 0.3.21 ..., kernel Haswell" of every rank */
+    char blas_note[320]; /* root: "" or why results are not bit-identical to an uninterrupted
+                            run under one kernel (kernels changed on resume, or differ
+                            between ranks) */
     struct RunLock *lock; /* root: run.dir/lock, held from before the run dir is touched to the end */
 } Job;
 

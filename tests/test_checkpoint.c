@@ -119,7 +119,8 @@ static const char *fixture_toml = "[quantization]\nbits = 4\n";
 /* Writes blocks whose bit is set in `which` (all: ~0u); status as given (NULL: auto). */
 static nq_status write_checkpoint(const Synthetic *s, const char *path, unsigned which,
                                   const char *status) {
-    CheckpointMeta meta = {"nupes", s->spec, "fp-0123456789abcdef", fixture_toml, status};
+    CheckpointMeta meta = {"nupes", s->spec, "fp-0123456789abcdef", fixture_toml, status,
+                           "OpenBLAS test, kernel Test", "", 3};
     HeadWeights const h = synthetic_head(s);
     CheckpointWriter *w;
     nq_status st = checkpoint_create(path, &meta, &s->c, &h, LEVEL, &w);
@@ -265,6 +266,9 @@ static void roundtrip(int tied, QuantSpec spec, int skip) {
     assert_string_equal(info.method, "nupes");
     assert_string_equal(info.fingerprint, "fp-0123456789abcdef");
     assert_string_equal(info.config_toml, fixture_toml);
+    assert_string_equal(info.blas, "OpenBLAS test, kernel Test");
+    assert_string_equal(info.blas_note, "");
+    assert_int_equal(info.threads_per_rank, 3);
     assert_non_null(strstr(info.dequant, "(|k[r][c]| / m) ** (1 / a)"));
     assert_int_equal(info.format_version, 1);
     assert_memory_equal(&info.spec, &spec, sizeof spec);

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every artifact of a run directory is complete or absent, and a resume reuses every
 # complete one (io/run_dir.h):
-#  - a rank killed after capture finished (block 0 already training: its state file
-#    exists, root frozen there): the re-run reuses activations.h5 ("is complete, reusing
+#  - a rank killed after capture finished (block 0 already training: root held after its
+#    first state save): the re-run reuses activations.h5 ("is complete, reusing
 #    it", no capture line) and ends with the codes of an uninterrupted run;
 #  - a capture killed after level K (activations.h5.partial with levels_done = K; levels K..
 #    overwritten with NaN by tests/tools/make_partial_capture, so reusing them would fail):
@@ -25,6 +25,7 @@ rl_expect_rc 0
 echo "== a rank killed after capture: the capture is reused"
 dir=$W/after
 mapfile -t ARGS < <(rl_job_args "$dir")
+RL_HOLD=state-saved:0000
 rl_start after 2 "${ARGS[@]}"
 rl_freeze_when_saved "$dir" 0000 0
 "$NUPES_BIN" inspect "$dir" >"$W/inspect-running.out" 2>&1 || fail "inspect during the run: $(cat "$W/inspect-running.out")"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The run directory has one job at a time and one owner (io/run_dir.h, io/run_lock.h):
-#  - a second job on a run directory whose job is alive (its root frozen with SIGSTOP, so
-#    it certainly holds the lock however fast the machine) exits 2 before touching it,
+#  - a second job on a run directory whose job is alive (its root held after block 0's
+#    first state save, tests/resume_lib.sh, so it certainly holds the lock however fast
+#    the machine) exits 2 before touching it,
 #    with one line naming the holder (host, pid = the first job's rank 0, start time); the
 #    first job then finishes with codes identical to an uninterrupted run;
 #  - a job whose root was killed (SIGKILL) never blocks its re-run (the kernel dropped the
@@ -27,15 +28,17 @@ rl_expect_rc 0
 echo "== two jobs on one run directory"
 dir=$W/two
 mapfile -t ARGS < <(rl_job_args "$dir")
+RL_HOLD=state-saved:0000
 rl_start first 2 "${ARGS[@]}"
-rl_freeze_when_saved "$dir" 0000 0 # rank 0 (the lock holder) frozen mid-block
+rl_freeze_when_saved "$dir" 0000 0 # rank 0 (the lock holder) held mid-block
+rl_rank_pid 0
 holder_pid=$RL_FOUND_PID
 rk_run second 2 "${ARGS[@]}"
 rk_expect second 2 "run directory in use by another job \(host [^ ]+ pid $holder_pid started [0-9T:-]+Z\)"
 [ "$(grep -c 'error' "$W/second.err")" = 1 ] || fail "second: more than one error line: $(cat "$W/second.err")"
 grep -q "capture" "$W/second.out" && fail "second: it started work: $(cat "$W/second.out")"
 rl_log "  second job: $(grep -m1 error "$W/second.err")"
-rl_thaw
+rl_release
 rl_finish
 rl_expect_rc 0
 rl_same_codes "$W/ref/checkpoint.h5" "$dir/checkpoint.h5"
@@ -44,6 +47,7 @@ rl_log "  first job: exit 0, codes identical to the reference"
 echo "== a killed job never blocks its re-run; stale temporaries are swept"
 dir=$W/killed
 mapfile -t ARGS < <(rl_job_args "$dir")
+RL_HOLD=state-saved:0000
 rl_start killed 2 "${ARGS[@]}"
 rl_freeze_when_saved "$dir" 0000 0
 rl_signal KILL 0
