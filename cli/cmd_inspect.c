@@ -118,7 +118,12 @@ static void print_activations(hid_t f) {
                (unsigned long long)dims[0], (unsigned long long)dims[1], (unsigned long long)dims[2],
                (unsigned long long)dims[3]);
     nq_clear_error();
-    printf("%s", attr_int(f, "complete", 0) == 1 ? "complete" : "INCOMPLETE (capture will run again)");
+    long long const levels = attr_int(f, "levels_done", -1);
+    if (attr_int(f, "complete", 0) == 1) printf("complete");
+    else if (levels >= 0) /* a capture in progress (activations.h5.partial, io/run_dir.h) */
+        printf("INCOMPLETE: %lld of %llu levels done (a resumed capture starts at level %lld)", levels,
+               (unsigned long long)dims[0], levels);
+    else printf("INCOMPLETE (capture will run again)");
     printf("\n");
 }
 

@@ -47,6 +47,24 @@ rl_log "  re-run: capture reused, codes identical"
 "$NUPES_BIN" inspect "$dir" >"$W/inspect-after.out" 2>&1 || fail "inspect after the run"
 grep -qE "^  job: +none running" "$W/inspect-after.out" || fail "inspect after: $(cat "$W/inspect-after.out")"
 
+echo "== a capture stopped after its first level: resumed at level 1"
+dir=$W/stopped
+mapfile -t ARGS < <(rl_job_args "$dir")
+RL_HOLD=capture-level # every rank holds once level 1 is written, before it is marked done
+rl_start stopped 2 "${ARGS[@]}"
+rl_wait_held capture-level 1
+rl_signal TERM 0 1
+rl_finish
+rl_expect_rc 75
+[ -e "$dir/activations.h5" ] && fail "stopped: activations.h5 exists although capture was stopped"
+out=$("$NUPES_BIN" inspect "$dir/activations.h5.partial" 2>&1) || fail "inspect partial: $out"
+[[ $out == *"INCOMPLETE: 1 of 6 levels done"* ]] || fail "inspect partial: $out"
+rl_run stopped-resume 2 "${ARGS[@]}"
+rl_expect_rc 0
+grep -q "resuming at level 1" "$W/stopped-resume.out" || fail "stopped-resume: $(grep capture "$W/stopped-resume.out")"
+rl_same_codes "$W/ref/checkpoint.h5" "$dir/checkpoint.h5"
+rl_log "  stopped: $(grep -m1 'resuming at level' "$W/stopped-resume.out"); codes identical"
+
 echo "== a capture killed after level 3: resumed at level 3"
 dir=$W/partial
 mkdir -p "$dir"
