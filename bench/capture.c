@@ -85,7 +85,7 @@ static int run_capture(Model *m, const Options *o, const int *tokens, const char
     Activations *act = NULL;
     nq_status st = activations_create(path, MPI_COMM_WORLD, o->c.n_layers, o->N, o->T, o->c.dim,
                                       &act);
-    if (st == NQ_OK) st = capture_run(m, tokens, o->N, o->T, act);
+    if (st == NQ_OK) st = capture_run(m, tokens, o->N, o->T, act, 0);
     nq_status const closed = activations_close(act);
     if (st == NQ_OK) st = closed;
     *seconds = slowest(bench_now() - t0);

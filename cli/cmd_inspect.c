@@ -14,6 +14,8 @@
 #include "model_file.h"
 #include "parallel.h"
 #include "run_dir.h"
+#include "run_lock.h"
+#include "run_progress.h"
 #include "state_file.h"
 #include "toml_c.h"
 
@@ -116,7 +118,12 @@ static void print_activations(hid_t f) {
                (unsigned long long)dims[0], (unsigned long long)dims[1], (unsigned long long)dims[2],
                (unsigned long long)dims[3]);
     nq_clear_error();
-    printf("%s", attr_int(f, "complete", 0) == 1 ? "complete" : "INCOMPLETE (capture will run again)");
+    long long const levels = attr_int(f, "levels_done", -1);
+    if (attr_int(f, "complete", 0) == 1) printf("complete");
+    else if (levels >= 0) /* a capture in progress (activations.h5.partial, io/run_dir.h) */
+        printf("INCOMPLETE: %lld of %llu levels done (a resumed capture starts at level %lld)", levels,
+               (unsigned long long)dims[0], levels);
+    else printf("INCOMPLETE (capture will run again)");
     printf("\n");
 }
 
@@ -304,9 +311,15 @@ static int run_n_blocks(const char *dir, const RunSummary *s) {
     return n;
 }
 
-static void print_block(int l, const BlockStatus *b) {
+/* running: the job holds the lock and this block is the one its group works on. */
+static void print_block(int l, const BlockStatus *b, int running) {
     if (b->state == BLOCK_DONE)
         printf("  block %04d  done         loss %.3e -> %.3e in %.1f s\n", l, b->loss_init, b->loss_final, b->seconds);
+    else if (running && b->state == BLOCK_IN_PROGRESS)
+        printf("  block %04d  running      step %d / %d (last state saved), loss %.3e -> %.3e, %.1f s so far\n", l,
+               b->step, b->iterations, b->loss_init, b->loss_final, b->seconds);
+    else if (running)
+        printf("  block %04d  running      starting (no state saved yet)\n", l);
     else if (b->state == BLOCK_IN_PROGRESS)
         printf("  block %04d  in progress  step %d / %d, loss %.3e -> %.3e, %.1f s so far%s\n", l, b->step,
                b->iterations, b->loss_init, b->loss_final, b->seconds,
@@ -315,20 +328,81 @@ static void print_block(int l, const BlockStatus *b) {
         printf("  block %04d  pending%s\n", l, b->damaged ? "      (damaged file ignored: starts over)" : "");
 }
 
-static void print_run_activations(const char *dir) {
-    char path[PATH_MAX];
+/* The capture's state: 2 complete (activations.h5), 1 partial (levels done into *levels
+ * of *total), 0 none. Prints the activations line. */
+static int print_run_activations(const char *dir, int job_running, int *levels, int *total) {
+    char path[PATH_MAX], partial[PATH_MAX];
     hid_t f = -1;
-    printf("  activations:  ");
     struct stat sb;
-    if (run_dir_activations_path(dir, path, sizeof path) != NQ_OK || stat(path, &sb) != 0) {
-        printf("not captured yet\n");
-    } else if (h5u_open_read(path, &f) != NQ_OK) {
-        printf("unreadable (%s): capture will run again\n", nq_last_error());
+    int state = 0;
+    *levels = *total = 0;
+    printf("  activations:  ");
+    if (run_dir_activations_path(dir, path, sizeof path) == NQ_OK && stat(path, &sb) == 0) {
+        if (h5u_open_read(path, &f) != NQ_OK) {
+            printf("unreadable (%s): capture will run again\n", nq_last_error());
+        } else if (attr_int(f, "complete", 0) == 1) {
+            print_activations(f);
+            state = 2;
+        } else {
+            printf("INCOMPLETE under the final name (written by an older version): capture will run again\n");
+        }
+    } else if (run_dir_activations_partial_path(dir, partial, sizeof partial) == NQ_OK && stat(partial, &sb) == 0) {
+        int rank = 0;
+        hsize_t dims[H5U_MAX_RANK] = {0};
+        if (h5u_open_read(partial, &f) == NQ_OK && h5u_shape(f, partial, "inputs", &rank, dims) == NQ_OK && rank == 4) {
+            *levels = (int)attr_int(f, "levels_done", 0);
+            *total = (int)dims[0];
+            if (job_running)
+                printf("capture in progress: %d of %d levels done\n", *levels, *total);
+            else
+                printf("partial: %d of %d levels complete (a re-run resumes the capture at level %d)\n", *levels,
+                       *total, *levels);
+            state = 1;
+        } else {
+            printf("%s: %s\n", job_running ? "capture starting" : "partial file unreadable, capture will run again",
+                   partial);
+        }
     } else {
-        print_activations(f);
+        printf("%s\n", job_running ? "capture starting" : "not captured yet");
     }
     h5u_close(f);
     nq_clear_error();
+    return state;
+}
+
+/* Marks running[l] for the block each group of the latest schedule is on: its first block
+ * without a done file. */
+static void mark_running(const RunProgress *p, const BlockStatus *b, int n, int *running) {
+    for (int g = 0; g < p->n_groups; g++) {
+        for (int i = 0; i < p->group_count[g]; i++) {
+            int const l = p->group_blocks[g][i];
+            if (l < 0 || l >= n || b[l].state == BLOCK_DONE) continue;
+            running[l] = 1;
+            break;
+        }
+    }
+}
+
+/* Seconds left: the blocks not done, each running one counted by what it has left, over
+ * the groups, at the mean block time of this job (else the running blocks' pace). */
+static void print_eta(const RunProgress *p, const BlockStatus *b, int n, const int *running) {
+    double left = 0, pace = 0;
+    for (int l = 0; l < n; l++) {
+        if (b[l].state == BLOCK_DONE) continue;
+        double frac = 1;
+        if (running[l] && b[l].state == BLOCK_IN_PROGRESS && b[l].iterations > 0) {
+            frac = 1 - (double)b[l].step / b[l].iterations;
+            if (b[l].step > 0 && pace == 0) pace = b[l].seconds * b[l].iterations / b[l].step;
+        }
+        left += frac;
+    }
+    double const mean = p->blocks_done_here > 0 ? p->block_seconds / p->blocks_done_here : pace;
+    int const groups = p->n_groups > 0 ? p->n_groups : 1;
+    if (mean > 0)
+        printf("  ETA:          about %.0f s (%.1f block-times left over %d group%s, %.1f s per block)\n",
+               mean * left / groups, left, groups, groups > 1 ? "s" : "", mean);
+    else
+        printf("  ETA:          unknown until a block saves its state or finishes\n");
 }
 
 static int inspect_run_dir(const char *dir) {
@@ -344,23 +418,56 @@ static int inspect_run_dir(const char *dir) {
            parallel_blas_kernel(),
            kernel[0] && strcmp(kernel, parallel_blas_kernel()) != 0
                ? ": a resume here would not be bit-identical to an uninterrupted run" : "");
-    print_run_activations(dir);
+    char holder[512] = "", log_path[PATH_MAX];
+    int const job_running = run_lock_held(dir, holder, sizeof holder);
+    RunProgress pr;
+    memset(&pr, 0, sizeof pr);
+    if (run_dir_progress_path(dir, log_path, sizeof log_path) == NQ_OK) run_progress_read(log_path, &pr);
+    nq_clear_error();
+    if (job_running) printf("  job:          running (%s)\n", holder);
+    else printf("  job:          none running\n");
+    int levels = 0, total = 0;
+    int const capture = print_run_activations(dir, job_running, &levels, &total);
     int const n = run_n_blocks(dir, &s);
     if (n < 0) {
         printf("  blocks:       unknown (model %s unreadable and no activations file)\n", s.model_path);
+        run_progress_free(&pr);
         return NQ_OK;
     }
     BlockStatus *b = calloc((size_t)n + 1, sizeof *b);
-    if (!b || run_dir_scan(dir, n, b) != NQ_OK) {
+    int *running = calloc((size_t)n + 1, sizeof *running);
+    if (!b || !running || run_dir_scan(dir, n, b) != NQ_OK) {
         free(b);
+        free(running);
+        run_progress_free(&pr);
         return fail();
     }
     int count[3] = {0};
     for (int l = 0; l < n; l++) count[b[l].state]++;
-    printf("  blocks:       %d done, %d in progress, %d pending (of %d)\n", count[BLOCK_DONE],
-           count[BLOCK_IN_PROGRESS], count[BLOCK_PENDING], n);
-    for (int l = 0; l < n; l++) print_block(l, &b[l]);
+    if (job_running && capture == 2) mark_running(&pr, b, n, running);
+    int n_running = 0, shown[3] = {0}; /* a running block is shown as running, not pending */
+    for (int l = 0; l < n; l++) {
+        n_running += running[l];
+        if (!running[l]) shown[b[l].state]++;
+    }
+    if (job_running) {
+        if (capture != 2) printf("  phase:        capture (%d of %d levels done)\n", levels, total ? total : n + 1);
+        else if (count[BLOCK_DONE] == n) printf("  phase:        writing the checkpoint\n");
+        else printf("  phase:        reconstruction (%d block%s running)\n", n_running, n_running == 1 ? "" : "s");
+    } else if (pr.checkpoint_written && count[BLOCK_DONE] == n) {
+        printf("  phase:        finished (checkpoint written)\n");
+    } else if (pr.stopped) {
+        printf("  phase:        stopped on a signal, state saved: run the same command again to resume\n");
+    } else if (pr.found) {
+        printf("  phase:        not running: the last job ended before finishing (killed?); run it again to resume\n");
+    }
+    printf("  blocks:       %d done, %d running, %d in progress, %d pending (of %d)\n", count[BLOCK_DONE],
+           n_running, shown[BLOCK_IN_PROGRESS], shown[BLOCK_PENDING], n);
+    for (int l = 0; l < n; l++) print_block(l, &b[l], running[l]);
+    if (job_running && capture == 2 && count[BLOCK_DONE] < n) print_eta(&pr, b, n, running);
     free(b);
+    free(running);
+    run_progress_free(&pr);
     return NQ_OK;
 }
 

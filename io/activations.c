@@ -191,3 +191,23 @@ nq_status activations_flush(Activations *a) {
     if (H5Fflush(a->file, H5F_SCOPE_GLOBAL) < 0) return fail(a, "flush failed");
     return NQ_OK;
 }
+
+/* ------------------------------------------------------------------ capture progress */
+
+nq_status activations_levels_done(Activations *a, int *levels) {
+    *levels = 0;
+    if (H5Aexists(a->file, "levels_done") <= 0) return NQ_OK;
+    long long n = 0;
+    nq_status const st = h5u_attr_read_int(a->file, a->path, "/", "levels_done", &n);
+    if (st == NQ_OK) *levels = n >= 0 && n <= a->L + 1 ? (int)n : 0;
+    return st;
+}
+
+nq_status activations_mark_levels_done(Activations *a, int levels) {
+    nq_status st = activations_flush(a); /* the data first: the mark never runs ahead of it */
+    if (st == NQ_OK && H5Aexists(a->file, "levels_done") > 0 && H5Adelete(a->file, "levels_done") < 0)
+        st = fail(a, "cannot update attribute levels_done");
+    if (st == NQ_OK) st = h5u_attr_write_int(a->file, a->path, "levels_done", levels);
+    if (st == NQ_OK) st = activations_flush(a);
+    return st;
+}

@@ -43,4 +43,11 @@ nq_status activations_read(Activations *a, int level, const int *seqs, int n, fl
 /* Flushes written data to storage (collective), so that a kill after it loses nothing. */
 nq_status activations_flush(Activations *a);
 
+/* A capture in progress (run.dir/activations.h5.partial, io/run_dir.h) records how many
+ * levels are complete: levels 0..levels_done-1 are durable, so a resumed capture starts at
+ * levels_done. Collective: flushes the data, then writes the mark and flushes again. */
+nq_status activations_mark_levels_done(Activations *a, int levels);
+/* The mark (0 when the file has none). */
+nq_status activations_levels_done(Activations *a, int *levels);
+
 #endif

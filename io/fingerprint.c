@@ -47,6 +47,39 @@ nq_status fingerprint_compute(uint64_t model_hash, const int32_t *tokens, size_t
     return st;
 }
 
+/* The shortest %g that reads back to the same float: every change shows, 1e-05 stays 1e-05. */
+static void shortest_float_(float v, char *out, size_t size) {
+    for (int digits = 6; digits <= 9; digits++) {
+        snprintf(out, size, "%.*g", digits, (double)v);
+        if ((float)strtod(out, NULL) == v) return;
+    }
+}
+
+char *fingerprint_job_settings(const NupesConfig *cfg, int data_parallel, const ModelConfig *mc) {
+    NupesConfig resolved = *cfg;
+    resolved.data_parallel = data_parallel;
+    char *keys = config_result_keys_toml(&resolved);
+    if (!keys) return NULL;
+    char model[1024], theta[32], eps[32];
+    shortest_float_(mc->rope_theta, theta, sizeof theta);
+    shortest_float_(mc->norm_eps, eps, sizeof eps);
+    snprintf(model, sizeof model,
+             "\n[model_config]\ndim = %d\nhidden_dim = %d\nn_layers = %d\nn_heads = %d\nn_kv_heads = %d\n"
+             "vocab_size = %d\nseq_len = %d\nrope_theta = %s\nrms_norm_eps = %s\nrope_style = \"%s\"\n"
+             "tied_embeddings = %s\n",
+             mc->dim, mc->hidden_dim, mc->n_layers, mc->n_heads, mc->n_kv_heads, mc->vocab_size, mc->seq_len,
+             theta, eps, mc->rope_style == ROPE_HALF ? "half" : "interleaved",
+             mc->tied_embeddings ? "true" : "false");
+    size_t const n = strlen(keys), m = strlen(model);
+    char *text = realloc(keys, n + m + 1);
+    if (!text) {
+        free(keys);
+        return NULL;
+    }
+    memcpy(text + n, model, m + 1);
+    return text;
+}
+
 /* ------------------------------------------------------------------ settings diff */
 
 /* A walk over TOML text one "key = value" line at a time, tracking the [section]: yields
@@ -103,6 +136,15 @@ static int find_key_(const char *text, const char *key, char *value, size_t size
     return 0;
 }
 
+/* Why a key matters, when its name alone does not say. */
+static const char *key_note_(const char *key) {
+    if (strcmp(key, "mpi.data_parallel") == 0)
+        return " (ranks sharing each block, resolved: \"auto\" and sequential mode, which uses every rank, "
+               "depend on the rank count)";
+    if (strncmp(key, "model_config.", 13) == 0) return " (the model's config)";
+    return "";
+}
+
 /* "quantization.bits = 4 in the run directory, 3 now" for the first key that differs. */
 static void describe_settings_diff_(const char *stored, const char *current, char *out, size_t size) {
     char other[512];
@@ -113,7 +155,7 @@ static void describe_settings_diff_(const char *stored, const char *current, cha
             return;
         }
         if (strcmp(other, w.value) != 0) {
-            snprintf(out, size, "%s = %s in the run directory, %s now", w.key, w.value, other);
+            snprintf(out, size, "%s = %s in the run directory, %s now%s", w.key, w.value, other, key_note_(w.key));
             return;
         }
     }

@@ -3,7 +3,10 @@
  * Three component hashes (XXH3-64) and their combination (XXH3-128, 32 hex digits):
  *   model        the weights' contents (model_content_hash),
  *   calibration  the calibration tokens int32 [N][T] (shape included),
- *   settings     the text of config_result_keys_toml(cfg).
+ *   settings     the text of config_result_keys_toml(cfg), or for a job
+ *                fingerprint_job_settings: resolved values (mpi.data_parallel as the D the
+ *                job uses, never "auto") and the model's config scalars ([model_config]:
+ *                rms_norm_eps, rope_theta, shapes), which the weights' hash does not see.
  * The settings text itself is kept too, so that a mismatch can name the first key that
  * differs. The struct is plain data (no pointers): it may be copied or sent with MPI_BYTE. */
 #ifndef NUPES_FINGERPRINT_H
@@ -13,6 +16,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "model.h"
 #include "status.h"
 
 #define FINGERPRINT_SETTINGS_MAX 4096
@@ -29,6 +33,11 @@ typedef struct {
  * settings text does not fit FINGERPRINT_SETTINGS_MAX. */
 nq_status fingerprint_compute(uint64_t model_hash, const int32_t *tokens, size_t n_sequences,
                               size_t seq_len, const NupesConfig *cfg, Fingerprint *out);
+
+/* The settings text of a job (malloc'd; NULL when out of memory): cfg's result keys with
+ * mpi.data_parallel = data_parallel (resolved: sequential mode's D is the rank count),
+ * then a [model_config] table of mc. */
+char *fingerprint_job_settings(const NupesConfig *cfg, int data_parallel, const ModelConfig *mc);
 
 /* Same, from the result-keys TOML text itself (what fingerprint_compute hashes). */
 nq_status fingerprint_from_parts(uint64_t model_hash, const int32_t *tokens, size_t n_sequences,

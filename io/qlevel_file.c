@@ -9,6 +9,7 @@
 #include "atomic_file.h"
 #include "h5util.h"
 #include "mpi_check.h"
+#include "run_dir.h"
 
 struct QLevelReader {
     hid_t file, set;
@@ -17,21 +18,12 @@ struct QLevelReader {
 };
 
 nq_status qlevel_path(const char *run_dir, int level, char *buf, size_t size) {
-    int const n = snprintf(buf, size, "%s/qinputs/level-%04d.h5", run_dir, level);
-    if (n < 0 || (size_t)n >= size) return nq_fail(NQ_ERR_INPUT, "%s: run directory path too long", run_dir);
-    return NQ_OK;
+    return run_dir_qlevel_path(run_dir, level, buf, size);
 }
 
 int qlevel_exists(const char *run_dir, int level) {
     char path[PATH_MAX];
     return qlevel_path(run_dir, level, path, sizeof path) == NQ_OK && access(path, F_OK) == 0;
-}
-
-/* The same temporary name on every rank of the writing group (a pid would differ). */
-static nq_status tmp_path(const char *run_dir, int level, char *buf, size_t size) {
-    int const n = snprintf(buf, size, "%s/qinputs/.level-%04d.h5.tmp", run_dir, level);
-    if (n < 0 || (size_t)n >= size) return nq_fail(NQ_ERR_INPUT, "%s: run directory path too long", run_dir);
-    return NQ_OK;
 }
 
 static nq_status write_shard(hid_t file, const char *path, int N, int T, int d, int first, int count,
@@ -67,16 +59,16 @@ done:
 
 nq_status qlevel_write(const char *run_dir, int level, MPI_Comm comm, int N, int T, int d,
                        int first, int count, const float *data) {
-    char dir[PATH_MAX], tmp[PATH_MAX], path[PATH_MAX];
+    char tmp[PATH_MAX], path[PATH_MAX];
     int rank = 0;
     MPI_CHECK(MPI_Comm_rank(comm, &rank));
-    snprintf(dir, sizeof dir, "%s/qinputs", run_dir);
-    nq_status st = tmp_path(run_dir, level, tmp, sizeof tmp);
+    /* The same temporary name on every rank of the writing group (a pid would differ);
+     * qinputs/ itself is made with the run directory's layout (io/run_dir.h). */
+    nq_status st = run_dir_qlevel_tmp_path(run_dir, level, tmp, sizeof tmp);
     if (st == NQ_OK) st = qlevel_path(run_dir, level, path, sizeof path);
-    if (st == NQ_OK && rank == 0) st = make_dirs(dir);
     int ok = st == NQ_OK, all_ok = 0;
     MPI_CHECK(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_LAND, comm));
-    if (!all_ok) return st != NQ_OK ? st : nq_fail(NQ_ERR_RUNTIME, "%s: another rank failed", dir);
+    if (!all_ok) return st != NQ_OK ? st : nq_fail(NQ_ERR_RUNTIME, "%s: another rank failed", run_dir);
 
     hid_t file = H5I_INVALID_HID;
     st = h5u_open_mpio(tmp, comm, 1, "the quantized activations", &file);

@@ -15,7 +15,7 @@
 
 #include "status.h"
 
-/* run.dir/qinputs/level-NNNN.h5 */
+/* run.dir/qinputs/level-NNNN.h5 (names and temporaries: io/run_dir.h, their owner) */
 nq_status qlevel_path(const char *run_dir, int level, char *buf, size_t size);
 /* 1 when the level has been handed on (its file exists). */
 int qlevel_exists(const char *run_dir, int level);

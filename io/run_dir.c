@@ -44,6 +44,24 @@ nq_status run_dir_progress_path(const char *dir, char *buf, size_t size) {
 nq_status run_dir_toml_path(const char *dir, char *buf, size_t size) {
     return path_fmt_(buf, size, dir, "run.toml", 0);
 }
+nq_status run_dir_activations_partial_path(const char *dir, char *buf, size_t size) {
+    return path_fmt_(buf, size, dir, "activations.h5.partial", 0);
+}
+nq_status run_dir_lock_path(const char *dir, char *buf, size_t size) {
+    return path_fmt_(buf, size, dir, "lock", 0);
+}
+nq_status run_dir_lock_holder_path(const char *dir, char *buf, size_t size) {
+    return path_fmt_(buf, size, dir, "lock.holder", 0);
+}
+nq_status run_dir_qlevel_path(const char *dir, int level, char *buf, size_t size) {
+    return path_fmt_(buf, size, dir, "qinputs/level-%04d.h5", level);
+}
+nq_status run_dir_qlevel_tmp_path(const char *dir, int level, char *buf, size_t size) {
+    return path_fmt_(buf, size, dir, "qinputs/.level-%04d.h5.tmp", level);
+}
+nq_status run_dir_qinputs_dir(const char *dir, char *buf, size_t size) {
+    return path_fmt_(buf, size, dir, "qinputs", 0);
+}
 
 static int exists_(const char *path) {
     struct stat sb;
@@ -59,19 +77,36 @@ static int is_block_name_(const char *name) {
     return digits >= 4 && strcmp(name + 6 + digits, ".h5") == 0;
 }
 
-/* ".<name>.tmp.<pid>" for one of our names (atomic_tmp_name). */
+/* "level-0003.h5" (4 or more digits). */
+static int is_level_name_(const char *name) {
+    if (strncmp(name, "level-", 6) != 0) return 0;
+    size_t digits = strspn(name + 6, "0123456789");
+    return digits >= 4 && strcmp(name + 6 + digits, ".h5") == 0;
+}
+
+/* ".<name>.tmp.<pid>" (atomic_tmp_name) or ".<name>.tmp" (a name shared by the ranks of
+ * a collective writer) for one of our names. */
 static int is_our_tmp_(const char *name, int (*ours)(const char *)) {
     if (name[0] != '.') return 0;
-    const char *tmp = strstr(name, ".tmp.");
-    if (!tmp || tmp[5] == '\0' || strspn(tmp + 5, "0123456789") != strlen(tmp + 5)) return 0;
+    const char *tmp = strstr(name, ".tmp");
+    if (!tmp || tmp == name) return 0;
+    const char *tail = tmp + 4;
+    if (*tail != '\0' && (*tail != '.' || tail[1] == '\0' || strspn(tail + 1, "0123456789") != strlen(tail + 1)))
+        return 0;
     char base[NAME_MAX + 1];
     snprintf(base, sizeof base, "%.*s", (int)(tmp - name - 1), name + 1);
     return ours(base);
 }
 
+/* Results at the top: what --restart removes and what makes a directory without a
+ * run.toml an orphan. */
 static int is_top_name_(const char *name) {
-    return strcmp(name, "run.toml") == 0 || strcmp(name, "activations.h5") == 0;
+    return strcmp(name, "run.toml") == 0 || strcmp(name, "activations.h5") == 0 ||
+           strcmp(name, "activations.h5.partial") == 0;
 }
+
+/* Top names whose temporaries a resume sweeps (lock.holder's too, never the lock). */
+static int is_top_tmp_base_(const char *name) { return is_top_name_(name) || strcmp(name, "lock.holder") == 0; }
 
 /* Calls unlink (remove != 0) or counts (remove == 0) our files in dir/sub; returns the
  * count, or -1 with nq_fail on an error. */
@@ -110,31 +145,65 @@ static nq_status remove_our_files_(const char *dir) {
     if (sweep_(dir, "", is_top_name_, 1, NULL, 0) < 0) return NQ_ERR_RUNTIME;
     if (sweep_(dir, "state", is_block_name_, 1, NULL, 0) < 0) return NQ_ERR_RUNTIME;
     if (sweep_(dir, "done", is_block_name_, 1, NULL, 0) < 0) return NQ_ERR_RUNTIME;
+    if (sweep_(dir, "qinputs", is_level_name_, 1, NULL, 0) < 0) return NQ_ERR_RUNTIME;
     return NQ_OK;
 }
 
-/* Temporaries of a writer killed with SIGKILL (".block-0003.h5.tmp.<pid>"): when a run
- * resumes no writer of it is alive, so they are wasted space (2+ GB for a 7B state). */
-static nq_status remove_stale_tmps_(const char *dir) {
-    static const char *const subs[] = {"", "state", "done"};
-    for (int i = 0; i < 3; i++) {
+/* Removes the temporaries (only) of `ours` names in path; the real files stay. */
+static nq_status remove_tmps_in_(const char *path, int (*ours)(const char *)) {
+    DIR *d = opendir(path);
+    if (!d) return NQ_OK;
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!is_our_tmp_(e->d_name, ours)) continue;
+        char file[PATH_MAX + NAME_MAX + 2];
+        snprintf(file, sizeof file, "%s/%s", path, e->d_name);
+        if (unlink(file) != 0 && errno != ENOENT) {
+            closedir(d);
+            return nq_fail(NQ_ERR_RUNTIME, "%s: cannot remove: %s", file, strerror(errno));
+        }
+        removed++;
+    }
+    closedir(d);
+    return removed ? fsync_dir(path) : NQ_OK;
+}
+
+/* The checkpoint's name, for remove_tmps_in_ (one path at a time: root only). */
+static char checkpoint_base_[NAME_MAX + 1];
+static int is_checkpoint_name_(const char *name) { return strcmp(name, checkpoint_base_) == 0; }
+
+/* Splits path into its directory ("." when none) and base name. */
+static void split_(const char *path, char *dir, size_t dir_size, char *base, size_t base_size) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        snprintf(dir, dir_size, ".");
+        snprintf(base, base_size, "%s", path);
+    } else {
+        snprintf(dir, dir_size, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+        snprintf(base, base_size, "%s", slash + 1);
+    }
+}
+
+/* Temporaries of a writer that died (".block-0003.h5.tmp.<pid>", the hand-ons'
+ * ".level-0003.h5.tmp", the checkpoint's ".checkpoint.h5.tmp.<pid>"): the caller holds
+ * the run directory's lock, so no writer of them is alive, and they are wasted space
+ * (2+ GB for a 7B state, the size of the model for a checkpoint). */
+static nq_status remove_stale_tmps_(const char *dir, const char *output_path) {
+    static const char *const subs[] = {"", "state", "done", "qinputs"};
+    int (*const ours[])(const char *) = {is_top_tmp_base_, is_block_name_, is_block_name_, is_level_name_};
+    nq_status st = NQ_OK;
+    for (int i = 0; i < 4 && st == NQ_OK; i++) {
         char path[PATH_MAX];
         snprintf(path, sizeof path, "%s%s%s", dir, i ? "/" : "", subs[i]);
-        DIR *d = opendir(path);
-        if (!d) continue;
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (!is_our_tmp_(e->d_name, i ? is_block_name_ : is_top_name_)) continue;
-            char file[PATH_MAX + NAME_MAX + 2];
-            snprintf(file, sizeof file, "%s/%s", path, e->d_name);
-            if (unlink(file) != 0 && errno != ENOENT) {
-                closedir(d);
-                return nq_fail(NQ_ERR_RUNTIME, "%s: cannot remove: %s", file, strerror(errno));
-            }
-        }
-        closedir(d);
+        st = remove_tmps_in_(path, ours[i]);
     }
-    return NQ_OK;
+    if (st == NQ_OK && output_path && output_path[0]) {
+        char out_dir[PATH_MAX];
+        split_(output_path, out_dir, sizeof out_dir, checkpoint_base_, sizeof checkpoint_base_);
+        if (checkpoint_base_[0]) st = remove_tmps_in_(out_dir, is_checkpoint_name_);
+    }
+    return st;
 }
 
 /* ------------------------------------------------------------------ run.toml */
@@ -249,15 +318,49 @@ nq_status run_dir_read_blas_kernel(const char *dir, char *kernel, size_t size) {
 
 /* ------------------------------------------------------------------ prepare */
 
-static nq_status make_layout_(const char *dir) {
+/* 1 when the directory of output_path is dir or inside it (lexically). */
+static int output_inside_(const char *dir, const char *output_path, char *out_dir, size_t size) {
+    char base[NAME_MAX + 1];
+    split_(output_path, out_dir, size, base, sizeof base);
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--;
+    return strncmp(out_dir, dir, n) == 0 && (out_dir[n] == '\0' || out_dir[n] == '/');
+}
+
+static nq_status make_layout_(const char *dir, const char *output_path) {
     char path[PATH_MAX];
     nq_status st = make_dirs(dir);
     snprintf(path, sizeof path, "%s/state", dir);
     if (st == NQ_OK) st = make_dirs(path);
     snprintf(path, sizeof path, "%s/done", dir);
     if (st == NQ_OK) st = make_dirs(path);
+    if (st == NQ_OK) st = run_dir_qinputs_dir(dir, path, sizeof path);
+    if (st == NQ_OK) st = make_dirs(path);
+    if (st == NQ_OK && output_path && output_path[0] && output_inside_(dir, output_path, path, sizeof path))
+        st = make_dirs(path);
     if (st == NQ_OK) st = fsync_dir(dir);
     return st;
+}
+
+nq_status run_dir_check_paths(const char *dir, const char *output_path) {
+    struct stat sb;
+    if (stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode))
+        return nq_fail(NQ_ERR_INPUT, "run.dir = %s: exists and is not a directory, expected a directory "
+                       "(or a path to create one)", dir);
+    if (!output_path || !output_path[0]) return NQ_OK;
+    if (stat(output_path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return nq_fail(NQ_ERR_INPUT, "output.path = %s: is a directory, expected a file name", output_path);
+    char out_dir[PATH_MAX];
+    if (output_inside_(dir, output_path, out_dir, sizeof out_dir)) return NQ_OK; /* made with the layout */
+    if (stat(out_dir, &sb) != 0)
+        return nq_fail(NQ_ERR_INPUT, "output.path = %s: directory %s does not exist (%s)", output_path, out_dir,
+                       strerror(errno));
+    if (!S_ISDIR(sb.st_mode))
+        return nq_fail(NQ_ERR_INPUT, "output.path = %s: %s is not a directory", output_path, out_dir);
+    if (access(out_dir, W_OK | X_OK) != 0)
+        return nq_fail(NQ_ERR_INPUT, "output.path = %s: cannot write in %s: %s", output_path, out_dir,
+                       strerror(errno));
+    return NQ_OK;
 }
 
 /* Results without a run.toml: from an unknown run, never resumed silently. */
@@ -265,6 +368,7 @@ static nq_status check_orphans_(const char *dir) {
     char first[PATH_MAX] = "";
     int n = sweep_(dir, "state", is_block_name_, 0, first, sizeof first);
     if (n == 0) n = sweep_(dir, "done", is_block_name_, 0, first, sizeof first);
+    if (n == 0) n = sweep_(dir, "qinputs", is_level_name_, 0, first, sizeof first);
     if (n == 0) n = sweep_(dir, "", is_top_name_, 0, first, sizeof first);
     if (n < 0) return NQ_ERR_RUNTIME;
     if (n > 0)
@@ -274,7 +378,8 @@ static nq_status check_orphans_(const char *dir) {
 }
 
 nq_status run_dir_prepare(const char *dir, const char *config_toml_resolved,
-                          const Fingerprint *fp, int restart, RunDirStatus *out) {
+                          const Fingerprint *fp, const char *output_path, int restart,
+                          RunDirStatus *out) {
     char toml[PATH_MAX];
     memset(out, 0, sizeof *out);
     nq_status st = run_dir_toml_path(dir, toml, sizeof toml);
@@ -286,8 +391,8 @@ nq_status run_dir_prepare(const char *dir, const char *config_toml_resolved,
         if (st == NQ_OK) st = fingerprint_check(&stored, fp, toml);
         if (st == NQ_OK && !restart) {
             out->resumed = 1;
-            st = remove_stale_tmps_(dir);
-            return st == NQ_OK ? make_layout_(dir) : st;
+            st = remove_stale_tmps_(dir, output_path);
+            return st == NQ_OK ? make_layout_(dir, output_path) : st;
         }
     } else {
         st = check_orphans_(dir);
@@ -296,10 +401,11 @@ nq_status run_dir_prepare(const char *dir, const char *config_toml_resolved,
     if (restart) {
         nq_clear_error(); /* the mismatch is what --restart overrides */
         st = remove_our_files_(dir);
+        if (st == NQ_OK) st = remove_stale_tmps_(dir, output_path);
         if (st != NQ_OK) return st;
         out->restarted = 1;
     }
-    st = make_layout_(dir);
+    st = make_layout_(dir, output_path);
     if (st == NQ_OK) st = write_run_toml_(dir, config_toml_resolved, fp);
     return st;
 }

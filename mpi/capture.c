@@ -61,7 +61,23 @@ static nq_status agree(nq_status local) {
     return worst;
 }
 
-nq_status capture_run(Model *m, const int *tokens, int N, int T, Activations *act) {
+/* x = the output of block k - 1 for this rank's sequences: level k - 1 read back (raw
+ * fp32, the very values written) through block k - 1, as an uninterrupted capture has it. */
+static nq_status resume_level(Model *m, Activations *act, int k, int first, int count, int T, float *x) {
+    if (count == 0) return NQ_OK;
+    int *seqs = nq_calloc((size_t)count, sizeof(int), "sequence ids");
+    if (!seqs) return NQ_ERR_RUNTIME;
+    for (int i = 0; i < count; i++) seqs[i] = first + i;
+    nq_status st = activations_read(act, k - 1, seqs, count, x);
+    free(seqs);
+    BlockWeights w;
+    if (st == NQ_OK) st = model_block(m, k - 1, &w);
+    if (st == NQ_OK) st = block_forward_in_place(model_config(m), &w, x, count, T, CAPTURE_CHUNK);
+    model_release_block(m, k - 1);
+    return st;
+}
+
+nq_status capture_run(Model *m, const int *tokens, int N, int T, Activations *act, int levels_done) {
     const ModelConfig *c = model_config(m);
     int rank = 0, size = 1;
     MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
@@ -74,11 +90,17 @@ nq_status capture_run(Model *m, const int *tokens, int N, int T, Activations *ac
     nq_status st = x ? NQ_OK : NQ_ERR_RUNTIME;
     HeadWeights head;
     if (st == NQ_OK) st = model_head(m, &head);
-    if (st == NQ_OK && count > 0) embedding_forward(c, &head, tokens + (size_t)first * T, count, T, x);
+    int const k = levels_done > 0 && levels_done <= c->n_layers ? levels_done : 0;
+    if (st == NQ_OK && k == 0 && count > 0) embedding_forward(c, &head, tokens + (size_t)first * T, count, T, x);
+    if (st == NQ_OK && k > 0) st = resume_level(m, act, k, first, count, T, x);
     st = agree(st);
+    if (rank == 0 && st == NQ_OK && k > 0) {
+        printf("capture: levels 0..%d complete, resuming at level %d\n", k - 1, k);
+        fflush(stdout);
+    }
 
     double const start = now_seconds();
-    for (int l = 0; l <= c->n_layers && st == NQ_OK; l++) {
+    for (int l = k; l <= c->n_layers && st == NQ_OK; l++) {
         st = activations_write(act, l, first, count, x);
         if (st == NQ_OK && l < c->n_layers && count > 0) {
             BlockWeights w;
@@ -88,15 +110,16 @@ nq_status capture_run(Model *m, const int *tokens, int N, int T, Activations *ac
         }
         if (l == 1) test_hold("capture-level");
         st = agree(st);
+        if (st == NQ_OK) st = agree(activations_mark_levels_done(act, l + 1));
         if (rank == 0 && st == NQ_OK) {
             double const secs = now_seconds() - start;
             printf("capture: level %d/%d written, %.0f tokens/s\n", l + 1, c->n_layers + 1,
-                   (double)N * T * (l + 1) / (secs > 0 ? secs : 1e-9));
+                   (double)N * T * (l + 1 - k) / (secs > 0 ? secs : 1e-9));
             fflush(stdout);
         }
     }
-    if (st == NQ_OK) st = agree(activations_flush(act));
     if (st == NQ_OK) st = agree(activations_set_complete(act));
+    if (st == NQ_OK) st = agree(activations_flush(act));
     free(x);
     return st;
 }

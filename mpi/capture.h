@@ -11,9 +11,12 @@
 #include "status.h"
 
 /* tokens: [N][T] every calibration sequence (each rank uses its own shard). Collective
- * over MPI_COMM_WORLD. Returns NQ_STOPPED (on every rank) when a stop signal arrived;
- * the file is then left incomplete and the next run captures again. */
-nq_status capture_run(Model *m, const int *tokens, int N, int T, Activations *act);
+ * over MPI_COMM_WORLD. Starts at level levels_done (the levels before it are complete in
+ * act: a resumed capture) and marks each level done once it is durable
+ * (activations_mark_levels_done), so a stop or a kill loses at most the level being
+ * written. Returns NQ_STOPPED (on every rank) when a stop signal arrived. The caller
+ * marks the file complete (renames it, io/run_dir.h). */
+nq_status capture_run(Model *m, const int *tokens, int N, int T, Activations *act, int levels_done);
 
 /* Runs block w over x [n][T][d] in place, `chunk` sequences at a time (bounded scratch). */
 nq_status block_forward_in_place(const ModelConfig *c, const BlockWeights *w, float *x, int n,

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "block_file.h"
 #include "calib_tokens.h"
 #include "checkpoint.h"
@@ -23,6 +24,7 @@
 #include "plan.h"
 #include "read_file.h"
 #include "run_dir.h"
+#include "run_lock.h"
 #include "schedule.h"
 #include "test_hold.h"
 #include "text_windows.h"
@@ -88,20 +90,6 @@ static nq_status load_inputs(Job *job) {
         st = nq_fail(NQ_ERR_INPUT, "%s: %d calibration sequences, fewer than reconstruction.batch = %d",
                      cfg->calib_tokens[0] ? cfg->calib_tokens : cfg->calib_text, job->N, cfg->batch);
     return st;
-}
-
-/* The checkpoint is written at the very end: a directory it cannot be written to is
- * refused before the work, not after it. */
-static nq_status check_output_dir(const char *output_path) {
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", output_path);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir) slash[1] = '\0';
-    else if (slash) *slash = '\0';
-    else snprintf(dir, sizeof dir, ".");
-    if (access(dir, W_OK | X_OK) != 0)
-        return nq_fail(NQ_ERR_INPUT, "output.path = %s: cannot write in %s: %s", output_path, dir, strerror(errno));
-    return NQ_OK;
 }
 
 /* Marks progress.log lines that say results stopped being bit-identical to an
@@ -192,16 +180,17 @@ static nq_status prepare_run_dir(Job *job, const JobOptions *opt) {
     nq_status st = plan_check_run_dir_space(job->run_dir, job->c, job->cfg->mode, job->N, job->T);
     if (st == NQ_OK) st = model_content_hash(job->model, &model_hash);
     Fingerprint fp;
+    char *settings = st == NQ_OK ? fingerprint_job_settings(job->cfg, job->layout.data_parallel, job->c) : NULL;
+    if (st == NQ_OK && !settings) st = nq_fail(NQ_ERR_RUNTIME, "out of memory printing the fingerprint's settings");
     if (st == NQ_OK)
-        st = fingerprint_compute(model_hash, job->tokens, (size_t)job->N, (size_t)job->T, job->cfg, &fp);
+        st = fingerprint_from_parts(model_hash, job->tokens, (size_t)job->N, (size_t)job->T, settings, &fp);
+    free(settings);
     char *toml = st == NQ_OK ? config_to_toml(job->cfg) : NULL;
     if (st == NQ_OK && !toml) st = nq_fail(NQ_ERR_RUNTIME, "out of memory printing the config");
-    RunDirStatus status;
-    if (st == NQ_OK && strncmp(job->cfg->output_path, job->run_dir, strlen(job->run_dir)) != 0)
-        st = check_output_dir(job->cfg->output_path); /* (inside run.dir it is created below) */
+    RunDirStatus status = {0};
     char *run_toml = st == NQ_OK ? toml_with_blas(toml, job) : NULL;
     if (st == NQ_OK && !run_toml) st = NQ_ERR_RUNTIME;
-    if (st == NQ_OK) st = run_dir_prepare(job->run_dir, run_toml, &fp, opt->restart, &status);
+    if (st == NQ_OK) st = run_dir_prepare(job->run_dir, run_toml, &fp, job->cfg->output_path, opt->restart, &status);
     free(run_toml);
     if (st == NQ_OK) snprintf(job->fingerprint, sizeof job->fingerprint, "%s", fp.hex);
     char log_path[PATH_MAX];
@@ -230,40 +219,75 @@ static nq_status prepare_run_dir(Job *job, const JobOptions *opt) {
     return st;
 }
 
-/* Opens the activations file, capturing it first if it is missing or incomplete. */
+/* Root: removes path (a damaged or incomplete capture that is started over). */
+static void remove_capture_file(const Job *job, const char *path) {
+    if (job->layout.world_rank == 0 && unlink(path) != 0 && errno != ENOENT)
+        fprintf(stderr, "nupes-mpi: warning: %s: cannot remove: %s\n", path, strerror(errno));
+}
+
+/* Opens path (collective); NULL in *out and a message when it cannot be reused. */
+static nq_status open_existing(Job *job, const char *path, const char *what, Activations **out) {
+    int const L = job->c->n_layers, d = job->c->dim;
+    nq_status st = agree(activations_open(path, MPI_COMM_WORLD, L, job->N, job->T, d, out));
+    if (st == NQ_ERR_INPUT) {
+        /* A file killed before HDF5 wrote its superblock, or damaged: the fingerprint
+         * matched, so it is ours: capture again. */
+        if (job->layout.world_rank == 0) printf("capture: %s cannot be opened (%s): %s\n", path, nq_last_error(), what);
+        nq_clear_error();
+        remove_capture_file(job, path);
+        *out = NULL;
+        return NQ_OK;
+    }
+    return st;
+}
+
+/* Opens the complete activations file, or captures it: into activations.h5.partial,
+ * resumed at its first incomplete level, renamed to activations.h5 once every level is
+ * durable (io/run_dir.h: the final name exists only for a complete capture). */
 static nq_status open_or_capture(Job *job) {
-    char path[PATH_MAX];
+    char path[PATH_MAX], partial[PATH_MAX];
     run_dir_activations_path(job->run_dir, path, sizeof path);
-    int exists = job->layout.world_rank == 0 ? access(path, F_OK) == 0 : 0;
-    MPI_CHECK(MPI_Bcast(&exists, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    run_dir_activations_partial_path(job->run_dir, partial, sizeof partial);
+    int exists[2] = {0, 0};
+    if (job->layout.world_rank == 0) exists[0] = access(path, F_OK) == 0, exists[1] = access(partial, F_OK) == 0;
+    MPI_CHECK(MPI_Bcast(exists, 2, MPI_INT, 0, MPI_COMM_WORLD));
     int const L = job->c->n_layers, d = job->c->dim;
     nq_status st = NQ_OK;
-    if (exists) {
-        st = agree(activations_open(path, MPI_COMM_WORLD, L, job->N, job->T, d, &job->act));
-        if (st == NQ_ERR_INPUT) {
-            /* A capture killed before HDF5 wrote the superblock leaves a file that cannot be
-             * opened; the fingerprint matched, so it is ours and incomplete: capture again. */
-            if (job->layout.world_rank == 0)
-                printf("capture: %s cannot be opened (%s): capturing again\n", path, nq_last_error());
-            nq_clear_error();
-            st = NQ_OK;
-            exists = 0;
-        }
-        if (st == NQ_OK && exists && activations_complete(job->act)) {
+    if (exists[0]) {
+        st = open_existing(job, path, "capturing again", &job->act);
+        if (st != NQ_OK) return st;
+        if (job->act && activations_complete(job->act)) {
             if (job->layout.world_rank == 0) printf("capture: %s is complete, reusing it\n", path);
             return NQ_OK;
         }
-        if (st == NQ_OK && exists) st = agree(activations_close(job->act));
-        job->act = NULL;
+        if (job->act) { /* an incomplete file under the final name: written before the rename rule */
+            st = agree(activations_close(job->act));
+            job->act = NULL;
+            if (st != NQ_OK) return st;
+            remove_capture_file(job, path);
+        }
+    }
+    Activations *act = NULL;
+    int levels_done = 0;
+    if (exists[1]) {
+        st = open_existing(job, partial, "capturing from the first level", &act);
+        if (st == NQ_OK && act) st = agree(activations_levels_done(act, &levels_done));
         if (st != NQ_OK) return st;
     }
-    st = agree(activations_create(path, MPI_COMM_WORLD, L, job->N, job->T, d, &job->act));
+    if (!act) st = agree(activations_create(partial, MPI_COMM_WORLD, L, job->N, job->T, d, &act));
     if (st != NQ_OK) return st;
     if (job->layout.world_rank == 0) {
-        printf("capture: %d sequences x %d tokens through %d blocks into %s\n", job->N, job->T, L, path);
+        printf("capture: %d sequences x %d tokens through %d blocks into %s\n", job->N, job->T, L, partial);
         fflush(stdout);
     }
-    st = capture_run(job->model, job->tokens, job->N, job->T, job->act);
+    st = capture_run(job->model, job->tokens, job->N, job->T, act, levels_done);
+    nq_status const closed = agree(activations_close(act));
+    if (st == NQ_OK) st = closed;
+    if (st != NQ_OK) return st;
+    /* Complete: every level durable (capture_run flushed), then the rename marks it. */
+    if (job->layout.world_rank == 0) st = atomic_commit(partial, path);
+    st = agree(st);
+    if (st == NQ_OK) st = agree(activations_open(path, MPI_COMM_WORLD, L, job->N, job->T, d, &job->act));
     if (st == NQ_OK) job_log(job, "capture done: %d sequences of %d tokens", job->N, job->T);
     return st;
 }
@@ -289,6 +313,29 @@ static nq_status find_pending(Job *job, int *pending, int *n_pending) {
     MPI_CHECK(MPI_Bcast(n_pending, 1, MPI_INT, 0, MPI_COMM_WORLD));
     MPI_CHECK(MPI_Bcast(pending, *n_pending, MPI_INT, 0, MPI_COMM_WORLD));
     return NQ_OK;
+}
+
+/* Root: which group runs which pending blocks, in order (inspect reads it back: the first
+ * of a group's blocks without a done file is the one it is running). */
+static void log_schedule(Job *job, const int *pending, int n_pending) {
+    if (job->layout.world_rank != 0) return;
+    char line[480];
+    size_t used = (size_t)snprintf(line, sizeof line, "schedule:");
+    int *mine = nq_calloc((size_t)(n_pending ? n_pending : 1), sizeof(int), "block list");
+    if (!mine) {
+        nq_clear_error();
+        return;
+    }
+    for (int g = 0; g < job->layout.n_groups && used < sizeof line; g++) {
+        int const n = layout_blocks_of_group(&job->layout, g, pending, n_pending, mine);
+        if (n == 0) continue;
+        used += (size_t)snprintf(line + used, sizeof line - used, " group %d:", g);
+        for (int i = 0; i < n && used < sizeof line; i++)
+            used += (size_t)snprintf(line + used, sizeof line - used, " %d", mine[i]);
+        if (used < sizeof line) used += (size_t)snprintf(line + used, sizeof line - used, ";");
+    }
+    free(mine);
+    job_log(job, "%s", line);
 }
 
 /* Root: a finished block arrives (from any group): its done file is the durable record. */
@@ -357,9 +404,17 @@ static nq_status assemble_checkpoint(Job *job) {
     return st;
 }
 
+/* Root: the run directory's lock, before anything in it is touched (io/run_lock.h). */
+static nq_status lock_run_dir(Job *job) {
+    if (job->layout.world_rank != 0) return NQ_OK;
+    return run_lock_take(job->run_dir, &job->lock);
+}
+
 static void job_free(Job *job) {
     progress_log_close(job->log);
     if (job->act) agree(activations_close(job->act));
+    run_lock_release(job->lock); /* last: every file of the run is closed */
+    job->lock = NULL;
     free(job->tokens);
     model_close(job->model);
     layout_free(&job->layout);
@@ -386,11 +441,18 @@ nq_status job_run(const NupesConfig *cfg, const JobOptions *opt) {
         job_free(&job);
         return st;
     }
+    /* Bad paths are found before any work (exit 2), not when the checkpoint is written. */
+    if (st == NQ_OK) {
+        int rank = 0;
+        MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+        st = agree(rank == 0 ? run_dir_check_paths(cfg->run_dir, cfg->output_path) : NQ_OK);
+    }
     if (st == NQ_OK) st = agree(load_inputs(&job));
     if (st == NQ_OK)
         st = agree(layout_create(cfg->data_parallel, job.c->n_layers, cfg->mode == MODE_SEQUENTIAL, &job.layout));
     job.threads = parallel_threads();
     if (st == NQ_OK) gather_blas(&job);
+    if (st == NQ_OK) st = agree(lock_run_dir(&job));
     if (st == NQ_OK) st = agree(prepare_run_dir(&job, opt));
     if (st == NQ_OK) st = agree(open_or_capture(&job));
     int *pending = st == NQ_OK ? nq_calloc((size_t)job.c->n_layers, sizeof(int), "pending blocks") : NULL;
@@ -398,6 +460,7 @@ nq_status job_run(const NupesConfig *cfg, const JobOptions *opt) {
     if (st == NQ_OK && !pending) st = NQ_ERR_RUNTIME;
     st = agree(st);
     if (st == NQ_OK) st = find_pending(&job, pending, &n_pending);
+    if (st == NQ_OK) log_schedule(&job, pending, n_pending);
     if (st == NQ_OK) {
         job.blocks_total = job.c->n_layers;
         stop_agreement_init(&job.stop);

@@ -41,6 +41,7 @@ typedef struct {
     char blas_note[320]; /* root: "" or why results are not bit-identical to an uninterrupted
                             run under one kernel (kernels changed on resume, or differ
                             between ranks) */
+    struct RunLock *lock; /* root: run.dir/lock, held from before the run dir is touched to the end */
 } Job;
 
 /* Root: one line in progress.log (a failure to log is reported once, never fatal). */

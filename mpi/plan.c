@@ -281,8 +281,11 @@ nq_status plan_check_run_dir_space(const char *run_dir, const ModelConfig *c, Re
     uint64_t need = activation_bytes(c, mode, N, T, &inputs, &qinputs);
     char path[PATH_MAX];
     struct stat sb;
-    if (run_dir_activations_path(run_dir, path, sizeof path) == NQ_OK && stat(path, &sb) == 0) {
-        uint64_t const have = (uint64_t)sb.st_blocks * 512; /* what it occupies already */
+    /* What the capture occupies already: complete, or in progress under its partial name
+     * (allocated whole at creation, io/activations.h). */
+    if ((run_dir_activations_path(run_dir, path, sizeof path) == NQ_OK && stat(path, &sb) == 0) ||
+        (run_dir_activations_partial_path(run_dir, path, sizeof path) == NQ_OK && stat(path, &sb) == 0)) {
+        uint64_t const have = (uint64_t)sb.st_blocks * 512;
         need = need > have ? need - have : 0;
     }
     nq_clear_error();

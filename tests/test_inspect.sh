@@ -39,7 +39,7 @@ check help 0 '^usage: nupes-mpi inspect PATH' 'run directory' -- --help
 check run-dir 0 "^run directory: $run" 'model: +.*stories260K.bin' 'nupes, 4 bits, group_size 0' \
     'mode: +parallel, 500 iterations' 'fingerprint: +[0-9a-f]{32}$' \
     'activations: +/inputs \[6\]\[3\]\[8\]\[64\].*complete$' \
-    'blocks: +1 done, 2 in progress, 2 pending \(of 5\)' \
+    'blocks: +1 done, 0 running, 2 in progress, 2 pending \(of 5\)' \
     'block 0000 +done +loss 2.500e-03 -> 7.500e-04 in 4.2 s' \
     'block 0001 +in progress +step 40 / 500' \
     'block 0002 +pending +\(damaged file ignored' 'block 0003 +pending$' \

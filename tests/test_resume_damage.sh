@@ -70,7 +70,8 @@ expect_valid_states "$dir"
 
 # ------------------------------------------------------------------ changed config
 echo "== a changed config on resume is refused, naming what differs, and changes nothing"
-snapshot() { (cd "$dir" && find . -type f ! -name progress.log -print0 | sort -z | xargs -0 md5sum); }
+# (lock.holder names the last job that held the lock: the refused one, which took it.)
+snapshot() { (cd "$dir" && find . -type f ! -name progress.log ! -name lock.holder -print0 | sort -z | xargs -0 md5sum); }
 before=$(snapshot)
 for change in quantization.bits=3 reconstruction.iterations=99 calibration.sequences=31 \
   reconstruction.seed=2; do

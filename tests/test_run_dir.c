@@ -28,6 +28,9 @@
 #include "model_file.h"
 #include "progress_log.h"
 #include "run_dir.h"
+#include "run_lock.h"
+#include "atomic_file.h"
+#include <sys/wait.h>
 #include "state_file.h"
 
 static char base[256];
@@ -100,7 +103,7 @@ static void test_fresh_then_resume(void **state) {
     Fingerprint fp;
     fp_with(&fp, 42, 4);
     RunDirStatus st = {7, 7};
-    assert_int_equal(run_dir_prepare(dir, "[model]\npath = \"m.bin\"\n", &fp, 0, &st), NQ_OK);
+    assert_int_equal(run_dir_prepare(dir, "[model]\npath = \"m.bin\"\n", &fp, NULL, 0, &st), NQ_OK);
     assert_int_equal(st.resumed, 0);
     assert_int_equal(st.restarted, 0);
     sub(path, sizeof path, dir, "state");
@@ -116,7 +119,7 @@ static void test_fresh_then_resume(void **state) {
     assert_int_equal(fingerprint_check(&back, &fp, path), NQ_OK);
     assert_string_equal(back.settings_toml, fp.settings_toml);
     /* same fingerprint: resumed, run.toml untouched (even with another config text) */
-    assert_int_equal(run_dir_prepare(dir, "[model]\npath = \"other.bin\"\n", &fp, 0, &st), NQ_OK);
+    assert_int_equal(run_dir_prepare(dir, "[model]\npath = \"other.bin\"\n", &fp, NULL, 0, &st), NQ_OK);
     assert_int_equal(st.resumed, 1);
     assert_string_equal(slurp(path), text);
     free(text);
@@ -125,7 +128,7 @@ static void test_fresh_then_resume(void **state) {
 static void expect_refusal(const char *dir, const Fingerprint *fp, const char *needle) {
     RunDirStatus st;
     nq_clear_error();
-    assert_int_equal(run_dir_prepare(dir, "", fp, 0, &st), NQ_ERR_INPUT);
+    assert_int_equal(run_dir_prepare(dir, "", fp, NULL, 0, &st), NQ_ERR_INPUT);
     printf("    expected error: %s\n", nq_last_error());
     assert_non_null(strstr(nq_last_error(), "run.toml"));
     assert_non_null(strstr(nq_last_error(), "--restart"));
@@ -140,7 +143,7 @@ static void test_refusals(void **state) {
     Fingerprint fp, other;
     fp_with(&fp, 0x1a2b, 4);
     RunDirStatus st;
-    assert_int_equal(run_dir_prepare(dir, "", &fp, 0, &st), NQ_OK);
+    assert_int_equal(run_dir_prepare(dir, "", &fp, NULL, 0, &st), NQ_OK);
     fp_with(&other, 0x3c4d, 4);
     snprintf(want, sizeof want, "different model (weights hash %016llx vs %016llx)", 0x1a2bull, 0x3c4dull);
     expect_refusal(dir, &other, want);
@@ -165,15 +168,17 @@ static void test_restart_removes_only_ours(void **state) {
     fp_with(&fp, 1, 4);
     fp_with(&other, 2, 4);
     RunDirStatus st;
-    assert_int_equal(run_dir_prepare(dir, "", &fp, 0, &st), NQ_OK);
+    assert_int_equal(run_dir_prepare(dir, "", &fp, NULL, 0, &st), NQ_OK);
     static const char *ours[] = {"done/block-0000.h5", "state/block-0001.h5", "activations.h5",
-                                 "state/.block-0002.h5.tmp.123", ".run.toml.tmp.99"};
+                                 "state/.block-0002.h5.tmp.123", ".run.toml.tmp.99", "activations.h5.partial",
+                                 "qinputs/level-0001.h5", "qinputs/level-0004.h5", "qinputs/.level-0002.h5.tmp"};
     static const char *theirs[] = {"notes.txt", "checkpoint.h5", "progress.log", "state/mine.txt",
-                                   "done/block-7.h5", "done/block-0003.h5.bak", ".hidden.tmp.x"};
+                                   "done/block-7.h5", "done/block-0003.h5.bak", ".hidden.tmp.x",
+                                   "qinputs/level-3.h5", "lock", "lock.holder"};
     for (size_t i = 0; i < sizeof ours / sizeof *ours; i++) sub(p, sizeof p, dir, ours[i]), touch(p, "x");
     for (size_t i = 0; i < sizeof theirs / sizeof *theirs; i++) sub(p, sizeof p, dir, theirs[i]), touch(p, "y");
     expect_refusal(dir, &other, "different model");
-    assert_int_equal(run_dir_prepare(dir, "[x]\n", &other, 1, &st), NQ_OK);
+    assert_int_equal(run_dir_prepare(dir, "[x]\n", &other, NULL, 1, &st), NQ_OK);
     assert_int_equal(st.restarted, 1);
     assert_int_equal(st.resumed, 0);
     for (size_t i = 0; i < sizeof ours / sizeof *ours; i++) sub(p, sizeof p, dir, ours[i]), assert_false(exists(p));
@@ -184,7 +189,7 @@ static void test_restart_removes_only_ours(void **state) {
     /* restart with the same fingerprint starts over too */
     sub(p, sizeof p, dir, "done/block-0004.h5");
     touch(p, "x");
-    assert_int_equal(run_dir_prepare(dir, "", &other, 1, &st), NQ_OK);
+    assert_int_equal(run_dir_prepare(dir, "", &other, NULL, 1, &st), NQ_OK);
     assert_int_equal(st.restarted, 1);
     assert_false(exists(p));
 }
@@ -196,21 +201,108 @@ static void test_damaged_toml_and_orphans(void **state) {
     Fingerprint fp;
     fp_with(&fp, 5, 4);
     RunDirStatus st;
-    assert_int_equal(run_dir_prepare(dir, "", &fp, 0, &st), NQ_OK);
+    assert_int_equal(run_dir_prepare(dir, "", &fp, NULL, 0, &st), NQ_OK);
     sub(p, sizeof p, dir, "run.toml");
     touch(p, "[model\npath = 3\n");
     expect_refusal(dir, &fp, "cannot be parsed");
     touch(p, "[model]\npath = \"a\"\n");
     expect_refusal(dir, &fp, "[fingerprint] table missing or damaged");
-    assert_int_equal(run_dir_prepare(dir, "", &fp, 1, &st), NQ_OK);
+    assert_int_equal(run_dir_prepare(dir, "", &fp, NULL, 1, &st), NQ_OK);
     assert_int_equal(st.restarted, 1);
     /* results without run.toml */
     unlink(p);
     sub(p, sizeof p, dir, "done/block-0002.h5");
     touch(p, "x");
     expect_refusal(dir, &fp, "done/block-0002.h5");
-    assert_int_equal(run_dir_prepare(dir, "", &fp, 1, &st), NQ_OK);
+    assert_int_equal(run_dir_prepare(dir, "", &fp, NULL, 1, &st), NQ_OK);
     assert_false(exists(p));
+}
+
+/* A resume sweeps temporaries (ours and the checkpoint's beside output.path), nothing else;
+ * a resume never removes complete artifacts nor the partial capture. */
+static void test_resume_sweeps_temporaries(void **state) {
+    (void)state;
+    char dir[512], p[700], out[700];
+    new_dir(dir, sizeof dir, "sweep");
+    Fingerprint fp;
+    fp_with(&fp, 9, 4);
+    RunDirStatus st;
+    snprintf(out, sizeof out, "%s/out/ckpt.h5", dir);
+    assert_int_equal(run_dir_prepare(dir, "", &fp, out, 0, &st), NQ_OK);
+    snprintf(p, sizeof p, "%s/out", dir);
+    assert_true(exists(p)); /* output.path's directory inside run.dir is made with the layout */
+    static const char *stale[] = {"state/.block-0002.h5.tmp.123", "done/.block-0001.h5.tmp.7", ".run.toml.tmp.99",
+                                  ".lock.holder.tmp.5", "qinputs/.level-0002.h5.tmp", "out/.ckpt.h5.tmp.4242"};
+    static const char *kept[] = {"activations.h5.partial", "qinputs/level-0001.h5", "done/block-0000.h5",
+                                 "out/.other.h5.tmp.1", "state/.block-0002.h5.tmp.x", "notes.txt", "out/ckpt.h5"};
+    for (size_t i = 0; i < sizeof stale / sizeof *stale; i++) sub(p, sizeof p, dir, stale[i]), touch(p, "x");
+    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++) sub(p, sizeof p, dir, kept[i]), touch(p, "y");
+    assert_int_equal(run_dir_prepare(dir, "", &fp, out, 0, &st), NQ_OK);
+    assert_int_equal(st.resumed, 1);
+    for (size_t i = 0; i < sizeof stale / sizeof *stale; i++) sub(p, sizeof p, dir, stale[i]), assert_false(exists(p));
+    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++) sub(p, sizeof p, dir, kept[i]), assert_true(exists(p));
+}
+
+static void test_check_paths(void **state) {
+    (void)state;
+    char dir[512], p[700], q[700];
+    new_dir(dir, sizeof dir, "paths");
+    assert_int_equal(make_dirs(dir), NQ_OK);
+    snprintf(p, sizeof p, "%s/file", dir);
+    touch(p, "x");
+    assert_int_equal(run_dir_check_paths(p, NULL), NQ_ERR_INPUT);
+    assert_non_null(strstr(nq_last_error(), "exists and is not a directory"));
+    nq_clear_error();
+    snprintf(p, sizeof p, "%s/run", dir);
+    assert_int_equal(run_dir_check_paths(p, dir), NQ_ERR_INPUT); /* output.path a directory */
+    assert_non_null(strstr(nq_last_error(), "is a directory"));
+    nq_clear_error();
+    snprintf(q, sizeof q, "%s/run-out/c.h5", dir); /* starts with the run.dir string, outside it */
+    assert_int_equal(run_dir_check_paths(p, q), NQ_ERR_INPUT);
+    assert_non_null(strstr(nq_last_error(), "does not exist"));
+    nq_clear_error();
+    snprintf(q, sizeof q, "%s/run/sub/c.h5", dir); /* inside: made with the layout */
+    assert_int_equal(run_dir_check_paths(p, q), NQ_OK);
+    snprintf(q, sizeof q, "%s/c.h5", dir);
+    assert_int_equal(run_dir_check_paths(p, q), NQ_OK);
+}
+
+/* The lock is held by one process at a time and dropped when its holder dies. */
+static void test_lock(void **state) {
+    (void)state;
+    char dir[512];
+    new_dir(dir, sizeof dir, "lock");
+    int to_child[2], from_child[2];
+    assert_int_equal(pipe(to_child), 0);
+    assert_int_equal(pipe(from_child), 0);
+    pid_t const child = fork();
+    assert_true(child >= 0);
+    if (child == 0) { /* the holder: takes the lock, says so, waits to be told to die */
+        RunLock *lock = NULL;
+        char c = run_lock_take(dir, &lock) == NQ_OK ? 'y' : 'n';
+        if (write(from_child[1], &c, 1) != 1 || read(to_child[0], &c, 1) < 0) _exit(1);
+        _exit(0); /* without releasing: the kernel does */
+    }
+    char c = 0;
+    assert_int_equal(read(from_child[0], &c, 1), 1);
+    assert_int_equal(c, 'y');
+    char holder[512];
+    assert_int_equal(run_lock_held(dir, holder, sizeof holder), 1);
+    char want[64];
+    snprintf(want, sizeof want, "pid %ld started ", (long)child);
+    assert_non_null(strstr(holder, want));
+    RunLock *lock = NULL;
+    assert_int_equal(run_lock_take(dir, &lock), NQ_ERR_INPUT);
+    assert_non_null(strstr(nq_last_error(), "in use by another job"));
+    assert_non_null(strstr(nq_last_error(), want));
+    nq_clear_error();
+    assert_int_equal(write(to_child[1], "x", 1), 1);
+    int status = 0;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_int_equal(run_lock_held(dir, holder, sizeof holder), 0);
+    assert_int_equal(run_lock_take(dir, &lock), NQ_OK);
+    run_lock_release(lock);
+    for (int i = 0; i < 2; i++) close(to_child[i]), close(from_child[i]);
 }
 
 static void test_paths(void **state) {
@@ -280,7 +372,7 @@ static void test_scan(void **state) {
     Fingerprint fp;
     fp_with(&fp, 9, 4);
     RunDirStatus st;
-    assert_int_equal(run_dir_prepare(dir, "", &fp, 0, &st), NQ_OK);
+    assert_int_equal(run_dir_prepare(dir, "", &fp, NULL, 0, &st), NQ_OK);
     build_scan_dir(dir);
     BlockStatus s[7];
     assert_int_equal(run_dir_scan(dir, 7, s), NQ_OK);
@@ -415,7 +507,7 @@ static int make_fixture(const char *dir, const char *model, const char *ckpt) {
     char *toml = config_to_toml(&cfg);
     nq_status st = toml ? h5u_init() : NQ_ERR_RUNTIME;
     if (st == NQ_OK) st = fingerprint_compute(77, &tokens[0][0], 3, 8, &cfg, &fp);
-    if (st == NQ_OK) st = run_dir_prepare(dir, toml, &fp, 1, &rs);
+    if (st == NQ_OK) st = run_dir_prepare(dir, toml, &fp, NULL, 1, &rs);
     if (st == NQ_OK) build_scan_dir(dir);
     if (st == NQ_OK) st = model_open(model, "auto", &m);
     if (st == NQ_OK) st = write_results(dir, m, ckpt);
@@ -438,6 +530,9 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_restart_removes_only_ours),
         cmocka_unit_test(test_damaged_toml_and_orphans),
         cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_resume_sweeps_temporaries),
+        cmocka_unit_test(test_check_paths),
+        cmocka_unit_test(test_lock),
         cmocka_unit_test(test_scan),
         cmocka_unit_test(test_progress_log),
     };
