@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "h5sum.h"
 #include "h5zstd.h"
 
 /* ------------------------------------------------------------------ errors */
@@ -256,6 +257,12 @@ nq_status h5u_dcpl(const char *file, H5UType type, int rank, const hsize_t *dims
     return NQ_OK;
 }
 
+static size_t element_count_(int rank, const hsize_t *dims) {
+    size_t n = 1;
+    for (int i = 0; i < rank; i++) n = nq_mul_size(n, (size_t)dims[i]);
+    return n;
+}
+
 nq_status h5u_write(hid_t loc, const char *file, const char *name, H5UType type, int rank,
                     const hsize_t *dims, const void *data, int zstd_level) {
     hid_t dcpl = -1, space = -1, dset = -1;
@@ -270,6 +277,7 @@ nq_status h5u_write(hid_t loc, const char *file, const char *name, H5UType type,
         snprintf(what, sizeof what, "cannot write dataset %s", path);
         st = h5u_fail(NQ_ERR_RUNTIME, file, what);
     }
+    if (st == NQ_OK) st = h5sum_write_data(dset, file, data, element_count_(rank, dims) * type_size_(type));
     h5u_close(dset);
     h5u_close(space);
     h5u_close(dcpl);
@@ -319,8 +327,8 @@ static nq_status check_type_(hid_t dset, const char *file, const char *path, H5U
     return NQ_OK;
 }
 
-nq_status h5u_read(hid_t loc, const char *file, const char *name, H5UType type, int rank,
-                   const hsize_t *dims, void *out) {
+static nq_status read_(hid_t loc, const char *file, const char *name, H5UType type, int rank,
+                       const hsize_t *dims, void *out, int checksum_required) {
     char path[512];
     hid_t dset;
     nq_status st = open_dataset_(loc, file, name, &dset);
@@ -341,8 +349,21 @@ nq_status h5u_read(hid_t loc, const char *file, const char *name, H5UType type, 
         snprintf(what, sizeof what, "cannot read dataset %s (damaged file?)", path);
         st = h5u_fail(NQ_ERR_INPUT, file, what);
     }
+    if (st == NQ_OK)
+        st = h5sum_check_data(dset, file, path, out, element_count_(rank, dims) * type_size_(type),
+                              checksum_required);
     H5Dclose(dset);
     return st;
+}
+
+nq_status h5u_read(hid_t loc, const char *file, const char *name, H5UType type, int rank,
+                   const hsize_t *dims, void *out) {
+    return read_(loc, file, name, type, rank, dims, out, 0);
+}
+
+nq_status h5u_read_checked(hid_t loc, const char *file, const char *name, H5UType type, int rank,
+                           const hsize_t *dims, void *out) {
+    return read_(loc, file, name, type, rank, dims, out, 1);
 }
 
 /* ------------------------------------------------------------------ attributes */

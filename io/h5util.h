@@ -60,7 +60,8 @@ int h5u_exists(hid_t loc, const char *name);
 nq_status h5u_dcpl(const char *file, H5UType type, int rank, const hsize_t *dims,
                    int zstd_level, hid_t *dcpl);
 
-/* Writes data (row-major, dims) as the new dataset `name` under loc. */
+/* Writes data (row-major, dims) as the new dataset `name` under loc, with its XXH3
+ * checksum attribute (io/h5sum.h). */
 nq_status h5u_write(hid_t loc, const char *file, const char *name, H5UType type, int rank,
                     const hsize_t *dims, const void *data, int zstd_level);
 
@@ -68,6 +69,10 @@ nq_status h5u_write(hid_t loc, const char *file, const char *name, H5UType type,
  * the expected shape and an element type of the same kind (integer/float). */
 nq_status h5u_read(hid_t loc, const char *file, const char *name, H5UType type, int rank,
                    const hsize_t *dims, void *out);
+/* h5u_read checks the data against the dataset's checksum attribute when it has one;
+ * h5u_read_checked requires it (files of our formats that carry checksums). */
+nq_status h5u_read_checked(hid_t loc, const char *file, const char *name, H5UType type, int rank,
+                           const hsize_t *dims, void *out);
 
 /* Shape of dataset name: *rank and dims[H5U_MAX_RANK]. */
 nq_status h5u_shape(hid_t loc, const char *file, const char *name, int *rank, hsize_t *dims);

@@ -266,7 +266,7 @@ static void roundtrip(int tied, QuantSpec spec, int skip) {
     assert_string_equal(info.fingerprint, "fp-0123456789abcdef");
     assert_string_equal(info.config_toml, fixture_toml);
     assert_non_null(strstr(info.dequant, "(|k[r][c]| / m) ** (1 / a)"));
-    assert_int_equal(info.format_version, 1);
+    assert_int_equal(info.format_version, CHECKPOINT_VERSION);
     assert_memory_equal(&info.spec, &spec, sizeof spec);
     assert_memory_equal(&info.config, &s.c, sizeof s.c);
     checkpoint_info_free(&info);
@@ -413,9 +413,9 @@ static void test_damaged_checkpoints(void **state) {
     copy_file(good, bad, -1);
     h = open_rw(bad);
     assert_true(H5Adelete(h, "format_version") >= 0);
-    assert_int_equal(h5u_attr_write_int(h, bad, "format_version", 2), NQ_OK);
+    assert_int_equal(h5u_attr_write_int(h, bad, "format_version", 3), NQ_OK);
     H5Fclose(h);
-    assert_model_refused(bad, "format_version = 2, expected 1");
+    assert_model_refused(bad, "format_version = 3, expected 1..2");
 
     /* a dataset removed */
     copy_file(good, bad, -1);
