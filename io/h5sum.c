@@ -39,7 +39,7 @@ static nq_status compare_(const char *file, const char *where, const char *what,
     char want[H5SUM_TEXT_SIZE];
     h5sum_format(actual, want);
     if (strcmp(stored, want) == 0) return NQ_OK;
-    return nq_fail(NQ_ERR_INPUT, "%s: %s: %s checksum mismatch (stored %.40s, data hash to %s): damaged file",
+    return nq_fail(NQ_ERR_INPUT, "%s: %s: %s checksum mismatch (stored %.40s, the content hashes to %s): damaged file",
                    file, where, what, stored, want);
 }
 
