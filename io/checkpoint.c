@@ -99,6 +99,22 @@ static nq_status check_meta_(const char *path, const CheckpointMeta *meta, const
     return st == NQ_OK ? NQ_OK : NQ_ERR_RUNTIME; /* a caller's bug, not bad input */
 }
 
+/* An upper bound of the file's size: every payload byte stored uncompressed (codes one
+ * byte, fp32 four), plus 1% and 4 MiB for zstd's frame overhead and HDF5's metadata. */
+static size_t size_bound_(const ModelConfig *c, QuantSpec spec, unsigned skip_mask) {
+    size_t const d = (size_t)c->dim, V = (size_t)c->vocab_size;
+    size_t per_block = 2 * d * sizeof(float);
+    for (int i = 0; i < N_MATS; i++) {
+        QuantShape const sh = quant_shape(spec, mat_rows(c, i), mat_cols(c, i));
+        size_t const n = (size_t)sh.rows * (size_t)sh.cols;
+        per_block += skip_mask & (1u << i)
+                         ? n * sizeof(float)
+                         : n + ((size_t)sh.rows * (size_t)sh.groups + (size_t)sh.n_exponents) * sizeof(float);
+    }
+    size_t const payload = per_block * (size_t)c->n_layers + (V * d * (c->tied_embeddings ? 1 : 2) + d) * sizeof(float);
+    return payload + payload / 100 + ((size_t)4 << 20);
+}
+
 static void writer_free_(CheckpointWriter *w) {
     if (!w) return;
     h5u_close(w->blocks);
@@ -124,6 +140,7 @@ nq_status checkpoint_create(const char *path, const CheckpointMeta *meta, const 
     w->written = nq_calloc((size_t)c->n_layers, 1, "checkpoint block list");
     st = w->written ? atomic_tmp_name(path, w->tmp, sizeof w->tmp) : NQ_ERR_RUNTIME;
     if (st == NQ_OK) st = h5u_create(w->tmp, &w->file);
+    if (st == NQ_OK) st = h5u_reserve(w->file, path, size_bound_(c, meta->spec, meta->skip_mask));
     if (st == NQ_OK) st = write_root_attrs_(w->file, path, meta);
     if (st == NQ_OK) st = write_model_(w->file, path, c, head, zstd_level);
     if (st == NQ_OK) st = h5u_create_group(w->file, path, "blocks", &w->blocks);
@@ -188,6 +205,7 @@ nq_status checkpoint_commit(CheckpointWriter *w) {
     nq_status const closed = h5u_close_file(w->file, w->path);
     w->file = -1;
     if (st == NQ_OK) st = closed;
+    if (st == NQ_OK) h5u_release(w->tmp);
     if (st == NQ_OK) st = atomic_commit(w->tmp, w->path); /* unlinks tmp on failure */
     else unlink(w->tmp);
     writer_free_(w);

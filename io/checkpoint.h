@@ -43,6 +43,7 @@ typedef struct {
     const char *config_toml; /* the resolved config */
     const char *status;      /* "complete" | "partial"; NULL: decided at commit
                                 ("complete" when every block was written) */
+    unsigned skip_mask;      /* matrices kept fp32 (bit i: matrix i), for the disk reserve */
 } CheckpointMeta;
 
 typedef struct CheckpointWriter CheckpointWriter;

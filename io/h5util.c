@@ -1,10 +1,12 @@
 #include "h5util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "h5sum.h"
 #include "h5zstd.h"
@@ -127,6 +129,25 @@ nq_status h5u_open_read(const char *path, hid_t *file) {
     nq_status const st = *file < 0 ? h5u_fail(NQ_ERR_INPUT, path, "damaged HDF5 file, cannot open") : NQ_OK;
     H5Pclose(fapl);
     return st;
+}
+
+nq_status h5u_reserve(hid_t file, const char *path, size_t bytes) {
+    hid_t const fapl = H5Fget_access_plist(file);
+    void *handle = NULL;
+    int const sec2 = fapl >= 0 && H5Pget_driver(fapl) == H5FD_SEC2 && H5Fget_vfd_handle(file, fapl, &handle) >= 0;
+    h5u_close(fapl);
+    H5Eclear2(H5E_DEFAULT);
+    if (!sec2 || !handle) return NQ_OK;
+    if (fallocate(*(int *)handle, FALLOC_FL_KEEP_SIZE, 0, (off_t)bytes) == 0) return NQ_OK;
+    if (errno == EOPNOTSUPP || errno == ENOSYS) return NQ_OK; /* a file system without it */
+    return nq_fail(NQ_ERR_RUNTIME, "%s: cannot reserve %.1f MB for the file: %s", path, (double)bytes / 1e6,
+                   strerror(errno));
+}
+
+void h5u_release(const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && truncate(path, sb.st_size) != 0) { /* the reserve stays until unlinked */
+    }
 }
 
 nq_status h5u_close_file(hid_t file, const char *path) {

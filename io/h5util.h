@@ -42,6 +42,14 @@ nq_status h5u_open_read(const char *path, hid_t *file);
  * opens read-write (NQ_ERR_INPUT) path with the MPI-IO driver, for files that several
  * ranks write together. what names the file in errors ("the activations file"). */
 nq_status h5u_open_mpio(const char *path, MPI_Comm comm, int create, const char *what, hid_t *file);
+/* Reserves bytes of disk for a file just created with h5u_create (fallocate, size kept),
+ * so that a full file system is an error here and not inside HDF5's writes: libhdf5
+ * 1.10 keeps a file whose close failed for lack of space half-closed and closes it
+ * again at exit, which crashes. A file system without fallocate is not an error. The
+ * unused reserve is released when the file is truncated to its size (h5u_release). */
+nq_status h5u_reserve(hid_t file, const char *path, size_t bytes);
+/* Gives back a closed file's blocks reserved beyond its end. */
+void h5u_release(const char *path);
 /* H5Fclose with a check (a failed close of a written file is a failed write). Does
  * nothing for a negative id. `path` names the file in the message. */
 nq_status h5u_close_file(hid_t file, const char *path);

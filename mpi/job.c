@@ -314,7 +314,7 @@ static nq_status assemble_checkpoint(Job *job) {
     char *toml = config_to_toml(job->cfg);
     CheckpointMeta const meta = {.method = config_method_name(job->cfg->method),
                                  .spec = job->params.spec, .fingerprint = job->fingerprint, .config_toml = toml,
-                                 .status = "complete"};
+                                 .status = "complete", .skip_mask = job->params.skip_mask};
     CheckpointWriter *w = NULL;
     if (st == NQ_OK)
         st = checkpoint_create(job->cfg->output_path, &meta, job->c, &head, job->cfg->zstd_level, &w);

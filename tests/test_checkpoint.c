@@ -119,7 +119,7 @@ static const char *fixture_toml = "[quantization]\nbits = 4\n";
 /* Writes blocks whose bit is set in `which` (all: ~0u); status as given (NULL: auto). */
 static nq_status write_checkpoint(const Synthetic *s, const char *path, unsigned which,
                                   const char *status) {
-    CheckpointMeta meta = {"nupes", s->spec, "fp-0123456789abcdef", fixture_toml, status};
+    CheckpointMeta meta = {"nupes", s->spec, "fp-0123456789abcdef", fixture_toml, status, 0};
     HeadWeights const h = synthetic_head(s);
     CheckpointWriter *w;
     nq_status st = checkpoint_create(path, &meta, &s->c, &h, LEVEL, &w);
