@@ -5,6 +5,7 @@
  * from position 0; perplexity is exp(mean NLL) over the T - 1 next-token predictions of
  * each window, KL and top-1 are over all T positions. Windows go B at a time. */
 #include <getopt.h>
+#include <math.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -278,6 +279,12 @@ static nq_status run_eval(const EvalOptions *o) {
                      o->seq_len, &buf, &acc, &times);
     times.total = seconds_now() - t0;
     eval_totals_reduce(&acc, &times.total);
+    /* The weights are finite (model_file.c): a NaN here is an overflow in the forward pass. */
+    if (!isfinite(acc.nll_sum) || (o->checkpoint && !isfinite(acc.nll_sum_q))) {
+        st = nq_fail(NQ_ERR_RUNTIME, "%s: the forward pass gave non-finite logits (overflow): no perplexity",
+                     isfinite(acc.nll_sum) ? o->checkpoint : o->model);
+        goto cleanup;
+    }
     if (eval_rank() == 0) print_results(o, c, n_windows, B, o->checkpoint != NULL, &acc, &times);
 cleanup:
     buffers_free(&buf);
