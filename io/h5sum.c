@@ -159,6 +159,7 @@ typedef struct {
     const char *path;
     nq_status status;
     int datasets, attr_sets;
+    const char *where; /* the group being listed */
 } VerifyWalk;
 
 static nq_status verify_dataset_(hid_t dset, const char *file, const char *where) {
@@ -189,24 +190,54 @@ static nq_status verify_dataset_(hid_t dset, const char *file, const char *where
     return st;
 }
 
-static herr_t verify_cb_(hid_t loc, const char *name, const H5O_info_t *info, void *data) {
-    VerifyWalk *w = data;
-    char where[600];
-    snprintf(where, sizeof where, "/%s", strcmp(name, ".") == 0 ? "" : name);
-    hid_t const obj = H5Oopen(loc, name, H5P_DEFAULT);
-    if (obj < 0) {
+static herr_t verify_link_cb_(hid_t group, const char *name, const H5L_info_t *info, void *data);
+
+/* One object: a dataset is read and checked, a group's attributes are checked and its
+ * members walked. where is its full path, for messages. */
+static nq_status verify_object_(hid_t obj, const char *where, VerifyWalk *w) {
+    H5O_info_t info;
+    if (H5Oget_info2(obj, &info, H5O_INFO_BASIC | H5O_INFO_NUM_ATTRS) < 0) {
         char what[700];
-        snprintf(what, sizeof what, "cannot open %s (damaged file)", where);
-        w->status = h5u_fail(NQ_ERR_INPUT, w->path, what);
-        return -1;
+        snprintf(what, sizeof what, "%s: cannot read the object header (damaged file)", where);
+        return h5u_fail(NQ_ERR_INPUT, w->path, what);
+    }
+    if (info.type == H5O_TYPE_DATASET) {
+        w->datasets++;
+        return verify_dataset_(obj, w->path, where);
     }
     nq_status st = NQ_OK;
-    if (info->type == H5O_TYPE_DATASET) {
-        st = verify_dataset_(obj, w->path, where);
-        w->datasets++;
-    } else if (info->num_attrs > 0) {
-        st = h5sum_check_attrs(obj, w->path, where, 1);
+    if (info.num_attrs > 0) {
         w->attr_sets++;
+        st = h5sum_check_attrs(obj, w->path, where, 1);
+    }
+    if (st != NQ_OK || info.type != H5O_TYPE_GROUP) return st;
+    char const *saved = w->where;
+    w->where = where;
+    hsize_t idx = 0;
+    herr_t const rc = H5Literate(obj, H5_INDEX_NAME, H5_ITER_INC, &idx, verify_link_cb_, w);
+    w->where = saved;
+    if (w->status != NQ_OK) return w->status;
+    if (rc < 0) {
+        char what[700];
+        snprintf(what, sizeof what, "%s: cannot list the group's members (damaged file)", where);
+        return h5u_fail(NQ_ERR_INPUT, w->path, what);
+    }
+    return NQ_OK;
+}
+
+static herr_t verify_link_cb_(hid_t group, const char *name, const H5L_info_t *info, void *data) {
+    (void)info;
+    VerifyWalk *w = data;
+    char where[600];
+    snprintf(where, sizeof where, "%s%s%s", w->where, strcmp(w->where, "/") ? "/" : "", name);
+    hid_t const obj = H5Oopen(group, name, H5P_DEFAULT);
+    nq_status st;
+    if (obj < 0) {
+        char what[700];
+        snprintf(what, sizeof what, "%s: cannot open (damaged file)", where);
+        st = h5u_fail(NQ_ERR_INPUT, w->path, what);
+    } else {
+        st = verify_object_(obj, where, w);
     }
     h5u_close(obj);
     if (st != NQ_OK) {
@@ -217,14 +248,13 @@ static herr_t verify_cb_(hid_t loc, const char *name, const H5O_info_t *info, vo
 }
 
 nq_status h5sum_verify_file(hid_t file, const char *path, int *n_datasets, int *n_attr_sets) {
-    VerifyWalk w = {path, NQ_OK, 0, 0};
-    herr_t const rc = H5Ovisit2(file, H5_INDEX_NAME, H5_ITER_INC, verify_cb_, &w,
-                                H5O_INFO_BASIC | H5O_INFO_NUM_ATTRS);
-    if (w.status != NQ_OK) {
-        H5Eclear2(H5E_DEFAULT);
-        return w.status;
-    }
-    if (rc < 0) return h5u_fail(NQ_ERR_INPUT, path, "cannot walk the file's objects (damaged file)");
+    VerifyWalk w = {path, NQ_OK, 0, 0, "/"};
+    hid_t const root = H5Gopen2(file, "/", H5P_DEFAULT);
+    nq_status const st = root < 0 ? h5u_fail(NQ_ERR_INPUT, path, "/: cannot open (damaged file)")
+                                  : verify_object_(root, "/", &w);
+    h5u_close(root);
+    H5Eclear2(H5E_DEFAULT);
+    if (st != NQ_OK) return st;
     *n_datasets = w.datasets;
     *n_attr_sets = w.attr_sets;
     return NQ_OK;

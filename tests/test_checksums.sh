@@ -163,7 +163,7 @@ cp "$ref" "$bad"
 expect_refused "$bad" ": /: attribute checksum mismatch"
 cp "$ref" "$bad"
 "$PY" "$FLIP" double "$bad" blocks/0003 loss_init >/dev/null || fail "flip loss attribute"
-expect_refused "$bad" "blocks/0003|metadata|checksum"
+expect_refused "$bad" "/blocks/0003"
 
 echo "== 20 random bit flips in the checkpoint: refused, or nothing changed"
 h5dump "$ref" >"$RL_WORK/ref.dump" 2>&1 || fail "h5dump of the reference: $(tail -n 3 "$RL_WORK/ref.dump")"
