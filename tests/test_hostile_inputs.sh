@@ -33,7 +33,8 @@ job_args=(--config "$NUPES_SOURCE_DIR/configs/stories260K.toml"
 expect() {
   local name=$1 want=$2 regex=$3 rc
   shift 3
-  "$@" >"$work/$name.out" 2>"$work/$name.err"
+  # Under ASan: no leak check (Open MPI's components leak at exit, as in the other MPI tests).
+  ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" "$@" >"$work/$name.out" 2>"$work/$name.err"
   rc=$?
   [ "$rc" = "$want" ] || fail "$name: exit $rc, expected $want: $(head -c 600 "$work/$name.err")"
   grep -qE "$regex" "$work/$name.err" || fail "$name: stderr does not match '$regex': $(head -c 600 "$work/$name.err")"
