@@ -11,7 +11,9 @@
  *            level of each rank's shard, then flush and close), without the model: the
  *            HDF5 write bandwidth;
  *   plain    the same bytes at the same file offsets with pwrite on a plain file, fsync
- *            and close: the reference the HDF5 bandwidth is divided by.
+ *            and close: the reference the HDF5 bandwidth is divided by;
+ *   check    what a resume does before reusing a captured file: each rank reads its shard
+ *            of every level (page cache dropped first) and checks the sequence checksums.
  * Every rank writes its own shard; times are those of the slowest rank. */
 #include <errno.h>
 #include <fcntl.h>
@@ -90,6 +92,26 @@ static int run_capture(Model *m, const Options *o, const int *tokens, const char
     if (st == NQ_OK) st = closed;
     *seconds = slowest(bench_now() - t0);
     if (st != NQ_OK) fprintf(stderr, "capture: %s\n", nq_last_error());
+    return st == NQ_OK ? 0 : -1;
+}
+
+/* A resume's check of the captured file: every rank reads its shard of every level and
+ * checks the sequences' checksums (pages dropped from the cache first, as after a restart). */
+static int run_verify(const Options *o, int first, int count, const char *path, double *seconds) {
+    int const fd = open(path, O_RDONLY);
+    if (fd >= 0) {
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        close(fd);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    double const t0 = bench_now();
+    Activations *act = NULL;
+    nq_status st = activations_open(path, MPI_COMM_WORLD, o->c.n_layers, o->N, o->T, o->c.dim, &act);
+    if (st == NQ_OK) st = activations_verify(act, first, count);
+    nq_status const closed = activations_close(act);
+    if (st == NQ_OK) st = closed;
+    *seconds = slowest(bench_now() - t0);
+    if (st != NQ_OK) fprintf(stderr, "verify: %s\n", nq_last_error());
     return st == NQ_OK ? 0 : -1;
 }
 
@@ -183,10 +205,12 @@ static int bench(const Options *o) {
     for (size_t i = 0; i < (size_t)count * per_seq; i++) x[i] = rng_uniform_float(&rng) - 0.5f;
 
     double const bytes = 4.0 * (o->c.n_layers + 1) * o->N * (double)per_seq;
-    double best[3] = {INFINITY, INFINITY, INFINITY}, s;
+    double best[4] = {INFINITY, INFINITY, INFINITY, INFINITY}, s;
     for (int r = 0; r < o->repeats && ok; r++) {
         ok = run_capture(m, o, tokens, act_path, &s) == 0;
         if (ok && s < best[0]) best[0] = s;
+        ok = ok && run_verify(o, first, count, act_path, &s) == 0;
+        if (ok && s < best[3]) best[3] = s;
         ok = ok && run_hdf5(o, x, first, count, act_path, &s) == 0;
         if (ok && s < best[1]) best[1] = s;
         ok = ok && run_plain(o, x, first, count, plain_path, &s) == 0;
@@ -199,9 +223,9 @@ static int bench(const Options *o) {
                o->c.hidden_dim, o->c.n_layers, o->c.n_heads, o->N, o->T, bytes * 1e-6,
                o->repeats);
         printf("   %-34s %9s %11s %12s %9s\n", "what", "seconds", "MB/s", "tokens/s", "of plain");
-        const char *names[3] = {"capture (model + HDF5 writes)", "HDF5 writes only",
-                                "plain pwrite + fsync"};
-        for (int i = 0; i < 3; i++) {
+        const char *names[4] = {"capture (model + HDF5 writes)", "HDF5 writes only",
+                                "plain pwrite + fsync", "resume check (read + XXH3)"};
+        for (int i = 0; i < 4; i++) {
             printf("   %-34s %9.3f %11.1f ", names[i], best[i], bytes / best[i] * 1e-6);
             if (i == 0) printf("%12.0f", tokens_n / best[i]);
             else printf("%12s", "");

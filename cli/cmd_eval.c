@@ -8,6 +8,7 @@
  * every rank takes a contiguous share of the windows and root computes the statistics
  * from the gathered per-position values, in window order: 1 and N ranks print the same. */
 #include <getopt.h>
+#include <math.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -396,10 +397,15 @@ static nq_status run_eval(const EvalOptions *o) {
     if (st == NQ_OK && eval_rank() == 0) {
         EvalSummary sum;
         st = eval_summarize(&all, &sum);
+        /* The weights are finite (model_file.c): a NaN here is an overflow in the forward pass. */
+        if (st == NQ_OK && (!isfinite(sum.ppl.value) || (o->checkpoint && !isfinite(sum.ppl_q.value))))
+            st = nq_fail(NQ_ERR_RUNTIME, "%s: the forward pass gave non-finite logits (overflow): no perplexity",
+                         isfinite(sum.ppl.value) ? o->checkpoint : o->model);
         const char *note = !o->kld_base ? NULL : create ? "created" : "reused, no fp32 pass";
         if (st == NQ_OK)
             print_results(o, model_config(e.fp.model), e.n_windows, e.B, o->checkpoint != NULL, note, &sum, &times);
     }
+    st = eval_agree(st);
     eval_records_free(&all);
     state_free(&e);
     return st;

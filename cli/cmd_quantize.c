@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "atomic_file.h"
 #include "commands.h"
 #include "config.h"
 #include "job.h"
@@ -68,6 +69,21 @@ static nq_status load_config(const QuantizeArgs *a, NupesConfig *cfg) {
     return st;
 }
 
+/* $NUPES_EXIT_FILE, when set, receives root's exit code ("75\n"): mpirun (Open MPI 4.1)
+ * exits 1 when it is itself sent SIGTERM or SIGINT (Ctrl-C), whatever its ranks return,
+ * although they saved their state and exited 75; a requeue script reads the code here
+ * (slurm/nupes.sbatch does). Written before MPI_Finalize, atomically. */
+static void write_exit_file(nq_status st) {
+    const char *path = getenv("NUPES_EXIT_FILE");
+    if (!path || !path[0]) return;
+    char text[16];
+    int const n = snprintf(text, sizeof text, "%d\n", (int)st);
+    if (atomic_write_file(path, text, (size_t)n) != NQ_OK) {
+        fprintf(stderr, "nupes-mpi: warning: NUPES_EXIT_FILE: %s\n", nq_last_error());
+        nq_clear_error();
+    }
+}
+
 int cmd_quantize(int argc, char **argv) {
     int provided = 0;
     if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
@@ -89,6 +105,7 @@ int cmd_quantize(int argc, char **argv) {
             fprintf(stderr, "nupes-mpi: error: %s\n", nq_last_error());
     }
     free(cfg);
+    if (rank == 0) write_exit_file(st);
     MPI_Finalize();
     return st;
 }

@@ -17,6 +17,7 @@ static const struct {
     {"generate", cmd_generate, "write text with a (quantized) model"},
     {"export", cmd_export, "write a checkpoint as a llama2.c file or a safetensors directory"},
     {"inspect", cmd_inspect, "summarise a model, run directory, state or checkpoint file"},
+    {"verify", cmd_verify, "check a checkpoint against its checksums (exit 0 intact, 2 damaged)"},
 };
 
 static void print_usage(FILE *out) {
@@ -27,7 +28,8 @@ static void print_usage(FILE *out) {
             "       nupes-mpi eval      --config FILE [--checkpoint C] [--kld-base F]\n"
             "       nupes-mpi generate  --checkpoint C [--prompt TEXT] [--steps N] [--temperature X]\n"
             "       nupes-mpi export    --checkpoint C --format llama2c|safetensors --out PATH\n"
-            "       nupes-mpi inspect   FILE\n\ncommands:\n");
+            "       nupes-mpi inspect   FILE\n"
+            "       nupes-mpi verify    CHECKPOINT\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\nRun 'nupes-mpi COMMAND --help' for a command's options.\n"

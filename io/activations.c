@@ -6,12 +6,15 @@
 #include <stdlib.h>
 #include <sys/statvfs.h>
 
+#include "h5sum.h"
 #include "h5util.h"
 
 struct Activations {
     hid_t file;
     hid_t inputs; /* /inputs */
+    hid_t sums;   /* /checksums */
     hid_t xfer_collective;
+    uint64_t *sums_read; /* [L+1][N], read from the file at the first read (NULL before) */
     int L, N, T, d;
     int complete;
     char path[PATH_MAX];
@@ -25,7 +28,7 @@ static Activations *activations_new(const char *path, int L, int N, int T, int d
     Activations *a = nq_calloc(1, sizeof *a, "activations handle");
     if (!a) return NULL;
     snprintf(a->path, sizeof a->path, "%s", path);
-    a->file = a->inputs = a->xfer_collective = H5I_INVALID_HID;
+    a->file = a->inputs = a->sums = a->xfer_collective = H5I_INVALID_HID;
     a->L = L;
     a->N = N;
     a->T = T;
@@ -52,6 +55,12 @@ static nq_status create_inputs(Activations *a) {
     }
     a->inputs = H5Dcreate2(a->file, "inputs", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     if (a->inputs < 0) st = fail(a, "cannot create dataset /inputs");
+    hsize_t const sum_dims[2] = {(hsize_t)a->L + 1, (hsize_t)a->N};
+    hid_t const sum_space = st == NQ_OK ? H5Screate_simple(2, sum_dims, NULL) : -1;
+    if (sum_space >= 0)
+        a->sums = H5Dcreate2(a->file, "checksums", H5T_STD_U64LE, sum_space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (st == NQ_OK && a->sums < 0) st = fail(a, "cannot create dataset /checksums");
+    h5u_close(sum_space);
 done:
     if (space >= 0) H5Sclose(space);
     if (dcpl >= 0) H5Pclose(dcpl);
@@ -90,6 +99,13 @@ static nq_status open_inputs(Activations *a) {
                        (unsigned long long)dims[2], (unsigned long long)dims[3], a->L + 1, a->N, a->T, a->d);
     a->inputs = H5Dopen2(a->file, "inputs", H5P_DEFAULT);
     if (a->inputs < 0) return fail(a, "cannot open dataset /inputs");
+    st = h5u_shape(a->file, a->path, "checksums", &rank, dims);
+    if (st != NQ_OK) return st; /* a file from before checksums: "missing dataset /checksums" */
+    if (rank != 2 || dims[0] != want[0] || dims[1] != want[1])
+        return nq_fail(NQ_ERR_INPUT, "%s: dataset /checksums has the wrong shape, expected [%d][%d]", a->path,
+                       a->L + 1, a->N);
+    a->sums = H5Dopen2(a->file, "checksums", H5P_DEFAULT);
+    if (a->sums < 0) return fail(a, "cannot open dataset /checksums");
     return NQ_OK;
 }
 
@@ -116,7 +132,9 @@ nq_status activations_open(const char *path, MPI_Comm comm, int L, int N, int T,
 nq_status activations_close(Activations *a) {
     if (!a) return NQ_OK;
     h5u_close(a->inputs);
+    h5u_close(a->sums);
     h5u_close(a->xfer_collective);
+    free(a->sums_read);
     nq_status const st = h5u_close_file(a->file, a->path);
     free(a);
     return st;
@@ -131,9 +149,10 @@ nq_status activations_set_complete(Activations *a) {
     return st;
 }
 
-/* The file space of sequences [first, first + count) of one level. */
-static hid_t slab(Activations *a, int level, int first, int count) {
-    hid_t const space = H5Dget_space(a->inputs);
+/* The file space of sequences [first, first + count) of one level, in /inputs or (sums)
+ * in /checksums. */
+static hid_t slab_of(Activations *a, int sums, int level, int first, int count) {
+    hid_t const space = H5Dget_space(sums ? a->sums : a->inputs);
     if (space < 0) return -1;
     hsize_t const start[4] = {(hsize_t)level, (hsize_t)first, 0, 0};
     hsize_t const size[4] = {1, (hsize_t)count, (hsize_t)a->T, (hsize_t)a->d};
@@ -144,6 +163,51 @@ static hid_t slab(Activations *a, int level, int first, int count) {
         return -1;
     }
     return space;
+}
+
+static hid_t slab(Activations *a, int level, int first, int count) { return slab_of(a, 0, level, first, count); }
+
+/* Collective: the checksums of the sequences this rank writes, beside them. */
+static nq_status write_sums(Activations *a, int level, int first, int count, const float *data) {
+    size_t const per_seq = (size_t)a->T * a->d;
+    uint64_t *sums = nq_calloc((size_t)(count > 0 ? count : 1), sizeof *sums, "activation checksums");
+    if (!sums) return NQ_ERR_RUNTIME;
+    for (int i = 0; i < count; i++) sums[i] = h5sum_bytes(data + (size_t)i * per_seq, per_seq * sizeof(float));
+    hsize_t const n = (hsize_t)(count > 0 ? count : 1);
+    hid_t const mem = H5Screate_simple(1, &n, NULL);
+    hid_t const file = slab_of(a, 1, level, first, count);
+    nq_status st = NQ_OK;
+    if (mem < 0 || file < 0 || (count == 0 && H5Sselect_none(mem) < 0) ||
+        H5Dwrite(a->sums, H5T_NATIVE_UINT64, mem, file, a->xfer_collective, sums) < 0) {
+        char what[96];
+        snprintf(what, sizeof what, "write of /checksums level %d failed", level);
+        st = fail(a, what);
+    }
+    h5u_close(mem);
+    h5u_close(file);
+    free(sums);
+    return st;
+}
+
+/* Independent: every sequence's checksum, read once (after capture has finished). */
+static nq_status load_sums(Activations *a) {
+    if (a->sums_read) return NQ_OK;
+    uint64_t *sums = nq_calloc((size_t)(a->L + 1) * a->N, sizeof *sums, "activation checksums");
+    if (!sums) return NQ_ERR_RUNTIME;
+    if (H5Dread(a->sums, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, sums) < 0) {
+        free(sums);
+        return h5u_fail(NQ_ERR_INPUT, a->path, "read of /checksums failed (damaged file?)");
+    }
+    a->sums_read = sums;
+    return NQ_OK;
+}
+
+static nq_status check_sequence(Activations *a, int level, int seq, const float *data) {
+    size_t const per_seq = (size_t)a->T * a->d;
+    uint64_t const want = a->sums_read[(size_t)level * a->N + seq];
+    if (h5sum_bytes(data, per_seq * sizeof(float)) == want) return NQ_OK;
+    return nq_fail(NQ_ERR_INPUT, "%s: /inputs level %d sequence %d: checksum mismatch (damaged file)", a->path,
+                   level, seq);
 }
 
 nq_status activations_write(Activations *a, int level, int first, int count, const float *data) {
@@ -165,15 +229,17 @@ nq_status activations_write(Activations *a, int level, int first, int count, con
     }
     if (mem >= 0) H5Sclose(mem);
     if (file >= 0) H5Sclose(file);
+    if (st == NQ_OK) st = write_sums(a, level, first, count, data);
     return st;
 }
 
 nq_status activations_read(Activations *a, int level, const int *seqs, int n, float *out) {
     size_t const per_seq = (size_t)a->T * a->d;
     hsize_t const count = per_seq;
+    nq_status st = load_sums(a);
+    if (st != NQ_OK) return st;
     hid_t const mem = H5Screate_simple(1, &count, NULL);
     if (mem < 0) return fail(a, "cannot create a memory space");
-    nq_status st = NQ_OK;
     for (int i = 0; i < n && st == NQ_OK; i++) {
         hid_t const file = slab(a, level, seqs[i], 1);
         if (file < 0 || H5Dread(a->inputs, H5T_NATIVE_FLOAT, mem, file, H5P_DEFAULT, out + i * per_seq) < 0) {
@@ -181,9 +247,20 @@ nq_status activations_read(Activations *a, int level, const int *seqs, int n, fl
             snprintf(what, sizeof what, "read of /inputs level %d sequence %d failed", level, seqs[i]);
             st = fail(a, what);
         }
+        if (st == NQ_OK) st = check_sequence(a, level, seqs[i], out + i * per_seq);
         if (file >= 0) H5Sclose(file);
     }
     H5Sclose(mem);
+    return st;
+}
+
+nq_status activations_verify(Activations *a, int first, int count) {
+    size_t const per_seq = (size_t)a->T * a->d;
+    float *buf = nq_calloc(per_seq, sizeof(float), "activations being verified");
+    nq_status st = buf ? NQ_OK : NQ_ERR_RUNTIME;
+    for (int level = 0; level <= a->L && st == NQ_OK; level++)
+        for (int s = first; s < first + count && st == NQ_OK; s++) st = activations_read(a, level, &s, 1, buf);
+    free(buf);
     return st;
 }
 

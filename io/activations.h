@@ -2,7 +2,11 @@
  * HDF5 (MPI-IO driver):
  *   /inputs   float32 [L+1][N][T][d]  input of block l for every calibration sequence
  *                                     (level L = the last block's output)
+ *   /checksums uint64  [L+1][N]       XXH3-64 of each sequence's [T][d] floats, computed by
+ *                                     the rank that wrote it, as it wrote it
  *   attr on /: complete = 1 once capture has finished.
+ * Every read checks the sequences it reads against their checksums; activations_verify
+ * checks a rank's share of the whole file (a resume does before it reuses the file).
  * The inputs through the quantized blocks (sequential and pipelined modes) are handed on
  * in files of their own, written by one block group each (io/qlevel_file.h).
  * Raw fp32 in contiguous layout, allocated without fill: a 7B run writes 100+ GB here,
@@ -39,6 +43,11 @@ nq_status activations_write(Activations *a, int level, int first, int count, con
 
 /* Independent: reads sequences seqs[0..n) of `level` into out [n][T][d]. */
 nq_status activations_read(Activations *a, int level, const int *seqs, int n, float *out);
+
+/* Independent: reads sequences [first, first + count) of every level and checks them
+ * against their checksums: NQ_ERR_INPUT "path: /inputs level 3 sequence 17: checksum
+ * mismatch (damaged file)" at the first damaged one. */
+nq_status activations_verify(Activations *a, int first, int count);
 
 /* Flushes written data to storage (collective), so that a kill after it loses nothing. */
 nq_status activations_flush(Activations *a);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "atomic_file.h"
+#include "h5sum.h"
 #include "h5util.h"
 
 /* ------------------------------------------------------------------ spec */
@@ -53,7 +54,8 @@ nq_status block_result_write_h5(hid_t g, const char *file, const BlockResult *r,
     return st;
 }
 
-static nq_status write_root_attrs_(hid_t f, const char *file, const BlockResult *r) {
+static nq_status write_root_attrs_(hid_t f, const char *file, const BlockResult *r,
+                                   const char *fingerprint) {
     QuantSpec const s = r->mat[0].spec;
     nq_status st = h5u_attr_write_string(f, file, "format", BLOCK_FILE_FORMAT);
     if (st == NQ_OK) st = h5u_attr_write_int(f, file, "format_version", BLOCK_FILE_VERSION);
@@ -61,10 +63,16 @@ static nq_status write_root_attrs_(hid_t f, const char *file, const BlockResult 
     if (st == NQ_OK) st = h5u_attr_write_int(f, file, "bits", s.bits);
     if (st == NQ_OK) st = h5u_attr_write_int(f, file, "group_size", s.group_size);
     if (st == NQ_OK) st = h5u_attr_write_string(f, file, "exponent", s.per_row ? "channel" : "tensor");
+    if (st == NQ_OK) st = h5u_attr_write_string(f, file, "fingerprint", fingerprint ? fingerprint : "");
     return st;
 }
 
 nq_status block_file_save(const char *path, const BlockResult *r, int zstd_level) {
+    return block_file_save_owned(path, r, NULL, zstd_level);
+}
+
+nq_status block_file_save_owned(const char *path, const BlockResult *r, const char *fingerprint,
+                                int zstd_level) {
     char tmp[PATH_MAX];
     nq_status st = h5u_init();
     if (st == NQ_OK) st = atomic_tmp_name(path, tmp, sizeof tmp);
@@ -75,8 +83,9 @@ nq_status block_file_save(const char *path, const BlockResult *r, int zstd_level
         unlink(tmp);
         return st;
     }
-    st = write_root_attrs_(f, path, r);
+    st = write_root_attrs_(f, path, r, fingerprint);
     if (st == NQ_OK) st = block_result_write_h5(f, path, r, zstd_level);
+    if (st == NQ_OK) st = h5sum_seal_attrs(f, path);
     nq_status const closed = h5u_close_file(f, path);
     if (st == NQ_OK) st = closed;
     if (st != NQ_OK) {
@@ -104,15 +113,18 @@ static nq_status check_values_(const char *file, const char *where, const QuantM
     return NQ_OK;
 }
 
-static nq_status read_matrix_(hid_t g, const char *file, const char *where, QuantMatrix *q) {
+static nq_status read_matrix_(hid_t g, const char *file, const char *where, int checked,
+                              QuantMatrix *q) {
     QuantShape const sh = q->shape;
     hsize_t const w_dims[2] = {(hsize_t)sh.rows, (hsize_t)sh.cols};
-    if (!q->quantized) return h5u_read(g, file, "weight", H5U_F32, 2, w_dims, q->weight);
+    nq_status (*const read)(hid_t, const char *, const char *, H5UType, int, const hsize_t *, void *) =
+        checked ? h5u_read_checked : h5u_read;
+    if (!q->quantized) return read(g, file, "weight", H5U_F32, 2, w_dims, q->weight);
     hsize_t const s_dims[2] = {(hsize_t)sh.rows, (hsize_t)sh.groups};
     hsize_t const e_dims[1] = {(hsize_t)sh.n_exponents};
-    nq_status st = h5u_read(g, file, "codes", H5U_I8, 2, w_dims, q->codes);
-    if (st == NQ_OK) st = h5u_read(g, file, "scale", H5U_F32, 2, s_dims, q->scales);
-    if (st == NQ_OK) st = h5u_read(g, file, "exponent", H5U_F32, 1, e_dims, q->exponents);
+    nq_status st = read(g, file, "codes", H5U_I8, 2, w_dims, q->codes);
+    if (st == NQ_OK) st = read(g, file, "scale", H5U_F32, 2, s_dims, q->scales);
+    if (st == NQ_OK) st = read(g, file, "exponent", H5U_F32, 1, e_dims, q->exponents);
     if (st == NQ_OK) st = check_values_(file, where, q);
     return st;
 }
@@ -136,7 +148,7 @@ static nq_status read_metric_(hid_t g, const char *file, const char *where, cons
 }
 
 nq_status block_result_read_h5(hid_t g, const char *file, const ModelConfig *c, QuantSpec spec,
-                               int block, BlockResult *out) {
+                               int block, int checked, BlockResult *out) {
     char where[512];
     if (H5Iget_name(g, where, sizeof where) < 0) snprintf(where, sizeof where, "block %d", block);
     nq_status st = block_result_alloc(out, c, spec, block, skip_mask_(g));
@@ -147,7 +159,7 @@ nq_status block_result_read_h5(hid_t g, const char *file, const ModelConfig *c, 
         if (st != NQ_OK) break;
         char mat_where[600];
         snprintf(mat_where, sizeof mat_where, "%s%s%s", where, strcmp(where, "/") ? "/" : "", mat_names[i]);
-        st = read_matrix_(mg, file, mat_where, &out->mat[i]);
+        st = read_matrix_(mg, file, mat_where, checked, &out->mat[i]);
         h5u_close(mg);
     }
     double loss_init = 0, loss_final = 0, seconds = 0;
@@ -203,7 +215,33 @@ static nq_status read_header_(hid_t f, const char *file, const ModelConfig *c, i
     return st;
 }
 
-nq_status block_file_load(const char *path, const ModelConfig *c, BlockResult *out) {
+/* The file must be what the run expects (BlockFileExpect). */
+static nq_status check_expected_(hid_t f, const char *file, int block, QuantSpec spec,
+                                 const BlockResult *r, const BlockFileExpect *want) {
+    if (block != want->block)
+        return nq_fail(NQ_ERR_INPUT, "%s: block = %d, expected %d (a file of another block)", file, block,
+                       want->block);
+    if (spec.bits != want->spec.bits || spec.group_size != want->spec.group_size ||
+        spec.per_row != want->spec.per_row)
+        return nq_fail(NQ_ERR_INPUT, "%s: bits %d, group_size %d, exponent %s; expected %d, %d, %s (another config)",
+                       file, spec.bits, spec.group_size, spec.per_row ? "channel" : "tensor", want->spec.bits,
+                       want->spec.group_size, want->spec.per_row ? "channel" : "tensor");
+    for (int i = 0; i < N_MATS; i++)
+        if (!r->mat[i].quantized != !!(want->skip_mask & (1u << i)))
+            return nq_fail(NQ_ERR_INPUT, "%s: %s is %s, expected %s (another config)", file, mat_names[i],
+                           r->mat[i].quantized ? "quantized" : "kept fp32",
+                           r->mat[i].quantized ? "kept fp32" : "quantized");
+    char *fingerprint = NULL;
+    nq_status st = h5u_attr_read_string(f, file, "/", "fingerprint", &fingerprint);
+    if (st == NQ_OK && want->fingerprint && strcmp(fingerprint, want->fingerprint) != 0)
+        st = nq_fail(NQ_ERR_INPUT, "%s: fingerprint = %.20s..., expected %.20s... (a file from another run)",
+                     file, fingerprint, want->fingerprint);
+    free(fingerprint);
+    return st;
+}
+
+nq_status block_file_load_expected(const char *path, const ModelConfig *c,
+                                   const BlockFileExpect *want, BlockResult *out) {
     memset(out, 0, sizeof *out);
     nq_status st = h5u_init();
     hid_t f = -1;
@@ -211,7 +249,16 @@ nq_status block_file_load(const char *path, const ModelConfig *c, BlockResult *o
     int block = -1;
     QuantSpec spec = {0, 0, 0};
     if (st == NQ_OK) st = read_header_(f, path, c, &block, &spec);
-    if (st == NQ_OK) st = block_result_read_h5(f, path, c, spec, block, out);
+    if (st == NQ_OK) st = h5sum_check_attrs(f, path, "/", 1);
+    if (st == NQ_OK) st = block_result_read_h5(f, path, c, spec, block, 1, out);
+    if (st == NQ_OK && want) {
+        st = check_expected_(f, path, block, spec, out, want);
+        if (st != NQ_OK) block_result_free(out);
+    }
     h5u_close_file(f, path);
     return st;
+}
+
+nq_status block_file_load(const char *path, const ModelConfig *c, BlockResult *out) {
+    return block_file_load_expected(path, c, NULL, out);
 }

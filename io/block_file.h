@@ -2,9 +2,10 @@
  * root when a block's result arrives and read back on resume and for the checkpoint.
  *
  * Layout (every dataset chunked + zstd, filter 32015):
- *   /                attrs: format = "nupes-mpi-block", format_version = 1, block, bits,
- *                    group_size, exponent ("tensor" | "channel"), loss_init, loss_final,
- *                    seconds
+ *   /                attrs: format = "nupes-mpi-block", format_version = 2, block, bits,
+ *                    group_size, exponent ("tensor" | "channel"), fingerprint (of the run
+ *                    that wrote it), loss_init, loss_final, seconds, attrs_checksum
+ *   every dataset    attr checksum (io/h5sum.h); version 1 files (no checksums) are refused
  *   /wq/codes        int8 [out][in]        (quantized matrices)
  *   /wq/scale        float32 [out][groups]
  *   /wq/exponent     float32 [1] or [out]
@@ -21,16 +22,32 @@
 #include "status.h"
 
 #define BLOCK_FILE_FORMAT "nupes-mpi-block"
-#define BLOCK_FILE_VERSION 1
+#define BLOCK_FILE_VERSION 2
 
 /* Writes r to path atomically (temporary name, fsync, rename, fsync dir). zstd_level
  * 1..22. NQ_ERR_RUNTIME on I/O failure, with no file left behind. */
 nq_status block_file_save(const char *path, const BlockResult *r, int zstd_level);
+/* The same, recording the fingerprint of the run that owns the file. */
+nq_status block_file_save_owned(const char *path, const BlockResult *r, const char *fingerprint,
+                                int zstd_level);
 
 /* Reads path into out (allocated here; free with block_result_free), after validating
  * format, version, spec and every shape against the model c. A missing, truncated or
  * corrupt file is NQ_ERR_INPUT naming the file and what is wrong; out is then zeroed. */
 nq_status block_file_load(const char *path, const ModelConfig *c, BlockResult *out);
+
+/* What a resumed run expects of its done file for block `block`. */
+typedef struct {
+    int block;
+    QuantSpec spec;
+    unsigned skip_mask;      /* bit i: matrix i kept fp32 */
+    const char *fingerprint; /* the run's */
+} BlockFileExpect;
+/* block_file_load, then the file must be the one this run wrote for that block: its
+ * block index, spec, kept matrices and fingerprint are compared ("done/block-0003.h5:
+ * fingerprint = 1a2b..., expected 9f8e... (a file from another run)"), NQ_ERR_INPUT. */
+nq_status block_file_load_expected(const char *path, const ModelConfig *c,
+                                   const BlockFileExpect *want, BlockResult *out);
 
 /* ---- shared with io/checkpoint.c: a BlockResult under an open HDF5 group ---- */
 
@@ -40,9 +57,10 @@ nq_status block_result_write_h5(hid_t g, const char *file, const BlockResult *r,
 
 /* Reads the matrices and metrics under g into out (allocated here) for the model c and
  * quantization spec; a matrix stored as "weight" comes back unquantized. Codes outside
- * [-m, m] and non-positive exponents are refused (NQ_ERR_INPUT). */
+ * [-m, m] and non-positive exponents are refused (NQ_ERR_INPUT). checked: every dataset
+ * must carry its checksum (files written with checksums), else checked when present. */
 nq_status block_result_read_h5(hid_t g, const char *file, const ModelConfig *c, QuantSpec spec,
-                               int block, BlockResult *out);
+                               int block, int checked, BlockResult *out);
 
 /* Checks a spec read from a file against the model: bits 2..8, group_size >= 0 (a row's
  * last group is shorter when group_size does not divide it), per_row 0 or 1. */

@@ -8,6 +8,7 @@
 
 #include "atomic_file.h"
 #include "block_file.h"
+#include "h5sum.h"
 #include "h5util.h"
 
 /* The formula of docs/design.md 3.1, stored in the file so that a numpy user can dequantize. */
@@ -93,6 +94,7 @@ static nq_status write_model_(hid_t f, const char *file, const ModelConfig *c,
     if (st == NQ_OK) st = h5u_write(g, file, "norm_final", H5U_F32, 1, d, h->norm_final, level);
     if (st == NQ_OK && !c->tied_embeddings)
         st = h5u_write(g, file, "output", H5U_F32, 2, vd, h->classifier, level);
+    if (st == NQ_OK) st = h5sum_seal_attrs(g, file);
     h5u_close(g);
     return st;
 }
@@ -108,6 +110,22 @@ static nq_status check_meta_(const char *path, const CheckpointMeta *meta, const
         return nq_fail(NQ_ERR_RUNTIME, "%s: status = \"%s\", expected complete or partial", path, meta->status);
     nq_status const st = quant_spec_check(path, meta->spec, c);
     return st == NQ_OK ? NQ_OK : NQ_ERR_RUNTIME; /* a caller's bug, not bad input */
+}
+
+/* An upper bound of the file's size: every payload byte stored uncompressed (codes one
+ * byte, fp32 four), plus 1% and 4 MiB for zstd's frame overhead and HDF5's metadata. */
+static size_t size_bound_(const ModelConfig *c, QuantSpec spec, unsigned skip_mask) {
+    size_t const d = (size_t)c->dim, V = (size_t)c->vocab_size;
+    size_t per_block = 2 * d * sizeof(float);
+    for (int i = 0; i < N_MATS; i++) {
+        QuantShape const sh = quant_shape(spec, mat_rows(c, i), mat_cols(c, i));
+        size_t const n = (size_t)sh.rows * (size_t)sh.cols;
+        per_block += skip_mask & (1u << i)
+                         ? n * sizeof(float)
+                         : n + ((size_t)sh.rows * (size_t)sh.groups + (size_t)sh.n_exponents) * sizeof(float);
+    }
+    size_t const payload = per_block * (size_t)c->n_layers + (V * d * (c->tied_embeddings ? 1 : 2) + d) * sizeof(float);
+    return payload + payload / 100 + ((size_t)4 << 20);
 }
 
 static void writer_free_(CheckpointWriter *w) {
@@ -135,6 +153,7 @@ nq_status checkpoint_create(const char *path, const CheckpointMeta *meta, const 
     w->written = nq_calloc((size_t)c->n_layers, 1, "checkpoint block list");
     st = w->written ? atomic_tmp_name(path, w->tmp, sizeof w->tmp) : NQ_ERR_RUNTIME;
     if (st == NQ_OK) st = h5u_create(w->tmp, &w->file);
+    if (st == NQ_OK) st = h5u_reserve(w->file, path, size_bound_(c, meta->spec, meta->skip_mask));
     if (st == NQ_OK) st = write_root_attrs_(w->file, path, meta);
     if (st == NQ_OK) st = write_model_(w->file, path, c, head, zstd_level);
     if (st == NQ_OK) st = h5u_create_group(w->file, path, "blocks", &w->blocks);
@@ -178,6 +197,7 @@ nq_status checkpoint_write_block(CheckpointWriter *w, const BlockResult *r,
     st = h5u_write(g, w->path, "attn_norm", H5U_F32, 1, d, attn_norm, w->zstd_level);
     if (st == NQ_OK) st = h5u_write(g, w->path, "ffn_norm", H5U_F32, 1, d, ffn_norm, w->zstd_level);
     if (st == NQ_OK) st = block_result_write_h5(g, w->path, r, w->zstd_level);
+    if (st == NQ_OK) st = h5sum_seal_attrs(g, w->path);
     h5u_close(g);
     if (st == NQ_OK) w->written[r->block] = 1;
     return st;
@@ -192,11 +212,13 @@ nq_status checkpoint_commit(CheckpointWriter *w) {
                      missing, w->config.n_layers);
     const char *status = w->status[0] ? w->status : missing ? "partial" : "complete";
     if (st == NQ_OK) st = h5u_attr_write_string(w->file, w->path, "status", status);
+    if (st == NQ_OK) st = h5sum_seal_attrs(w->file, w->path);
     h5u_close(w->blocks);
     w->blocks = -1;
     nq_status const closed = h5u_close_file(w->file, w->path);
     w->file = -1;
     if (st == NQ_OK) st = closed;
+    if (st == NQ_OK) h5u_release(w->tmp);
     if (st == NQ_OK) st = atomic_commit(w->tmp, w->path); /* unlinks tmp on failure */
     else unlink(w->tmp);
     writer_free_(w);
@@ -287,8 +309,16 @@ static nq_status read_model_config_(hid_t f, const char *file, ModelConfig *c) {
 static nq_status read_info_(hid_t f, const char *file, CheckpointInfo *info) {
     char format[32], exponent[16];
     nq_status st = read_choice_(f, file, "/", "format", CHECKPOINT_FORMAT, format, sizeof format);
-    if (st == NQ_OK) st = read_int_attr_(f, file, "/", "format_version", CHECKPOINT_VERSION,
+    if (st == NQ_OK) st = read_int_attr_(f, file, "/", "format_version", CHECKPOINT_VERSION_UNCHECKED,
                                          CHECKPOINT_VERSION, &info->format_version);
+    int const checked = info->format_version >= CHECKPOINT_VERSION;
+    if (st == NQ_OK && checked) st = h5sum_check_attrs(f, file, "/", 1);
+    if (st == NQ_OK && checked) {
+        hid_t g;
+        st = h5u_open_group(f, file, "model", &g);
+        if (st == NQ_OK) st = h5sum_check_attrs(g, file, "/model", 1);
+        h5u_close(g);
+    }
     if (st == NQ_OK) st = read_choice_(f, file, "/", "status", "complete|partial", info->status, sizeof info->status);
     if (st == NQ_OK) st = read_choice_(f, file, "/", "method", "nupes|powerquant|rtn", info->method, sizeof info->method);
     if (st == NQ_OK) st = read_int_attr_(f, file, "/", "bits", QUANT_MIN_BITS, QUANT_MAX_BITS, &info->spec.bits);
@@ -336,11 +366,43 @@ nq_status checkpoint_open(const char *path, CheckpointReader **out) {
         checkpoint_close(r);
         return st;
     }
+    if (r->info.format_version < CHECKPOINT_VERSION)
+        fprintf(stderr, "nupes-mpi: warning: %s: format_version %d has no checksums, its data cannot be "
+                        "verified; re-run the job that wrote it (same config and run.dir) to rewrite it\n",
+                path, r->info.format_version);
     *out = r;
     return NQ_OK;
 }
 
 const CheckpointInfo *checkpoint_info(const CheckpointReader *r) { return &r->info; }
+
+/* A float32 dataset, checksum required from format_version 2 on. */
+static nq_status read_(const CheckpointReader *r, hid_t loc, const char *name, int rank,
+                       const hsize_t *dims, float *out) {
+    if (r->info.format_version >= CHECKPOINT_VERSION)
+        return h5u_read_checked(loc, r->path, name, H5U_F32, rank, dims, out);
+    return h5u_read(loc, r->path, name, H5U_F32, rank, dims, out);
+}
+
+nq_status checkpoint_verify(CheckpointReader *r, int *n_datasets, int *n_attr_sets) {
+    if (r->info.format_version < CHECKPOINT_VERSION)
+        return nq_fail(NQ_ERR_INPUT, "%s: format_version %d has no checksums and cannot be verified; re-run "
+                       "the job that wrote it (same config and run.dir) to rewrite it with checksums",
+                       r->path, r->info.format_version);
+    nq_status st = h5sum_verify_file(r->file, r->path, n_datasets, n_attr_sets);
+    const ModelConfig *c = &r->info.config;
+    for (int l = 0; l < c->n_layers && st == NQ_OK; l++) {
+        if (!checkpoint_has_block(r, l)) {
+            if (strcmp(r->info.status, "complete") == 0)
+                st = nq_fail(NQ_ERR_INPUT, "%s: missing group /blocks/%04d (status complete)", r->path, l);
+            continue;
+        }
+        BlockResult b;
+        st = checkpoint_read_block(r, l, &b, NULL, NULL);
+        if (st == NQ_OK) block_result_free(&b);
+    }
+    return st;
+}
 
 int checkpoint_has_block(CheckpointReader *r, int l) {
     char name[32];
@@ -360,9 +422,11 @@ nq_status checkpoint_read_block(CheckpointReader *r, int l, BlockResult *out, fl
     nq_status st = h5u_open_group(r->file, r->path, name, &g);
     if (st != NQ_OK) return st;
     hsize_t const d[1] = {(hsize_t)c->dim};
-    if (attn_norm) st = h5u_read(g, r->path, "attn_norm", H5U_F32, 1, d, attn_norm);
-    if (st == NQ_OK && ffn_norm) st = h5u_read(g, r->path, "ffn_norm", H5U_F32, 1, d, ffn_norm);
-    if (st == NQ_OK) st = block_result_read_h5(g, r->path, c, r->info.spec, l, out);
+    int const checked = r->info.format_version >= CHECKPOINT_VERSION;
+    if (checked) st = h5sum_check_attrs(g, r->path, name, 1);
+    if (st == NQ_OK && attn_norm) st = read_(r, g, "attn_norm", 1, d, attn_norm);
+    if (st == NQ_OK && ffn_norm) st = read_(r, g, "ffn_norm", 1, d, ffn_norm);
+    if (st == NQ_OK) st = block_result_read_h5(g, r->path, c, r->info.spec, l, checked, out);
     h5u_close(g);
     return st;
 }
@@ -372,10 +436,10 @@ nq_status checkpoint_read_head(CheckpointReader *r, float *tok_embeddings, float
     const ModelConfig *c = &r->info.config;
     hsize_t const vd[2] = {(hsize_t)c->vocab_size, (hsize_t)c->dim};
     hsize_t const d[1] = {(hsize_t)c->dim};
-    nq_status st = h5u_read(r->file, r->path, "model/tok_embeddings", H5U_F32, 2, vd, tok_embeddings);
-    if (st == NQ_OK) st = h5u_read(r->file, r->path, "model/norm_final", H5U_F32, 1, d, norm_final);
+    nq_status st = read_(r, r->file, "model/tok_embeddings", 2, vd, tok_embeddings);
+    if (st == NQ_OK) st = read_(r, r->file, "model/norm_final", 1, d, norm_final);
     if (st != NQ_OK || !output) return st;
-    if (!c->tied_embeddings) return h5u_read(r->file, r->path, "model/output", H5U_F32, 2, vd, output);
+    if (!c->tied_embeddings) return read_(r, r->file, "model/output", 2, vd, output);
     memcpy(output, tok_embeddings, nq_mul_size(vd[0] * vd[1], sizeof(float)));
     return NQ_OK;
 }

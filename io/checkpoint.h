@@ -1,7 +1,7 @@
 /* The quantized checkpoint (docs/design.md 5.3): one HDF5 file written by root, every dataset
  * chunked and zstd-compressed (filter 32015), readable by h5dump/h5py with the plugin.
  *
- *   /                attrs: format = "nupes-mpi", format_version = 1, status ("complete" |
+ *   /                attrs: format = "nupes-mpi", format_version = 2, status ("complete" |
  *                    "partial"), method, bits, group_size, exponent ("tensor" | "channel"),
  *                    fingerprint, config (TOML text), dequant (the formula of 3.1 as text)
  *   /model           attrs: dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size,
@@ -13,6 +13,12 @@
  *   /blocks/0007/attn_norm [d], /blocks/0007/ffn_norm [d]
  *   /blocks/0007/wq/codes int8 [out][in], scale float32 [out][groups], exponent float32
  *                    [1] or [out]; a matrix kept fp32 has /blocks/0007/wq/weight instead.
+ *
+ * Checksums (format_version 2, io/h5sum.h): every dataset carries attribute checksum
+ * (XXH3-64 of its elements), and /, /model and /blocks/NNNN carry attrs_checksum over their
+ * attributes. Readers verify what they read (a mismatch is NQ_ERR_INPUT naming the
+ * object); checkpoint_verify reads the whole file. A format_version 1 checkpoint (written
+ * before checksums) is still read, with a warning on stderr that says how to rewrite it.
  *
  * Writing: checkpoint_create, checkpoint_write_block for each block (any order; root holds
  * one block at a time), then checkpoint_commit (or checkpoint_abort). The file lives under
@@ -27,7 +33,8 @@
 #include "status.h"
 
 #define CHECKPOINT_FORMAT "nupes-mpi"
-#define CHECKPOINT_VERSION 1
+#define CHECKPOINT_VERSION 2
+#define CHECKPOINT_VERSION_UNCHECKED 1 /* before checksums: read with a warning */
 
 typedef struct {
     const char *method;      /* "nupes" | "powerquant" | "rtn" */
@@ -41,6 +48,7 @@ typedef struct {
     const char *blas_note;   /* "" or why the results are not bit-identical to an
                                 uninterrupted run under one kernel; NULL: "" */
     int threads_per_rank;    /* the threads each rank ran (results do not depend on it) */
+    unsigned skip_mask;      /* matrices kept fp32 (bit i: matrix i), for the disk reserve */
 } CheckpointMeta;
 
 typedef struct CheckpointWriter CheckpointWriter;
@@ -99,6 +107,12 @@ nq_status checkpoint_read_block(CheckpointReader *r, int l, BlockResult *out, fl
  * untied and copied from the embeddings when tied (NULL to skip it). */
 nq_status checkpoint_read_head(CheckpointReader *r, float *tok_embeddings, float *norm_final,
                                float *output);
+
+/* Reads every dataset and attribute of an open checkpoint and checks them against their
+ * checksums, then every block through checkpoint_read_block (value checks). NQ_ERR_INPUT
+ * naming the first damaged object; a format_version 1 file cannot be verified (error
+ * saying how to rewrite it). Counts what was checked. */
+nq_status checkpoint_verify(CheckpointReader *r, int *n_datasets, int *n_attr_sets);
 
 /* checkpoint_open + copy of the info + close. Free with checkpoint_info_free. */
 nq_status checkpoint_read_info(const char *path, CheckpointInfo *out);

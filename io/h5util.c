@@ -1,11 +1,14 @@
 #include "h5util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "h5sum.h"
 #include "h5zstd.h"
 
 /* ------------------------------------------------------------------ errors */
@@ -126,6 +129,25 @@ nq_status h5u_open_read(const char *path, hid_t *file) {
     nq_status const st = *file < 0 ? h5u_fail(NQ_ERR_INPUT, path, "damaged HDF5 file, cannot open") : NQ_OK;
     H5Pclose(fapl);
     return st;
+}
+
+nq_status h5u_reserve(hid_t file, const char *path, size_t bytes) {
+    hid_t const fapl = H5Fget_access_plist(file);
+    void *handle = NULL;
+    int const sec2 = fapl >= 0 && H5Pget_driver(fapl) == H5FD_SEC2 && H5Fget_vfd_handle(file, fapl, &handle) >= 0;
+    h5u_close(fapl);
+    H5Eclear2(H5E_DEFAULT);
+    if (!sec2 || !handle) return NQ_OK;
+    if (fallocate(*(int *)handle, FALLOC_FL_KEEP_SIZE, 0, (off_t)bytes) == 0) return NQ_OK;
+    if (errno == EOPNOTSUPP || errno == ENOSYS) return NQ_OK; /* a file system without it */
+    return nq_fail(NQ_ERR_RUNTIME, "%s: cannot reserve %.1f MB for the file: %s", path, (double)bytes / 1e6,
+                   strerror(errno));
+}
+
+void h5u_release(const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && truncate(path, sb.st_size) != 0) { /* the reserve stays until unlinked */
+    }
 }
 
 nq_status h5u_close_file(hid_t file, const char *path) {
@@ -256,6 +278,12 @@ nq_status h5u_dcpl(const char *file, H5UType type, int rank, const hsize_t *dims
     return NQ_OK;
 }
 
+static size_t element_count_(int rank, const hsize_t *dims) {
+    size_t n = 1;
+    for (int i = 0; i < rank; i++) n = nq_mul_size(n, (size_t)dims[i]);
+    return n;
+}
+
 nq_status h5u_write(hid_t loc, const char *file, const char *name, H5UType type, int rank,
                     const hsize_t *dims, const void *data, int zstd_level) {
     hid_t dcpl = -1, space = -1, dset = -1;
@@ -270,6 +298,7 @@ nq_status h5u_write(hid_t loc, const char *file, const char *name, H5UType type,
         snprintf(what, sizeof what, "cannot write dataset %s", path);
         st = h5u_fail(NQ_ERR_RUNTIME, file, what);
     }
+    if (st == NQ_OK) st = h5sum_write_data(dset, file, data, element_count_(rank, dims) * type_size_(type));
     h5u_close(dset);
     h5u_close(space);
     h5u_close(dcpl);
@@ -319,8 +348,8 @@ static nq_status check_type_(hid_t dset, const char *file, const char *path, H5U
     return NQ_OK;
 }
 
-nq_status h5u_read(hid_t loc, const char *file, const char *name, H5UType type, int rank,
-                   const hsize_t *dims, void *out) {
+static nq_status read_(hid_t loc, const char *file, const char *name, H5UType type, int rank,
+                       const hsize_t *dims, void *out, int checksum_required) {
     char path[512];
     hid_t dset;
     nq_status st = open_dataset_(loc, file, name, &dset);
@@ -341,8 +370,21 @@ nq_status h5u_read(hid_t loc, const char *file, const char *name, H5UType type, 
         snprintf(what, sizeof what, "cannot read dataset %s (damaged file?)", path);
         st = h5u_fail(NQ_ERR_INPUT, file, what);
     }
+    if (st == NQ_OK)
+        st = h5sum_check_data(dset, file, path, out, element_count_(rank, dims) * type_size_(type),
+                              checksum_required);
     H5Dclose(dset);
     return st;
+}
+
+nq_status h5u_read(hid_t loc, const char *file, const char *name, H5UType type, int rank,
+                   const hsize_t *dims, void *out) {
+    return read_(loc, file, name, type, rank, dims, out, 0);
+}
+
+nq_status h5u_read_checked(hid_t loc, const char *file, const char *name, H5UType type, int rank,
+                           const hsize_t *dims, void *out) {
+    return read_(loc, file, name, type, rank, dims, out, 1);
 }
 
 /* ------------------------------------------------------------------ attributes */

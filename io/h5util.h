@@ -42,6 +42,14 @@ nq_status h5u_open_read(const char *path, hid_t *file);
  * opens read-write (NQ_ERR_INPUT) path with the MPI-IO driver, for files that several
  * ranks write together. what names the file in errors ("the activations file"). */
 nq_status h5u_open_mpio(const char *path, MPI_Comm comm, int create, const char *what, hid_t *file);
+/* Reserves bytes of disk for a file just created with h5u_create (fallocate, size kept),
+ * so that a full file system is an error here and not inside HDF5's writes: libhdf5
+ * 1.10 keeps a file whose close failed for lack of space half-closed and closes it
+ * again at exit, which crashes. A file system without fallocate is not an error. The
+ * unused reserve is released when the file is truncated to its size (h5u_release). */
+nq_status h5u_reserve(hid_t file, const char *path, size_t bytes);
+/* Gives back a closed file's blocks reserved beyond its end. */
+void h5u_release(const char *path);
 /* H5Fclose with a check (a failed close of a written file is a failed write). Does
  * nothing for a negative id. `path` names the file in the message. */
 nq_status h5u_close_file(hid_t file, const char *path);
@@ -60,7 +68,8 @@ int h5u_exists(hid_t loc, const char *name);
 nq_status h5u_dcpl(const char *file, H5UType type, int rank, const hsize_t *dims,
                    int zstd_level, hid_t *dcpl);
 
-/* Writes data (row-major, dims) as the new dataset `name` under loc. */
+/* Writes data (row-major, dims) as the new dataset `name` under loc, with its XXH3
+ * checksum attribute (io/h5sum.h). */
 nq_status h5u_write(hid_t loc, const char *file, const char *name, H5UType type, int rank,
                     const hsize_t *dims, const void *data, int zstd_level);
 
@@ -68,6 +77,10 @@ nq_status h5u_write(hid_t loc, const char *file, const char *name, H5UType type,
  * the expected shape and an element type of the same kind (integer/float). */
 nq_status h5u_read(hid_t loc, const char *file, const char *name, H5UType type, int rank,
                    const hsize_t *dims, void *out);
+/* h5u_read checks the data against the dataset's checksum attribute when it has one;
+ * h5u_read_checked requires it (files of our formats that carry checksums). */
+nq_status h5u_read_checked(hid_t loc, const char *file, const char *name, H5UType type, int rank,
+                           const hsize_t *dims, void *out);
 
 /* Shape of dataset name: *rank and dims[H5U_MAX_RANK]. */
 nq_status h5u_shape(hid_t loc, const char *file, const char *name, int *rank, hsize_t *dims);

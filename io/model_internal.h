@@ -21,6 +21,8 @@ struct Model {
     ModelConfig config;
     char path[PATH_MAX];
     void *backend; /* owned by the backend */
+    unsigned char *finite_checked; /* [n_layers + 1]: block l's (or, last, the head's) weights
+                                      were found finite (model_file.c) */
 };
 
 /* Each fills m->ops, m->config and m->backend, or returns an error with m untouched

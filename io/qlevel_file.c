@@ -7,12 +7,14 @@
 #include <unistd.h>
 
 #include "atomic_file.h"
+#include "h5sum.h"
 #include "h5util.h"
 #include "mpi_check.h"
 #include "run_dir.h"
 
 struct QLevelReader {
     hid_t file, set;
+    uint64_t *sums; /* [N] */
     int N, T, d;
     char path[PATH_MAX];
 };
@@ -24,6 +26,31 @@ nq_status qlevel_path(const char *run_dir, int level, char *buf, size_t size) {
 int qlevel_exists(const char *run_dir, int level) {
     char path[PATH_MAX];
     return qlevel_path(run_dir, level, path, sizeof path) == NQ_OK && access(path, F_OK) == 0;
+}
+
+/* Collective: the checksums of this rank's sequences into /checksums [N]. */
+static nq_status write_sums(hid_t file, const char *path, hid_t dcpl, hid_t xfer, int N, int T, int d,
+                            int first, int count, const float *data) {
+    size_t const per_seq = (size_t)T * d;
+    uint64_t *sums = nq_calloc((size_t)(count > 0 ? count : 1), sizeof *sums, "hand-on checksums");
+    if (!sums) return NQ_ERR_RUNTIME;
+    for (int i = 0; i < count; i++) sums[i] = h5sum_bytes(data + (size_t)i * per_seq, per_seq * sizeof(float));
+    hsize_t const dims[1] = {(hsize_t)N}, start[1] = {(hsize_t)first}, size[1] = {(hsize_t)count};
+    hsize_t const n_mem = (hsize_t)(count > 0 ? count : 1);
+    hid_t const space = H5Screate_simple(1, dims, NULL), mem = H5Screate_simple(1, &n_mem, NULL);
+    hid_t const set = space < 0 ? -1 : H5Dcreate2(file, "checksums", H5T_STD_U64LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    herr_t const sel = space < 0 ? -1
+                       : count > 0 ? H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, size, NULL)
+                                   : H5Sselect_none(space);
+    nq_status st = NQ_OK;
+    if (set < 0 || mem < 0 || sel < 0 || (count == 0 && H5Sselect_none(mem) < 0) ||
+        H5Dwrite(set, H5T_NATIVE_UINT64, mem, space, xfer, sums) < 0)
+        st = h5u_fail(NQ_ERR_RUNTIME, path, "write of /checksums failed");
+    h5u_close(set);
+    h5u_close(space);
+    h5u_close(mem);
+    free(sums);
+    return st;
 }
 
 static nq_status write_shard(hid_t file, const char *path, int N, int T, int d, int first, int count,
@@ -48,6 +75,7 @@ static nq_status write_shard(hid_t file, const char *path, int N, int T, int d, 
     if (set < 0 || sel < 0 || (count == 0 && H5Sselect_none(mem) < 0) ||
         H5Dwrite(set, H5T_NATIVE_FLOAT, mem, space, xfer, data) < 0)
         st = h5u_fail(NQ_ERR_RUNTIME, path, "write of /qinputs failed");
+    if (st == NQ_OK) st = write_sums(file, path, dcpl, xfer, N, T, d, first, count, data);
 done:
     h5u_close(set);
     h5u_close(space);
@@ -106,6 +134,17 @@ nq_status qlevel_open(const char *run_dir, int level, int N, int T, int d, QLeve
         r->set = H5Dopen2(r->file, "qinputs", H5P_DEFAULT);
         if (r->set < 0) st = h5u_fail(NQ_ERR_INPUT, r->path, "cannot open /qinputs");
     }
+    hsize_t const sum_dims[1] = {(hsize_t)N};
+    if (st == NQ_OK) st = (r->sums = nq_calloc((size_t)N, sizeof *r->sums, "hand-on checksums")) ? NQ_OK : NQ_ERR_RUNTIME;
+    if (st == NQ_OK) st = h5u_shape(r->file, r->path, "checksums", &rank, dims);
+    if (st == NQ_OK && (rank != 1 || dims[0] != sum_dims[0]))
+        st = nq_fail(NQ_ERR_INPUT, "%s: /checksums has the wrong shape, expected [%d]", r->path, N);
+    if (st == NQ_OK) {
+        hid_t const set = H5Dopen2(r->file, "checksums", H5P_DEFAULT);
+        if (set < 0 || H5Dread(set, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, r->sums) < 0)
+            st = h5u_fail(NQ_ERR_INPUT, r->path, "cannot read /checksums (damaged file)");
+        h5u_close(set);
+    }
     if (st != NQ_OK) {
         qlevel_close(r);
         return st;
@@ -124,6 +163,9 @@ nq_status qlevel_read(QLevelReader *r, const int *seqs, int n, float *out) {
         if (H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, size, NULL) < 0 ||
             H5Dread(r->set, H5T_NATIVE_FLOAT, mem, space, H5P_DEFAULT, out + (size_t)i * per_seq) < 0)
             st = h5u_fail(NQ_ERR_RUNTIME, r->path, "read of /qinputs failed");
+        else if (h5sum_bytes(out + (size_t)i * per_seq, per_seq * sizeof(float)) != r->sums[seqs[i]])
+            st = nq_fail(NQ_ERR_INPUT, "%s: /qinputs sequence %d: checksum mismatch (damaged file)", r->path,
+                         seqs[i]);
     }
     h5u_close(mem);
     h5u_close(space);
@@ -134,5 +176,17 @@ void qlevel_close(QLevelReader *r) {
     if (!r) return;
     h5u_close(r->set);
     if (r->file >= 0) h5u_close_file(r->file, r->path);
+    free(r->sums);
     free(r);
+}
+
+nq_status qlevel_verify(const char *run_dir, int level, int N, int T, int d) {
+    QLevelReader *r = NULL;
+    nq_status st = qlevel_open(run_dir, level, N, T, d, &r);
+    float *buf = st == NQ_OK ? nq_calloc((size_t)T * d, sizeof(float), "hand-on being verified") : NULL;
+    if (st == NQ_OK && !buf) st = NQ_ERR_RUNTIME;
+    for (int s = 0; s < N && st == NQ_OK; s++) st = qlevel_read(r, &s, 1, buf);
+    free(buf);
+    qlevel_close(r);
+    return st;
 }

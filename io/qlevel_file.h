@@ -2,6 +2,9 @@
  * modes, docs/design.md 3.3 and 4): run.dir/qinputs/level-NNNN.h5 holds the input of block l as
  * computed by the finished quantized blocks 0..l-1:
  *   /qinputs float32 [N][T][d]
+ *   /checksums uint64 [N]      XXH3-64 of each sequence, computed by the rank that wrote it
+ * Every read checks what it reads; qlevel_verify checks a whole level (a resume does
+ * before it reuses one). A level without /checksums (older version) is refused.
  * The group that finishes block l - 1 writes level l with collective writes on its own
  * communicator (the other groups are busy with their own blocks), under a temporary name
  * that its first rank renames when every rank's share is on disk: the file exists only
@@ -31,5 +34,9 @@ nq_status qlevel_open(const char *run_dir, int level, int N, int T, int d, QLeve
 /* out [n][T][d] = sequences seqs[0..n). */
 nq_status qlevel_read(QLevelReader *r, const int *seqs, int n, float *out);
 void qlevel_close(QLevelReader *r); /* NULL is fine */
+
+/* Reads every sequence of a level and checks it: NQ_ERR_INPUT naming the file and the
+ * first damaged sequence. */
+nq_status qlevel_verify(const char *run_dir, int level, int N, int T, int d);
 
 #endif

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 nq_status read_file(const char *path, const char *what, char **data, size_t *size) {
     *data = NULL;
@@ -13,9 +14,14 @@ nq_status read_file(const char *path, const char *what, char **data, size_t *siz
     nq_status st = NQ_OK;
     char *buf = NULL;
     long len = -1;
-    if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
-    if (len < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        st = nq_fail(NQ_ERR_INPUT, "%s: cannot tell the %s's size (not a regular file?)", path, what);
+    struct stat sb;
+    /* fopen opens a directory for reading, and its "size" (LONG_MAX) is no size. */
+    int const stat_ok = fstat(fileno(f), &sb) == 0;
+    if (!stat_ok || !S_ISREG(sb.st_mode)) {
+        st = nq_fail(NQ_ERR_INPUT, "%s: is %s, expected a %s file", path,
+                     stat_ok && S_ISDIR(sb.st_mode) ? "a directory" : "not a regular file", what);
+    } else if (fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        st = nq_fail(NQ_ERR_INPUT, "%s: cannot tell the %s's size", path, what);
     } else if ((buf = nq_calloc((size_t)len + 1, 1, what)) == NULL) {
         st = NQ_ERR_RUNTIME;
     } else if (fread(buf, 1, (size_t)len, f) != (size_t)len) {

@@ -219,6 +219,26 @@ static nq_status prepare_run_dir(Job *job, const JobOptions *opt) {
     return st;
 }
 
+/* Collective: every rank checks the sequences it captured (all levels) against their
+ * checksums before the file is reused. NQ_ERR_INPUT when any rank found damage: the
+ * lowest such rank prints a one-line warning naming the level and sequence. */
+static nq_status verify_activations(Job *job) {
+    int first = 0, count = 0;
+    layout_shard(job->N, job->layout.world_size, job->layout.world_rank, &first, &count);
+    nq_status const st = activations_verify(job->act, first, count);
+    /* an I/O failure is not damage: it fails the job */
+    nq_status const failed = agree(st == NQ_ERR_INPUT ? NQ_OK : st);
+    if (failed != NQ_OK) return failed;
+    int const mine = st == NQ_OK ? job->layout.world_size : job->layout.world_rank;
+    int first_damaged = 0;
+    MPI_CHECK(MPI_Allreduce(&mine, &first_damaged, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+    if (first_damaged == job->layout.world_size) return NQ_OK;
+    if (first_damaged == job->layout.world_rank)
+        fprintf(stderr, "nupes-mpi: warning: %s: capturing again\n", nq_last_error());
+    nq_clear_error();
+    return NQ_ERR_INPUT;
+}
+
 /* Root: removes path (a damaged or incomplete capture that is started over). */
 static void remove_capture_file(const Job *job, const char *path) {
     if (job->layout.world_rank == 0 && unlink(path) != 0 && errno != ENOENT)
@@ -257,10 +277,14 @@ static nq_status open_or_capture(Job *job) {
         st = open_existing(job, path, "capturing again", &job->act);
         if (st != NQ_OK) return st;
         if (job->act && activations_complete(job->act)) {
-            if (job->layout.world_rank == 0) printf("capture: %s is complete, reusing it\n", path);
-            return NQ_OK;
+            nq_status const verified = verify_activations(job);
+            if (verified == NQ_OK) {
+                if (job->layout.world_rank == 0) printf("capture: %s is complete, reusing it\n", path);
+                return NQ_OK;
+            }
+            if (verified != NQ_ERR_INPUT) return verified; /* damage captures again, failures stop */
         }
-        if (job->act) { /* an incomplete file under the final name: written before the rename rule */
+        if (job->act) { /* damaged, or incomplete under the final name (before the rename rule) */
             st = agree(activations_close(job->act));
             job->act = NULL;
             if (st != NQ_OK) return st;
@@ -292,7 +316,16 @@ static nq_status open_or_capture(Job *job) {
     return st;
 }
 
-/* Root decides which blocks still need work (no done file) and tells everyone. */
+/* What block l's done file must be: this run's, for that block and this config. */
+static BlockFileExpect done_expected(const Job *job, int l) {
+    BlockFileExpect const want = {.block = l, .spec = job->params.spec, .skip_mask = job->params.skip_mask,
+                                  .fingerprint = job->fingerprint};
+    return want;
+}
+
+/* Root decides which blocks still need work and tells everyone. A done file that cannot
+ * be reused (damaged: checksum, truncation; or not this run's: another block, config or
+ * run) is reported and removed, and its block is done again. */
 static nq_status find_pending(Job *job, int *pending, int *n_pending) {
     int const L = job->c->n_layers;
     if (job->layout.world_rank == 0) {
@@ -301,9 +334,15 @@ static nq_status find_pending(Job *job, int *pending, int *n_pending) {
             char path[PATH_MAX];
             run_dir_done_path(job->run_dir, l, path, sizeof path);
             BlockResult r;
-            if (access(path, F_OK) == 0 && block_file_load(path, job->c, &r) == NQ_OK) {
-                block_result_free(&r);
-                continue;
+            BlockFileExpect const want = done_expected(job, l);
+            if (access(path, F_OK) == 0) {
+                if (block_file_load_expected(path, job->c, &want, &r) == NQ_OK) {
+                    block_result_free(&r);
+                    continue;
+                }
+                fprintf(stderr, "nupes-mpi: warning: %s; block %d will be done again\n", nq_last_error(), l);
+                job_log(job, "block %d: done file not reusable (%s): done again", l, nq_last_error());
+                unlink(path);
             }
             nq_clear_error();
             pending[(*n_pending)++] = l;
@@ -346,7 +385,7 @@ static nq_status write_done(const BlockResult *r, int group, void *ctx) {
     /* Done files are read back once, by the checkpoint assembly: the fastest level keeps
      * root's serial work small (level 19 takes ~2 min on a 7B block). */
     int const level = job->cfg->zstd_level < DONE_FILE_ZSTD_LEVEL ? job->cfg->zstd_level : DONE_FILE_ZSTD_LEVEL;
-    nq_status const st = block_file_save(path, r, level);
+    nq_status const st = block_file_save_owned(path, r, job->fingerprint, level);
     if (st != NQ_OK) return st;
     char state[PATH_MAX];
     run_dir_state_path(job->run_dir, r->block, state, sizeof state);
@@ -371,7 +410,7 @@ static nq_status assemble_checkpoint(Job *job) {
     CheckpointMeta const meta = {.method = config_method_name(job->cfg->method),
                                  .spec = job->params.spec, .fingerprint = job->fingerprint, .config_toml = toml,
                                  .status = "complete", .blas = job->blas, .blas_note = job->blas_note,
-                                 .threads_per_rank = job->threads};
+                                 .threads_per_rank = job->threads, .skip_mask = job->params.skip_mask};
     CheckpointWriter *w = NULL;
     if (st == NQ_OK)
         st = checkpoint_create(job->cfg->output_path, &meta, job->c, &head, job->cfg->zstd_level, &w);
@@ -385,7 +424,8 @@ static nq_status assemble_checkpoint(Job *job) {
         run_dir_done_path(job->run_dir, l, path, sizeof path);
         BlockResult r;
         BlockWeights fp;
-        st = block_file_load(path, job->c, &r);
+        BlockFileExpect const want = done_expected(job, l);
+        st = block_file_load_expected(path, job->c, &want, &r);
         if (st == NQ_OK) st = model_block(job->model, l, &fp);
         if (st == NQ_OK) st = checkpoint_write_block(w, &r, fp.attn_norm, fp.ffn_norm);
         model_release_block(job->model, l);

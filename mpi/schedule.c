@@ -1,6 +1,7 @@
 #include "schedule.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -65,10 +66,37 @@ static nq_status hand_on(Job *job, int l, const BlockResult *r, MPI_Comm comm) {
     return st;
 }
 
+/* Before a resume reuses the hand-ons: the levels are dealt round-robin over the ranks,
+ * each reads its levels whole and checks their checksums; a damaged one is reported in
+ * one line and removed, so that it is handed on again (below, or by its block's group). */
+static nq_status drop_damaged_hand_ons(Job *job) {
+    int const L = job->c->n_layers;
+    nq_status st = NQ_OK;
+    for (int l = 1 + job->layout.world_rank; l < L && st == NQ_OK; l += job->layout.world_size) {
+        if (!qlevel_exists(job->run_dir, l)) continue;
+        nq_status const v = qlevel_verify(job->run_dir, l, job->N, job->T, job->c->dim);
+        if (v == NQ_ERR_INPUT) {
+            char path[PATH_MAX];
+            qlevel_path(job->run_dir, l, path, sizeof path);
+            fprintf(stderr, "nupes-mpi: warning: %s: handing level %d on again\n", nq_last_error(), l);
+            nq_clear_error();
+            if (unlink(path) != 0) st = nq_fail(NQ_ERR_RUNTIME, "%s: cannot remove the damaged hand-on", path);
+        } else {
+            st = v;
+        }
+    }
+    int ok = st == NQ_OK, all_ok = 0;
+    MPI_CHECK(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_LAND, MPI_COMM_WORLD));
+    if (!all_ok && st == NQ_OK) st = nq_fail(NQ_ERR_RUNTIME, "checking the hand-ons failed on another rank");
+    return st;
+}
+
 /* After a stop: the done blocks whose hand-on was not written yet (the stop or a kill came
  * between the two) hand on again, in block order, with every rank helping. */
 static nq_status repair_hand_ons(Job *job, const int *pending, int n_pending) {
     int const L = job->c->n_layers;
+    nq_status const checked = drop_damaged_hand_ons(job);
+    if (checked != NQ_OK) return checked;
     int *missing = nq_calloc((size_t)L, sizeof(int), "hand-on list");
     if (!missing) return NQ_ERR_RUNTIME;
     if (job->layout.world_rank == 0) {

@@ -120,7 +120,7 @@ static const char *fixture_toml = "[quantization]\nbits = 4\n";
 static nq_status write_checkpoint(const Synthetic *s, const char *path, unsigned which,
                                   const char *status) {
     CheckpointMeta meta = {"nupes", s->spec, "fp-0123456789abcdef", fixture_toml, status,
-                           "OpenBLAS test, kernel Test", "", 3};
+                           "OpenBLAS test, kernel Test", "", 3, 0};
     HeadWeights const h = synthetic_head(s);
     CheckpointWriter *w;
     nq_status st = checkpoint_create(path, &meta, &s->c, &h, LEVEL, &w);
@@ -270,7 +270,7 @@ static void roundtrip(int tied, QuantSpec spec, int skip) {
     assert_string_equal(info.blas_note, "");
     assert_int_equal(info.threads_per_rank, 3);
     assert_non_null(strstr(info.dequant, "(|k[r][c]| / m) ** (1 / a)"));
-    assert_int_equal(info.format_version, 1);
+    assert_int_equal(info.format_version, CHECKPOINT_VERSION);
     assert_memory_equal(&info.spec, &spec, sizeof spec);
     assert_memory_equal(&info.config, &s.c, sizeof s.c);
     checkpoint_info_free(&info);
@@ -425,9 +425,9 @@ static void test_damaged_checkpoints(void **state) {
     copy_file(good, bad, -1);
     h = open_rw(bad);
     assert_true(H5Adelete(h, "format_version") >= 0);
-    assert_int_equal(h5u_attr_write_int(h, bad, "format_version", 2), NQ_OK);
+    assert_int_equal(h5u_attr_write_int(h, bad, "format_version", 3), NQ_OK);
     H5Fclose(h);
-    assert_model_refused(bad, "format_version = 2, expected 1");
+    assert_model_refused(bad, "format_version = 3, expected 1..2");
 
     /* a dataset removed */
     copy_file(good, bad, -1);

@@ -219,7 +219,7 @@ static void test_wrong_types(void **state) {
     expect_load_error("[quantization]\nlearn_scale = 1\n", 2, "quantization.learn_scale = 1",
                       "expected true or false");
     expect_load_error("[reconstruction]\nlr_scale = \"1e-3\"\n", 2, "reconstruction.lr_scale",
-                      "expected a number >= 0");
+                      "expected a number in [0, 1]");
     expect_load_error("[quantization]\nskip = \"wq\"\n", 2, "quantization.skip = \"wq\"",
                       "expected an array of tensor names from \"wq\", \"wk\", \"wv\", \"wo\", "
                       "\"w1\", \"w2\", \"w3\"");
@@ -248,9 +248,11 @@ static void test_out_of_range(void **state) {
                       "expected an integer >= 1");
     expect_load_error("[reconstruction]\nbatch = 0\n", 2, "reconstruction.batch = 0", ">= 1");
     expect_load_error("[reconstruction]\nlr_weights = -1e-3\n", 2, "reconstruction.lr_weights",
-                      "expected a number >= 0");
+                      "expected a number in [0, 1]");
     expect_load_error("[reconstruction]\nlr_exponent = nan\n", 2,
-                      "reconstruction.lr_exponent = nan", "expected a number >= 0");
+                      "reconstruction.lr_exponent = nan", "expected a number in [0, 1]");
+    expect_load_error("[reconstruction]\nlr_weights = 1e30\n", 2, "reconstruction.lr_weights = 1e+30",
+                      "expected a number in [0, 1]");
     expect_load_error("[reconstruction]\nseed = -1\n", 2, "reconstruction.seed = -1", ">= 0");
     expect_load_error("[run]\ncheckpoint_interval = 0\n", 2, "run.checkpoint_interval = 0",
                       "expected a number > 0");

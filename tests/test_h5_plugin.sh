@@ -37,7 +37,7 @@ tool() { env -u HDF5_PLUGIN_PATH ${preload:+LD_PRELOAD=$preload ASAN_OPTIONS=det
 # Values of /blocks/0000/wq/codes, as h5dump prints them ("(0,0): 1, -2, ...").
 dataset=/blocks/0000/wq/codes
 dump_values() { # $1: plugin path ("" = none) -> the numbers of DATA, one per line
-    tool ${1:+HDF5_PLUGIN_PATH=$1} h5dump -d "$dataset" "$ckpt" 2>/dev/null |
+    tool ${1:+HDF5_PLUGIN_PATH=$1} h5dump -A 0 -d "$dataset" "$ckpt" 2>/dev/null |
         sed -n '/DATA {/,/}/p' | grep -o '([0-9,]*): .*' | sed 's/^([0-9,]*): //' |
         tr ',' '\n' | tr -d ' ' | grep -v '^$' || true
 }
@@ -72,7 +72,7 @@ tool HDF5_PLUGIN_PATH="$plugins" /usr/bin/python3 - "$ckpt" "$work/plugin-expect
 import sys, h5py, numpy as np
 path, expected_path = sys.argv[1:3]
 f = h5py.File(path, "r")
-assert f.attrs["format"] == "nupes-mpi" and int(f.attrs["format_version"]) == 1
+assert f.attrs["format"] == "nupes-mpi" and int(f.attrs["format_version"]) == 2
 assert f.attrs["status"] == "complete"
 print("   dequant:", f.attrs["dequant"][:80], "...")
 n = 0

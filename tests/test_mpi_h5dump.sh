@@ -28,7 +28,7 @@ ckpt=$work/run/checkpoint.h5
 
 # h5dump_values DATASET: the numbers h5dump prints for a dataset, one per line.
 h5dump_values() {
-  h5dump_p -d "$1" "$ckpt" 2> /dev/null | sed -n '/DATA {/,/^ *}/p' | sed -n 's/^ *([0-9,]*): //p' |
+  h5dump_p -A 0 -d "$1" "$ckpt" 2> /dev/null | sed -n '/DATA {/,/^ *}/p' | sed -n 's/^ *([0-9,]*): //p' |
     tr ',' ' ' | tr -s ' ' '\n' | grep -v '^$' || true
 }
 
