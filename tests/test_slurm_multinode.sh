@@ -3,6 +3,7 @@
 # machine (slurm/multinode.sh): every node is a network namespace with its own address,
 # host name and slurmd; Open MPI talks TCP between the nodes (btl tcp,self on the nodes'
 # subnet, no shared memory), and the run directory is on /tmp, which every node shares.
+#  0. `sbatch --cpus-per-task=2 slurm/nupes.sbatch`: each task gets OPENBLAS_NUM_THREADS=2.
 #  1. `srun -N 2` of nupes-mpi across two nodes: codes identical to a one-node mpirun run.
 #  2. `sbatch -N 2 slurm/nupes.sbatch` on node1+node2, preempted by a job of partition
 #     high that needs node1: SLURM requeues it, it resumes on node2+node3 (rank 0 now on
@@ -110,6 +111,20 @@ t_cluster=$(rl_now)
 export OMPI_MCA_btl=tcp,self
 OMPI_MCA_btl_tcp_if_include=$(MN_DIR=$cluster mn_subnet)
 export OMPI_MCA_btl_tcp_if_include
+
+# ------------------------------------------------------------------ threads per task
+echo "== nupes.sbatch --cpus-per-task=2: every task runs OPENBLAS_NUM_THREADS=2 threads"
+printf '%s\n' '#!/bin/bash' \
+  'echo "task $SLURM_PROCID on $(hostname) OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS cpus ${SLURM_CPUS_PER_TASK:-unset}"' \
+  >"$RL_WORK/threads.sh"
+chmod +x "$RL_WORK/threads.sh"
+job=$(NUPES_BIN=$RL_WORK/threads.sh timeout 30 sbatch --parsable -D "$jobs" -o "$jobs/%j.out" -N 2 \
+  --ntasks-per-node=1 --cpus-per-task=2 "$NUPES_SBATCH" cfg.toml) || fail "sbatch --cpus-per-task=2"
+wait_for_job_state "$job" COMPLETED "$RL_TIMEOUT" || fail "threads job $job did not complete"
+expect_lines "$jobs/$job.out" 'threads per task: OPENBLAS_NUM_THREADS=2 \(--cpus-per-task\)' 1
+expect_lines "$jobs/$job.out" '^task 0 on node1 OPENBLAS_NUM_THREADS=2 cpus 2$' 1
+expect_lines "$jobs/$job.out" '^task 1 on node2 OPENBLAS_NUM_THREADS=2 cpus 2$' 1
+rl_log "  job $job: both tasks (node1, node2) got OPENBLAS_NUM_THREADS=2 and 2 CPUs"
 
 # ------------------------------------------------------------------ srun
 echo "== srun -N 2: one rank on each of node1 and node2, MPI over TCP"
