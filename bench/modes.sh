@@ -11,7 +11,7 @@
 #   the batch's sequences between the ranks (each does ceil(batch / D)), so on 32 ranks
 #   S_32 = e * min(32, batch) (= 4 e at batch 4: sequential cannot use 32 ranks):
 #   parallel 1 T_b,  pipelined (1 + (L - 1)(1 - f)) T_b,  sequential L T_b / S_32;  and the plan's own estimate (nupes-mpi --dry-run with
-#   NUPES_PLAN_RANKS=32 on a 32-block model of the same shapes, mpi/plan.c), which uses
+#   --nodes 32 --ranks-per-node 1 on a 32-block model of the same shapes, mpi/plan.c), which uses
 #   this machine's sgemm and memory speed probes instead of a measured block.
 # The synthetic model has random weights: the loss column (sum over blocks of the final
 # reconstruction loss, each on the mode's own inputs, so not comparable between modes) only
@@ -106,6 +106,6 @@ if [ -n "$tb" ] && [ "$tb" != - ] && [ -n "$ts" ] && [ "$ts" != - ]; then
 fi
 "$build/tools/make_synthetic_model" "$work/model32.bin" "$dim" "$hidden" "$L" 8 4 512 "$seq_len" 1 > /dev/null
 echo
-echo "plan (nupes-mpi --dry-run, NUPES_PLAN_RANKS=32, $L blocks of the same shapes):"
-NUPES_PLAN_RANKS=32 "$build/nupes-mpi" "${job[@]}" --set model.path="$work/model32.bin" \
-  --set run.dir="$work/dry" --dry-run | grep -E '^  (parallel|sequential|pipelined) '
+echo "plan (nupes-mpi --dry-run --nodes 32 --ranks-per-node 1, $L blocks of the same shapes):"
+"$build/nupes-mpi" "${job[@]}" --set model.path="$work/model32.bin" \
+  --set run.dir="$work/dry" --dry-run --nodes 32 --ranks-per-node 1 | grep -E '^  (parallel|sequential|pipelined) '

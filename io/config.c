@@ -56,6 +56,16 @@ static const char *const modes[] = {"parallel", "sequential", "pipelined", NULL}
 static const ConfigKey keys[] = {
     {"model", "path", K_PATH, FIELD(model_path), 0, 0, 0, 0, NULL, 0},
     {"model", "format", K_CHOICE_STR, FIELD(model_format), 0, 0, 0, 0, formats, 1},
+    /* [model.shape] (dotted keys of [model]): not result keys, the fingerprint hashes the
+     * model itself; printed only when hidden_size is given. */
+    {"model", "shape.hidden_size", K_INT, FIELD(shape.hidden_size), 0, ANY, 0, 0, NULL, 0},
+    {"model", "shape.intermediate_size", K_INT, FIELD(shape.intermediate_size), 0, ANY, 0, 0, NULL, 0},
+    {"model", "shape.num_hidden_layers", K_INT, FIELD(shape.num_hidden_layers), 0, ANY, 0, 0, NULL, 0},
+    {"model", "shape.num_attention_heads", K_INT, FIELD(shape.num_attention_heads), 0, ANY, 0, 0, NULL, 0},
+    {"model", "shape.num_key_value_heads", K_INT, FIELD(shape.num_key_value_heads), 0, ANY, 0, 0, NULL, 0},
+    {"model", "shape.vocab_size", K_INT, FIELD(shape.vocab_size), 0, ANY, 0, 0, NULL, 0},
+    {"model", "shape.max_position_embeddings", K_INT, FIELD(shape.max_position_embeddings), 0, ANY, 0, 0, NULL, 0},
+    {"model", "shape.tie_word_embeddings", K_BOOL, FIELD(shape.tie_word_embeddings), 0, 0, 0, 0, NULL, 0},
     {"tokenizer", "path", K_PATH, FIELD(tokenizer_path), 0, 0, 0, 0, NULL, 0},
     {"calibration", "text", K_PATH, FIELD(calib_text), 0, 0, 0, 0, NULL, 0},
     {"calibration", "tokens", K_PATH, FIELD(calib_tokens), 0, 0, 0, 0, NULL, 0},
@@ -104,6 +114,14 @@ static const ConfigKey *find_key(const char *section, const char *key) {
 static int section_known(const char *section) {
     for (size_t i = 0; i < N_KEYS; i++)
         if (strcmp(keys[i].section, section) == 0) return 1;
+    return 0;
+}
+
+static int sub_table_known(const char *section, const char *name) {
+    size_t const n = strlen(name);
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (strcmp(keys[i].section, section) == 0 && strncmp(keys[i].key, name, n) == 0 && keys[i].key[n] == '.')
+            return 1;
     return 0;
 }
 
@@ -371,7 +389,12 @@ static nq_status check_entry(NupesConfig *cfg, const TomlcEntry *e, const Origin
         return nq_fail(NQ_ERR_INPUT, "%s:%d: unknown section [%s] (known sections: %s)", o->file,
                        e->line, e->section, known);
     }
-    const ConfigKey *k = e->depth == 2 ? find_key(e->section, e->key) : NULL;
+    /* A sub-table ([model.shape]) is known when some key of its section lies under it. */
+    if (e->depth == 2 && e->kind == TOMLC_TABLE && sub_table_known(e->section, e->key)) return NQ_OK;
+    /* Deeper keys are found by their path after the section: "shape.hidden_size". */
+    const ConfigKey *k = e->depth == 2   ? find_key(e->section, e->key)
+                         : e->depth == 3 ? find_key(e->section, e->path + strlen(e->section) + 1)
+                                         : NULL;
     if (!k) {
         list_keys(e->section, known, sizeof known);
         return nq_fail(NQ_ERR_INPUT, "%s:%d: unknown key %s (known keys in [%s]: %s)", o->file,
@@ -462,7 +485,7 @@ static nq_status set_parsed(NupesConfig *cfg, const ConfigKey *k, const char *pa
         st = nq_fail(NQ_ERR_INPUT, "--set %s: malformed TOML value: %s", o->assignment, msg);
     } else {
         for (size_t i = 0; i < tomlc_count(doc); i++)
-            if (tomlc_entry(doc, i)->depth == 2) st = apply_value(cfg, k, tomlc_entry(doc, i), o);
+            if (strcmp(tomlc_entry(doc, i)->path, path) == 0) st = apply_value(cfg, k, tomlc_entry(doc, i), o);
     }
     tomlc_free(doc);
     free(doc_text);
@@ -638,6 +661,7 @@ static char *print_keys(const NupesConfig *cfg, int result_keys_only) {
     for (size_t i = 0; i < N_KEYS; i++) {
         const ConfigKey *k = &keys[i];
         if (result_keys_only && !k->changes_result) continue;
+        if (strncmp(k->key, "shape.", 6) == 0 && cfg->shape.hidden_size == 0) continue;
         if (!section || strcmp(section, k->section) != 0) {
             tb_printf(&b, "%s[%s]\n", section ? "\n" : "", k->section);
             section = k->section;

@@ -20,6 +20,13 @@ typedef struct {
     /* [model] */
     char model_path[CONFIG_PATH_MAX];   /* required */
     char model_format[16];              /* "auto" | "llama2c" | "hf" */
+    struct {                            /* [model.shape]: the model's shape in Hugging
+                                           Face's config.json names, for --dry-run where
+                                           the model is not there; 0 = not given */
+        int hidden_size, intermediate_size, num_hidden_layers, num_attention_heads;
+        int num_key_value_heads, vocab_size, max_position_embeddings;
+        int tie_word_embeddings;
+    } shape;
     /* [tokenizer] */
     char tokenizer_path[CONFIG_PATH_MAX]; /* default: tokenizer.bin/.model beside the model */
     /* [calibration] */

@@ -10,6 +10,15 @@
 #include "model_file.h"
 #include "status.h"
 
+/* Sequences per block_forward call (mpi/plan.c counts its memory). One: a sequence's
+ * activations must not depend on how the sequences are sharded over ranks
+ * (docs/design.md 4: same codes on 1, 2 or 3 ranks). With
+ * chunks of 8 taken from each rank's shard, a shard's tail could be a 1-sequence chunk on
+ * one layout and part of a full chunk on another, and OpenBLAS rounds small products
+ * (e.g. d 48, T 48, one sequence) differently from large ones: a d 48 model captured with
+ * 9 sequences gave other activations, and other scales, on 1 process than on 2 ranks. */
+#define CAPTURE_CHUNK 1
+
 /* tokens: [N][T] every calibration sequence (each rank uses its own shard). Collective
  * over MPI_COMM_WORLD. Starts at level levels_done (the levels before it are complete in
  * act: a resumed capture) and marks each level done once it is durable

@@ -10,8 +10,12 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <zstd.h>
 
 #include "calib_tokens.h"
+#include "capture.h"
 #include "h5util.h"
 #include "model_config_read.h"
 #include "quant.h"
@@ -19,7 +23,6 @@
 #include "text_windows.h"
 #include "tokenizer.h"
 
-#define PLAN_CAPTURE_CHUNK 8 /* sequences per forward in mpi/capture.c */
 #define BYTES_PER_TOKEN_ESTIMATE 4.0
 
 static double now_seconds(void) {
@@ -101,10 +104,51 @@ static void memory_compute(const ModelConfig *c, const NupesConfig *cfg, int D, 
     m->batch_buffers = 4 * 4 * b * TT * d;
     m->total = m->weights + m->latents + m->exponents_scales + m->adam + m->quantized + m->gradients +
                m->block_acts + m->attention + m->batch_buffers;
-    uint64_t const n_local = ((uint64_t)N + (uint64_t)R - 1) / (uint64_t)R, chunk = PLAN_CAPTURE_CHUNK;
+    uint64_t const n_local = ((uint64_t)N + (uint64_t)R - 1) / (uint64_t)R, chunk = CAPTURE_CHUNK;
     m->capture_shard = 4 * n_local * TT * d;
+    /* block_forward_in_place: an output chunk, the chunk's BlockActs and attention */
     m->capture_forward = 4 * (chunk * TT * d + block_acts_floats(c, chunk, TT) + attention_floats(c, chunk, TT));
     m->capture_total = 4 * W + m->capture_shard + m->capture_forward;
+    m->head = (uint64_t)c->vocab_size * d * 4 * (c->tied_embeddings ? 1 : 2);
+    m->rank_peak = (m->total > m->capture_total ? m->total : m->capture_total) + m->head;
+}
+
+/* ---------------------------------------------------------------- run.dir files */
+
+/* Bytes of one block's quantized result: codes at ~bits/8 bytes (zstd stores int8 codes
+ * near their entropy, below bits), scales and exponents fp32, skipped matrices fp32. raw:
+ * the same with one byte per code, as root receives and compresses it. */
+static uint64_t done_block_bytes(const ModelConfig *c, const NupesConfig *cfg, int raw) {
+    QuantSpec const spec = {.bits = cfg->bits, .group_size = cfg->group_size, .per_row = cfg->exponent_per_channel};
+    uint64_t bytes = 0;
+    for (int i = 0; i < N_MATS; i++) {
+        uint64_t const n = (uint64_t)mat_rows(c, i) * (uint64_t)mat_cols(c, i);
+        if (cfg->skip_mask & (1u << i)) {
+            bytes += 4 * n;
+            continue;
+        }
+        QuantShape const sh = quant_shape(spec, mat_rows(c, i), mat_cols(c, i));
+        bytes += (raw ? n : n * (uint64_t)cfg->bits / 8) + 4 * ((uint64_t)sh.rows * (uint64_t)sh.groups + (uint64_t)sh.n_exponents);
+    }
+    return bytes;
+}
+
+/* Ranks with no work in the configured layout, and a data_parallel that would use them. */
+static void idle_compute(const NupesConfig *cfg, Plan *p) {
+    int const L = p->model.n_layers, R = p->world_size, B = p->batch;
+    int const G = p->n_groups[p->mode], D = p->data_parallel[p->mode];
+    int const busy_groups = p->mode == MODE_SEQUENTIAL ? 1 : (G < L ? G : L);
+    int const busy_per_group = D < B ? D : B; /* a rank beyond the batch gets no sequence */
+    p->idle_ranks = R - busy_groups * busy_per_group;
+    long const useful = p->mode == MODE_SEQUENTIAL ? B : (long)L * B;
+    p->useful_ranks = useful < R ? (int)useful : R;
+    p->suggest_data_parallel = 0;
+    if (p->idle_ranks <= 0 || p->mode == MODE_SEQUENTIAL) return;
+    for (int d = 1; d <= R && d <= B; d++) /* the smallest D with every group busy */
+        if (R % d == 0 && R / d <= L) {
+            if (d != D || cfg->data_parallel == 0) p->suggest_data_parallel = d;
+            break;
+        }
 }
 
 static void flops_compute(const ModelConfig *c, const NupesConfig *cfg, int N, int T, Plan *p) {
@@ -132,8 +176,9 @@ nq_status plan_compute(const ModelConfig *c, const NupesConfig *cfg, int world_s
     if (T > c->seq_len)
         return nq_fail(NQ_ERR_INPUT, "%s: calibration.seq_len = %d, expected at most the model's seq_len %d",
                        cfg->source_path, T, c->seq_len);
-    Plan p = {.model = *c, .mode = cfg->mode, .world_size = world_size, .n_sequences = n_sequences, .T = T,
-              .batch = cfg->batch, .switch_fraction = cfg->switch_fraction};
+    Plan p = {.model = *c, .mode = cfg->mode, .world_size = world_size, .nodes = 1, .ranks_per_node = world_size,
+              .threads = 1, .n_sequences = n_sequences, .T = T, .batch = cfg->batch,
+              .switch_fraction = cfg->switch_fraction};
     p.iterations = cfg->method == METHOD_NUPES ? cfg->iterations : 0;
     for (int m = 0; m < PLAN_N_MODES; m++) {
         nq_status const st = mode_layout(cfg, c->n_layers, world_size, (ReconMode)m, &p.n_groups[m], &p.data_parallel[m]);
@@ -152,6 +197,13 @@ nq_status plan_compute(const ModelConfig *c, const NupesConfig *cfg, int world_s
     p.params_total = p.params_blocks + p.params_head;
     memory_compute(c, cfg, p.data_parallel[cfg->mode], n_sequences, world_size, T, &p.mem);
     p.activation_bytes = activation_bytes(c, cfg->mode, n_sequences, T, &p.inputs_bytes, &p.qinputs_bytes);
+    if (p.iterations > 0) /* z, Adam m and v of every quantized weight, and the scale state */
+        p.state_bytes = 12 * block_weights(c, cfg->skip_mask, 1) + scale_bytes(c, cfg, 1);
+    p.blocks_in_flight = cfg->mode == MODE_SEQUENTIAL ? 1 : (G < c->n_layers ? G : c->n_layers);
+    p.done_bytes = done_block_bytes(c, cfg, 0);
+    p.checkpoint_bytes = (uint64_t)c->n_layers * (p.done_bytes + 8 * (uint64_t)c->dim) + p.mem.head + 4 * (uint64_t)c->dim;
+    idle_compute(cfg, &p);
+    p.done_raw_bytes = done_block_bytes(c, cfg, 1);
     flops_compute(c, cfg, n_sequences, T, &p);
     *out = p;
     return NQ_OK;
@@ -183,10 +235,11 @@ static double block_seconds(const Plan *p, int D) {
     return p->iterations * (mm + ew);
 }
 
-void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs) {
+void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd_mbs) {
     p->sgemm_gflops = sgemm_gflops;
     p->memory_gbs = memory_gbs;
-    if (!(sgemm_gflops > 0) || !(memory_gbs > 0)) return;
+    p->zstd_mbs = zstd_mbs;
+    if (!(sgemm_gflops > 0) || !(memory_gbs > 0) || !(zstd_mbs > 0)) return;
     int const L = p->model.n_layers;
     p->capture_seconds = p->flops_capture / p->world_size / (sgemm_gflops * 1e9);
     for (int m = 0; m < PLAN_N_MODES; m++) p->block_seconds[m] = block_seconds(p, p->data_parallel[m]);
@@ -195,6 +248,21 @@ void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs) {
     p->wall_seconds[MODE_SEQUENTIAL] = L * p->block_seconds[MODE_SEQUENTIAL];
     p->wall_seconds[MODE_PIPELINED] =
         plan_pipelined_block_times(L, Gq, p->switch_fraction) * p->block_seconds[MODE_PIPELINED];
+    /* Root compresses and writes each done file as its block arrives; in parallel mode the
+     * blocks of the last round arrive together, so those are waited for. The checkpoint
+     * reads every done file back and compresses it again, with the head. */
+    double const per_done = (double)p->done_raw_bytes / (zstd_mbs * 1e6) + (double)p->done_bytes / (PLAN_FS_MBS * 1e6);
+    int last_round = p->blocks_in_flight;
+    if (p->mode == MODE_PARALLEL && Gp < L) last_round = L - ((L + Gp - 1) / Gp - 1) * Gp;
+    if (p->mode != MODE_PARALLEL) last_round = 1;
+    p->gather_seconds = last_round * per_done;
+    p->checkpoint_seconds = ((double)L * (double)p->done_raw_bytes + (double)p->mem.head) / (zstd_mbs * 1e6) +
+                            (double)p->checkpoint_bytes / (PLAN_FS_MBS * 1e6);
+}
+
+double plan_job_seconds(const Plan *p) {
+    double const work = p->capture_seconds + p->wall_seconds[p->mode] + p->gather_seconds + p->checkpoint_seconds;
+    return work * PLAN_TIME_FACTOR + PLAN_SIGNAL_MARGIN;
 }
 
 double plan_sgemm_probe_gflops(double seconds) {
@@ -235,6 +303,33 @@ double plan_memory_probe_gbs(double seconds) {
     (void)sink;
     free(x);
     return 3.0 * 4.0 * (double)n * passes / (t - t0) / 1e9;
+}
+
+double plan_zstd_probe_mbs(int level, double seconds) {
+    size_t const n = (size_t)8 << 20; /* 8 MB of codes */
+    size_t const cap = ZSTD_compressBound(n);
+    signed char *codes = malloc(n);
+    void *dst = malloc(cap);
+    double mbs = 0;
+    if (codes && dst) {
+        uint32_t x = 2463534242u; /* xorshift: codes concentrated near 0, as quantized weights are */
+        for (size_t i = 0; i < n; i++) {
+            x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+            codes[i] = (signed char)((int)(x % 7) - 3 + (int)((x >> 8) % 3) - 1);
+        }
+        double const t0 = now_seconds();
+        double t = t0;
+        long passes = 0;
+        while (t - t0 < seconds || passes < 1) {
+            if (ZSTD_isError(ZSTD_compress(dst, cap, codes, n, level))) break;
+            passes++;
+            t = now_seconds();
+        }
+        if (passes > 0) mbs = (double)n * passes / (t - t0) / 1e6;
+    }
+    free(codes);
+    free(dst);
+    return mbs;
 }
 
 /* ---------------------------------------------------------------- disk */
@@ -325,23 +420,59 @@ static void print_memory(const Plan *p, FILE *out) {
     fprintf(out, "  %-50s %9.2f GB\n", "total", gb(m->total));
     uint64_t const n_local = ((uint64_t)p->n_sequences + (uint64_t)p->world_size - 1) / (uint64_t)p->world_size;
     fprintf(out, "  capture (before): block weights %.2f GB + its %llu sequences %.2f GB + forward of %d at a time %.2f GB = %.2f GB\n",
-            gb(m->weights), (unsigned long long)n_local, gb(m->capture_shard), PLAN_CAPTURE_CHUNK,
+            gb(4 * block_weights(&p->model, 0, 0)), (unsigned long long)n_local, gb(m->capture_shard), CAPTURE_CHUNK,
             gb(m->capture_forward), gb(m->capture_total));
-    uint64_t const head = (uint64_t)p->model.vocab_size * (uint64_t)p->model.dim * 4 * (p->model.tied_embeddings ? 1 : 2);
-    fprintf(out, "  root also holds the head (embeddings%s) when writing the checkpoint: %.2f GB\n",
-            p->model.tied_embeddings ? "" : " and classifier", gb(head));
+    fprintf(out, "  every rank also holds the head (embeddings%s, fp32) from the capture on: %.2f GB\n",
+            p->model.tied_embeddings ? "" : " and classifier", gb(m->head));
+    fprintf(out, "  peak per rank %.2f GB; per node (%d rank%s) %.2f GB\n", gb(m->rank_peak), p->ranks_per_node,
+            p->ranks_per_node > 1 ? "s" : "", gb(m->rank_peak * (uint64_t)p->ranks_per_node));
 }
 
 static void print_disk(const Plan *p, const NupesConfig *cfg, int64_t free_bytes, FILE *out) {
     const ModelConfig *c = &p->model;
-    fprintf(out, "disk: activations %.1f GB in run.dir: /inputs [%d][%d][%d][%d] fp32 %.1f GB", gb(p->activation_bytes),
-            c->n_layers + 1, p->n_sequences, p->T, c->dim, gb(p->inputs_bytes));
-    if (p->mode != MODE_PARALLEL) fprintf(out, " + quantized inputs, %d levels, %.1f GB", c->n_layers - 1, gb(p->qinputs_bytes));
-    fprintf(out, "\n");
+    int const L = c->n_layers;
+    uint64_t const state = p->state_bytes * (uint64_t)p->blocks_in_flight;
+    uint64_t const done = p->done_bytes * (uint64_t)L;
+    uint64_t const qin = p->mode == MODE_PARALLEL ? 0 : p->qinputs_bytes;
+    uint64_t const total = p->inputs_bytes + qin + state + done + p->checkpoint_bytes;
+    fprintf(out, "disk in run.dir (%s), at most %.1f GB:\n", cfg->run_dir, gb(total));
+    char name[80];
+    snprintf(name, sizeof name, "activations.h5 /inputs [%d][%d][%d][%d] fp32", L + 1, p->n_sequences, p->T, c->dim);
+    fprintf(out, "  %-50s %9.2f GB\n", name, gb(p->inputs_bytes));
+    if (p->mode != MODE_PARALLEL)
+        fprintf(out, "  %-50s %9.2f GB\n", "qinputs/ hand-ons, levels 1..L-1 fp32", gb(p->qinputs_bytes));
+    else
+        fprintf(out, "  %-50s %9.2f GB\n", "qinputs/ hand-ons (parallel mode: none)", 0.0);
+    snprintf(name, sizeof name, "state/ %d block%s in flight x %.2f GB", p->blocks_in_flight,
+             p->blocks_in_flight > 1 ? "s" : "", gb(p->state_bytes));
+    fprintf(out, "  %-50s %9.2f GB\n", name, gb(state));
+    snprintf(name, sizeof name, "done/ %d blocks x ~%.2f GB", L, gb(p->done_bytes));
+    fprintf(out, "  %-50s %9.2f GB\n", name, gb(done));
+    fprintf(out, "  %-50s %9.2f GB\n", "checkpoint (~, zstd codes + fp32 head)", gb(p->checkpoint_bytes));
+    fprintf(out, "  disk: activations %.1f GB: the job checks this much is free before it starts\n", gb(p->activation_bytes));
+    fprintf(out, "  run.dir must be on a file system every node mounts (a parallel file system): the ranks\n"
+                 "  of every node write the activations and state files there\n");
     if (free_bytes >= 0)
-        fprintf(out, "  run.dir %s: %.1f GB free: %s\n", cfg->run_dir, (double)free_bytes / 1e9,
-                (uint64_t)free_bytes >= p->activation_bytes ? "enough"
-                                                            : "NOT ENOUGH: the job would refuse to start");
+        fprintf(out, "  run.dir %s: %.1f GB free here: %s\n", cfg->run_dir, (double)free_bytes / 1e9,
+                (uint64_t)free_bytes >= total             ? "enough"
+                : (uint64_t)free_bytes >= p->activation_bytes ? "enough for the activations, NOT for every file"
+                                                          : "NOT ENOUGH: the job would refuse to start");
+}
+
+static void print_idle(const Plan *p, const NupesConfig *cfg, FILE *out) {
+    int const L = p->model.n_layers, B = p->batch;
+    if (p->idle_ranks <= 0) return;
+    fprintf(out, "idle ranks: %d of %d do nothing: %d blocks, batch %d: at most %d rank%s can work "
+                 "(%s each block's batch split over at most %d ranks)\n",
+            p->idle_ranks, p->world_size, L, B, p->useful_ranks, p->useful_ranks > 1 ? "s" : "",
+            p->mode == MODE_SEQUENTIAL ? "one block at a time," : "one group per block,", B);
+    if (p->suggest_data_parallel > 0)
+        fprintf(out, "  suggest: --set mpi.data_parallel=%d (%d groups of %d ranks: every rank works)\n",
+                p->suggest_data_parallel, p->world_size / p->suggest_data_parallel, p->suggest_data_parallel);
+    else
+        fprintf(out, "  suggest: at most %d ranks%s\n", p->useful_ranks,
+                p->mode == MODE_SEQUENTIAL ? "" : " (a multiple of the blocks, with mpi.data_parallel = ranks / blocks)");
+    (void)cfg;
 }
 
 static void print_times(const Plan *p, FILE *out) {
@@ -351,11 +482,13 @@ static void print_times(const Plan *p, FILE *out) {
             (p->flops_projections + p->flops_attention) / 1e12, p->flops_projections / 1e12, p->flops_attention / 1e12,
             p->iterations, p->flops_block / 1e15, p->flops_blocks / 1e15, p->model.n_layers, p->flops_capture / 1e15);
     if (!(p->sgemm_gflops > 0)) return;
-    fprintf(out, "speed of this rank (probes): sgemm %.1f GFLOP/s, memory %.1f GB/s; element-wise pass %.0f bytes/weight\n",
-            p->sgemm_gflops, p->memory_gbs, PLAN_ELEMENTWISE_BYTES_PER_WEIGHT);
-    fprintf(out, "estimated time at that speed per rank (all-reduce and file I/O not counted):\n");
+    fprintf(out, "speed per rank (probes on this machine): sgemm %.1f GFLOP/s, memory %.1f GB/s; zstd %.0f MB/s;"
+                 " file system %.0f MB/s assumed\n",
+            p->sgemm_gflops, p->memory_gbs, p->zstd_mbs, PLAN_FS_MBS);
+    fprintf(out, "estimated time at that speed per rank (all-reduce not counted):\n");
     fprintf(out, "  capture over %d rank%s: %s\n", p->world_size, p->world_size > 1 ? "s" : "",
             human_time(p->capture_seconds, a, sizeof a));
+    fprintf(out, "  reconstruction:\n");
     int const L = p->model.n_layers;
     for (int m = 0; m < PLAN_N_MODES; m++) {
         int const G = p->n_groups[m], D = p->data_parallel[m];
@@ -372,6 +505,32 @@ static void print_times(const Plan *p, FILE *out) {
                 human_time(p->block_seconds[m], a, sizeof a), human_time(p->wall_seconds[m], b, sizeof b),
                 m == (int)p->mode ? "  <- configured" : "");
     }
+    fprintf(out, "  gather: root compresses and writes each done file as its block arrives; waited for: %s\n",
+            human_time(p->gather_seconds, a, sizeof a));
+    fprintf(out, "  checkpoint: every done file read back and compressed again, with the head: %s\n",
+            human_time(p->checkpoint_seconds, a, sizeof a));
+    fprintf(out, "  job (%s mode): %s\n", config_mode_name(p->mode),
+            human_time(p->capture_seconds + p->wall_seconds[p->mode] + p->gather_seconds + p->checkpoint_seconds, a, sizeof a));
+}
+
+/* "1-02:03:00" or "02:03:00", rounded up to the minute. */
+static void slurm_time(double seconds, char *buf, size_t size) {
+    long const minutes = (long)ceil(seconds / 60.0);
+    long const days = minutes / 1440, h = minutes / 60 % 24, m = minutes % 60;
+    if (days > 0) snprintf(buf, size, "%ld-%02ld:%02ld:00", days, h, m);
+    else snprintf(buf, size, "%02ld:%02ld:00", h, m);
+}
+
+static void print_sbatch(const Plan *p, const NupesConfig *cfg, FILE *out) {
+    if (!(p->sgemm_gflops > 0)) return;
+    char t[32];
+    slurm_time(plan_job_seconds(p), t, sizeof t);
+    /* --mem is per node: the ranks' peaks + 10% for MPI, the C library and page tables */
+    double const mem_gib = (double)p->mem.rank_peak * p->ranks_per_node * 1.10 / (1024.0 * 1024.0 * 1024.0);
+    fprintf(out, "suggested (time = estimate x %.2f + the %d s --signal margin; mem = the node's peak + 10%%):\n",
+            PLAN_TIME_FACTOR, PLAN_SIGNAL_MARGIN);
+    fprintf(out, "  sbatch --nodes=%d --ntasks-per-node=%d --cpus-per-task=%d --mem=%.0fG --time=%s slurm/nupes.sbatch %s\n",
+            p->nodes, p->ranks_per_node, p->threads, ceil(mem_gib), t, cfg->source_path);
 }
 
 void plan_print(const Plan *p, const NupesConfig *cfg, int64_t free_bytes, FILE *out) {
@@ -388,11 +547,16 @@ void plan_print(const Plan *p, const NupesConfig *cfg, int64_t free_bytes, FILE 
     fprintf(out, "quantization: %s, %d bits, %s, exponent per %s; %s mode, %d iterations of batch %d\n",
             config_method_name(cfg->method), cfg->bits, grouping,
             cfg->exponent_per_channel ? "channel" : "tensor", config_mode_name(p->mode), p->iterations, p->batch);
+    fprintf(out, "cluster: %d node%s x %d rank%s, %d thread%s per rank (OPENBLAS_NUM_THREADS)\n", p->nodes,
+            p->nodes > 1 ? "s" : "", p->ranks_per_node, p->ranks_per_node > 1 ? "s" : "", p->threads,
+            p->threads > 1 ? "s" : "");
     fprintf(out, "ranks: %d = %d group%s of %d; at most %d block%s per group\n", p->world_size, G, G > 1 ? "s" : "", D,
             p->blocks_per_group, p->blocks_per_group > 1 ? "s" : "");
+    print_idle(p, cfg, out);
     print_memory(p, out);
     print_disk(p, cfg, free_bytes, out);
     print_times(p, out);
+    print_sbatch(p, cfg, out);
 }
 
 /* ---------------------------------------------------------------- dry run */
@@ -436,33 +600,141 @@ static nq_status count_sequences(const NupesConfig *cfg, const ModelConfig *c, i
     return NQ_OK;
 }
 
-nq_status plan_dry_run(const NupesConfig *cfg, int world_size, FILE *out) {
-    const char *env = getenv("NUPES_PLAN_RANKS");
-    if (env && *env) {
-        char *end = NULL;
-        long const r = strtol(env, &end, 10);
-        if (end == env || *end != '\0' || r < 1 || r > 1000000)
-            return nq_fail(NQ_ERR_INPUT, "NUPES_PLAN_RANKS = '%s', expected a positive integer", env);
-        world_size = (int)r;
+nq_status plan_shape_config(const NupesConfig *cfg, ModelConfig *c) {
+    const char *src = cfg->source_path[0] ? cfg->source_path : "config";
+    const struct { const char *key; int value; } need[] = {
+        {"hidden_size", cfg->shape.hidden_size},
+        {"intermediate_size", cfg->shape.intermediate_size},
+        {"num_hidden_layers", cfg->shape.num_hidden_layers},
+        {"num_attention_heads", cfg->shape.num_attention_heads},
+        {"vocab_size", cfg->shape.vocab_size},
+    };
+    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
+        if (need[i].value <= 0)
+            return nq_fail(NQ_ERR_INPUT, "%s: model.shape.%s is not set, expected a positive integer (the model's "
+                           "config.json value) to plan without the model",
+                           src, need[i].key);
+    memset(c, 0, sizeof *c);
+    c->dim = cfg->shape.hidden_size;
+    c->hidden_dim = cfg->shape.intermediate_size;
+    c->n_layers = cfg->shape.num_hidden_layers;
+    c->n_heads = cfg->shape.num_attention_heads;
+    c->n_kv_heads = cfg->shape.num_key_value_heads > 0 ? cfg->shape.num_key_value_heads : c->n_heads;
+    c->vocab_size = cfg->shape.vocab_size;
+    c->seq_len = cfg->shape.max_position_embeddings > 0 ? cfg->shape.max_position_embeddings : INT_MAX;
+    c->rope_theta = 10000.0f;
+    c->norm_eps = 1e-5f;
+    c->rope_style = ROPE_HALF;
+    c->tied_embeddings = cfg->shape.tie_word_embeddings;
+    char why[160];
+    if (model_config_check(c, why, sizeof why) != 0)
+        return nq_fail(NQ_ERR_INPUT, "%s: [model.shape]: %s", src, why);
+    return NQ_OK;
+}
+
+/* The model's config; [model.shape] when the model is absent; both must agree. *how says which. */
+static nq_status plan_model_config(const NupesConfig *cfg, ModelConfig *c, const char **how) {
+    int const have_shape = cfg->shape.hidden_size > 0;
+    struct stat sb;
+    if (stat(cfg->model_path, &sb) != 0 && have_shape) {
+        *how = "[model.shape] of the config (the model is not there)";
+        return plan_shape_config(cfg, c);
     }
+    nq_status st = model_read_config(cfg->model_path, cfg->model_format, c);
+    if (st != NQ_OK) {
+        if (!have_shape) return st;
+        nq_clear_error();
+        *how = "[model.shape] of the config (the model's config is not readable)";
+        return plan_shape_config(cfg, c);
+    }
+    *how = cfg->model_path;
+    if (!have_shape) return NQ_OK;
+    ModelConfig s;
+    if ((st = plan_shape_config(cfg, &s)) != NQ_OK) return st;
+    const struct { const char *key; int shape, model; } pairs[] = {
+        {"hidden_size", s.dim, c->dim},
+        {"intermediate_size", s.hidden_dim, c->hidden_dim},
+        {"num_hidden_layers", s.n_layers, c->n_layers},
+        {"num_attention_heads", s.n_heads, c->n_heads},
+        {"num_key_value_heads", s.n_kv_heads, c->n_kv_heads},
+        {"vocab_size", s.vocab_size, c->vocab_size},
+        {"tie_word_embeddings", s.tied_embeddings, c->tied_embeddings},
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
+        if (pairs[i].shape != pairs[i].model)
+            return nq_fail(NQ_ERR_INPUT, "%s: model.shape.%s = %d, but the model %s has %d", cfg->source_path,
+                           pairs[i].key, pairs[i].shape, cfg->model_path, pairs[i].model);
+    return NQ_OK;
+}
+
+/* Threads per rank: the named count, else $OPENBLAS_NUM_THREADS, else 1. */
+static int plan_threads(const PlanCluster *cluster) {
+    if (cluster && cluster->threads > 0) return cluster->threads;
+    const char *env = getenv("OPENBLAS_NUM_THREADS");
+    long const t = env ? strtol(env, NULL, 10) : 0;
+    return t > 0 && t < 4096 ? (int)t : 1;
+}
+
+/* sgemm GFLOP/s of one rank of `threads` threads: measured on min(threads, this machine's
+ * CPUs) OpenBLAS threads and scaled linearly beyond (*probe_threads says how many ran). */
+static double rank_sgemm_gflops(int threads, int *probe_threads) {
+    long const cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int const k = threads < cpus || cpus < 1 ? threads : (int)cpus;
+    int const before = openblas_get_num_threads();
+    openblas_set_num_threads(k);
+    double const gflops = plan_sgemm_probe_gflops(1.0);
+    openblas_set_num_threads(before);
+    *probe_threads = k;
+    return gflops * threads / k;
+}
+
+nq_status plan_dry_run_cluster(const NupesConfig *cfg, int world_size, const PlanCluster *cluster, FILE *out) {
+    int const named = cluster && (cluster->nodes > 0 || cluster->ranks_per_node > 0);
+    int const nodes = named && cluster->nodes > 0 ? cluster->nodes : 1;
+    int const per_node = named ? (cluster->ranks_per_node > 0 ? cluster->ranks_per_node : 1) : world_size;
+    if ((long)nodes * per_node > 1000000)
+        return nq_fail(NQ_ERR_INPUT, "--nodes %d x --ranks-per-node %d: expected at most 1000000 ranks", nodes, per_node);
+    int const ranks = nodes * per_node, threads = plan_threads(cluster);
     ModelConfig c;
-    nq_status st = model_read_config(cfg->model_path, cfg->model_format, &c);
+    const char *shape_from = "";
+    nq_status st = plan_model_config(cfg, &c, &shape_from);
     if (st != NQ_OK) return st;
     int const T = cfg->calib_seq_len;
     int N = 0;
     const char *how = "";
     Plan p;
-    if (T > c.seq_len) st = plan_compute(&c, cfg, world_size, 1, T, &p); /* reports the error */
+    if (T > c.seq_len) st = plan_compute(&c, cfg, ranks, 1, T, &p); /* reports the error */
     if (st == NQ_OK) st = count_sequences(cfg, &c, T, &N, &how);
-    if (st == NQ_OK) st = plan_compute(&c, cfg, world_size, N, T, &p);
+    if (st == NQ_OK) st = plan_compute(&c, cfg, ranks, N, T, &p);
     if (st != NQ_OK) return st;
-    plan_set_speed(&p, plan_sgemm_probe_gflops(1.0), plan_memory_probe_gbs(0.25));
+    p.nodes = nodes;
+    p.ranks_per_node = per_node;
+    p.threads = threads;
+    p.cluster_named = named;
+    int probe_threads = 1;
+    double const gflops = rank_sgemm_gflops(threads, &probe_threads);
+    plan_set_speed(&p, gflops, plan_memory_probe_gbs(0.25), plan_zstd_probe_mbs(cfg->zstd_level, 0.1));
     uint64_t free_bytes = 0;
     int64_t const shown = plan_free_bytes(cfg->run_dir, &free_bytes) == NQ_OK ? (int64_t)free_bytes : -1;
     nq_clear_error();
-    fprintf(out, "dry run: the plan for %d rank%s; nothing is written\n", world_size, world_size > 1 ? "s" : "");
+    if (named)
+        fprintf(out, "dry run: the plan for %d node%s x %d rank%s = %d rank%s, %d thread%s each; nothing is written\n",
+                nodes, nodes > 1 ? "s" : "", per_node, per_node > 1 ? "s" : "", ranks, ranks > 1 ? "s" : "", threads,
+                threads > 1 ? "s" : "");
+    else
+        fprintf(out, "dry run: the plan for %d rank%s (the size of this launch; plan a cluster with --nodes N "
+                     "--ranks-per-node R --threads T); nothing is written\n",
+                ranks, ranks > 1 ? "s" : "");
+    fprintf(out, "shape from: %s\n", shape_from);
     plan_print(&p, cfg, shown, out);
+    if (probe_threads != threads)
+        fprintf(out, "note: sgemm was measured on %d thread%s of this machine and scaled to %d threads per rank\n",
+                probe_threads, probe_threads > 1 ? "s" : "", threads);
     fprintf(out, "calibration: %d sequences of %d tokens (%s)\n", N, T, how);
     fflush(out);
     return NQ_OK;
+}
+
+nq_status plan_dry_run(const NupesConfig *cfg, int world_size, FILE *out) {
+    return plan_dry_run_cluster(cfg, world_size, NULL, out);
 }

@@ -11,7 +11,11 @@
  * 1-second probe, split over a group's data-parallel ranks by their share of the batch;
  * the element-wise quantizer and Adam pass (~40 bytes per weight per iteration, not
  * split: every rank applies the same step) at the memory bandwidth of a short probe.
- * Gradient all-reduce and file I/O are not counted. */
+ * Gradient all-reduce is not counted; the done files and the checkpoint are timed at the
+ * zstd rate of a short probe (root compresses them) plus an assumed file-system rate.
+ *
+ * A dry run plans for the cluster the user names (PlanCluster: --nodes, --ranks-per-node,
+ * --threads), not for the ranks it happens to be launched with. */
 #ifndef NUPES_PLAN_H
 #define NUPES_PLAN_H
 
@@ -24,6 +28,14 @@
 
 #define PLAN_N_MODES 3 /* indexed by ReconMode: parallel, sequential, pipelined */
 #define PLAN_ELEMENTWISE_BYTES_PER_WEIGHT 40.0
+#define PLAN_FS_MBS 500.0          /* assumed write rate of run.dir's file system, MB/s */
+#define PLAN_SIGNAL_MARGIN 300     /* nupes.sbatch's --signal=B:USR1@300 */
+#define PLAN_TIME_FACTOR 1.25      /* the suggested --time: estimate x this + the margin */
+
+/* The cluster a dry run plans for; 0 = not given (see plan_dry_run_cluster). */
+typedef struct {
+    int nodes, ranks_per_node, threads;
+} PlanCluster;
 
 /* Bytes per rank while one block is reconstructed (and, separately, during capture). */
 typedef struct {
@@ -41,12 +53,17 @@ typedef struct {
     uint64_t capture_shard;    /* capture: this rank's sequences [n_local][T][d] */
     uint64_t capture_forward;  /* capture: forward buffers of CAPTURE_CHUNK sequences */
     uint64_t capture_total;
+    uint64_t head;             /* fp32 embeddings (+ classifier): every rank converts them for
+                                  the capture and keeps them until the job ends */
+    uint64_t rank_peak;        /* max(total, capture_total) + head */
 } PlanMemory;
 
 typedef struct {
     ModelConfig model;
     ReconMode mode;          /* the configured one */
-    int world_size;          /* R */
+    int world_size;          /* R = nodes x ranks_per_node */
+    int nodes, ranks_per_node, threads; /* threads: OpenBLAS threads per rank */
+    int cluster_named;       /* 1: from --nodes/--ranks-per-node, 0: the launch's size */
     int n_groups[PLAN_N_MODES], data_parallel[PLAN_N_MODES]; /* G, D of each mode */
     int blocks_per_group;    /* the configured mode's most blocks on one group */
     int n_sequences, T, batch, iterations; /* N, T, B; iterations 0 for rtn/powerquant */
@@ -56,11 +73,19 @@ typedef struct {
     uint64_t inputs_bytes;   /* activations.h5 /inputs [L+1][N][T][d] fp32 */
     uint64_t qinputs_bytes;  /* qinputs/level-*.h5, levels 1..L-1 (sequential, pipelined) */
     uint64_t activation_bytes; /* what the configured mode writes to run.dir */
+    uint64_t state_bytes;    /* state/block-NNNN.h5 of one block (z, Adam m, v, scales) */
+    int blocks_in_flight;    /* state files at once: one per busy group */
+    uint64_t done_bytes;     /* done/block-NNNN.h5 of one block, ~ (zstd codes + scales) */
+    uint64_t done_raw_bytes; /* the same with one byte per code, as root compresses it */
+    uint64_t checkpoint_bytes; /* ~ every block's done file + the fp32 head */
+    int idle_ranks;          /* ranks of the configured layout with no work */
+    int useful_ranks;        /* at most L x batch ranks do work (parallel, pipelined) */
+    int suggest_data_parallel; /* a D that puts the idle ranks to work, 0 = none */
     double flops_projections, flops_attention; /* per iteration over the whole batch */
     double flops_block, flops_blocks, flops_capture;
     /* Filled by plan_set_speed (0 until then): */
-    double sgemm_gflops, memory_gbs;
-    double capture_seconds;
+    double sgemm_gflops, memory_gbs, zstd_mbs;
+    double capture_seconds, gather_seconds, checkpoint_seconds;
     double block_seconds[PLAN_N_MODES]; /* one block on one group of that mode */
     double wall_seconds[PLAN_N_MODES];  /* capture excluded */
 } Plan;
@@ -70,8 +95,13 @@ typedef struct {
 nq_status plan_compute(const ModelConfig *c, const NupesConfig *cfg, int world_size, int n_sequences,
                        int T, Plan *out);
 
-/* Time estimates from measured speeds (per rank): sgemm GFLOP/s and memory GB/s. */
-void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs);
+/* Time estimates from measured speeds (per rank): sgemm GFLOP/s, memory GB/s, and root's
+ * zstd rate in MB/s for the done files and the checkpoint. */
+void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd_mbs);
+
+/* Seconds the suggested --time asks for: (capture + the configured mode's reconstruction +
+ * the last round's done files + the checkpoint) x PLAN_TIME_FACTOR + PLAN_SIGNAL_MARGIN. */
+double plan_job_seconds(const Plan *p);
 
 /* Wall time of L blocks in pipelined mode on G groups, one block-time each: block l starts
  * (1 - f) block-times after block l - 1 and not before its group (l mod G) is free. */
@@ -81,6 +111,8 @@ double plan_pipelined_block_times(int L, int G, double f);
 double plan_sgemm_probe_gflops(double seconds);
 /* The measured memory bandwidth (triad over 3 x 32 MB arrays for `seconds`), GB/s. */
 double plan_memory_probe_gbs(double seconds);
+/* The measured zstd rate at `level` on int8 codes like a checkpoint's (MB/s of input). */
+double plan_zstd_probe_mbs(int level, double seconds);
 
 /* Prints the plan (and, with free_bytes >= 0, the run.dir space check). */
 void plan_print(const Plan *p, const NupesConfig *cfg, int64_t free_bytes, FILE *out);
@@ -98,11 +130,22 @@ nq_status plan_check_disk(const char *run_dir, uint64_t bytes);
 nq_status plan_check_run_dir_space(const char *run_dir, const ModelConfig *c, ReconMode mode, int N,
                                    int T);
 
-/* --dry-run: reads only the model's config (model_read_config), counts the calibration
- * sequences (calibration.tokens' shape; else the text tokenized when the tokenizer is
- * there, else estimated from the file size at ~4 bytes per token; calibration.sequences
- * caps them), probes this machine's speed, and prints the plan for world_size ranks (or
- * for $NUPES_PLAN_RANKS ranks when set: planning a cluster job from a login node). */
+/* --dry-run: reads only the model's config (model_read_config; when the model is not
+ * there, the config's [model.shape]; when both are, they must agree), counts the
+ * calibration sequences (calibration.tokens' shape; else the text tokenized when the
+ * tokenizer is there, else estimated from the file size at ~4 bytes per token;
+ * calibration.sequences caps them), probes this machine's speed, and prints the plan for
+ * the named cluster: cluster->nodes x cluster->ranks_per_node ranks (either one alone:
+ * the other is 1), each with cluster->threads OpenBLAS threads (0: $OPENBLAS_NUM_THREADS,
+ * else 1). Without nodes or ranks per node it plans for world_size ranks on one node,
+ * and says how to name a cluster. */
+nq_status plan_dry_run_cluster(const NupesConfig *cfg, int world_size, const PlanCluster *cluster, FILE *out);
+
+/* plan_dry_run_cluster for world_size ranks with no cluster named. */
 nq_status plan_dry_run(const NupesConfig *cfg, int world_size, FILE *out);
+
+/* The model's shape from the config's [model.shape] (NQ_ERR_INPUT naming the missing or
+ * inconsistent key). */
+nq_status plan_shape_config(const NupesConfig *cfg, ModelConfig *c);
 
 #endif

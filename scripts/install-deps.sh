@@ -7,7 +7,7 @@ packages=(
   libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools
   libzstd-dev zstd libcmocka-dev libopenblas-dev libtomlplusplus-dev
   libxxhash-dev libsentencepiece-dev libcjson-dev
-  slurm-wlm munge
+  slurm-wlm munge iproute2
   python3 python3-h5py python3-hdf5plugin python3-numpy
   clang-14 libclang-rt-14-dev
 )

@@ -443,6 +443,7 @@ static void assert_same_config(const NupesConfig *a, const NupesConfig *b) {
     assert_string_equal(a->eval_text, b->eval_text);
     assert_int_equal(a->eval_seq_len, b->eval_seq_len);
     assert_int_equal(a->eval_sequences, b->eval_sequences);
+    assert_memory_equal(&a->shape, &b->shape, sizeof a->shape);
 }
 
 /* to_toml of a, written to another directory and loaded back, gives a again. */
@@ -463,6 +464,51 @@ static void assert_round_trip(const NupesConfig *a) {
     assert_string_equal(text, text_b);
     free(text);
     free(text_b);
+}
+
+/* [model.shape]: a sub-table of [model] (or dotted keys), settable with --set, printed
+ * back as dotted keys only when given, and unknown keys in it are errors. */
+static void test_model_shape(void **state) {
+    (void)state;
+    char path[600];
+    snprintf(path, sizeof path, "%s/shape.toml", tmp_dir);
+    write_text(path, "[model]\npath = \"/m\"\n[model.shape]\nhidden_size = 4096\nintermediate_size = 11008\n"
+                     "num_hidden_layers = 32\nnum_attention_heads = 32\nvocab_size = 32000\n"
+                     "tie_word_embeddings = true\n[calibration]\ntext = \"/c.txt\"\n");
+    NupesConfig cfg;
+    nq_clear_error();
+    assert_int_equal(config_load(path, &cfg), NQ_OK);
+    assert_int_equal(cfg.shape.hidden_size, 4096);
+    assert_int_equal(cfg.shape.intermediate_size, 11008);
+    assert_int_equal(cfg.shape.num_key_value_heads, 0); /* not given */
+    assert_int_equal(cfg.shape.tie_word_embeddings, 1);
+    assert_int_equal(config_set(&cfg, "model.shape.num_key_value_heads=8"), NQ_OK);
+    assert_int_equal(cfg.shape.num_key_value_heads, 8);
+    assert_int_equal(config_validate(&cfg), NQ_OK);
+    char *text = config_to_toml(&cfg);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "[model]\npath = \"/m\"\nformat = \"auto\"\nshape.hidden_size = 4096\n"));
+    free(text);
+    assert_round_trip(&cfg);
+
+    assert_int_equal(config_set(&cfg, "model.shape.heads=8"), NQ_ERR_INPUT);
+    assert_non_null(strstr(nq_last_error(), "unknown key model.shape.heads"));
+    nq_clear_error();
+    assert_int_equal(config_set(&cfg, "model.shape.hidden_size=-1"), NQ_ERR_INPUT);
+    nq_clear_error();
+    write_text(path, "[model]\npath = \"/m\"\n[model.shape]\nlayers = 2\n");
+    assert_int_equal(config_load(path, &cfg), NQ_ERR_INPUT);
+    assert_non_null(strstr(nq_last_error(), "shape.toml:4: unknown key model.shape.layers"));
+    nq_clear_error();
+    write_text(path, "[model]\npath = \"/m\"\n[model.form]\nlayers = 2\n");
+    assert_int_equal(config_load(path, &cfg), NQ_ERR_INPUT);
+
+    nq_clear_error();
+    config_defaults(&cfg); /* not given: not printed */
+    text = config_to_toml(&cfg);
+    assert_non_null(text);
+    assert_null(strstr(text, "shape."));
+    free(text);
 }
 
 static void test_round_trip(void **state) {
@@ -607,6 +653,7 @@ int main(void) {
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_set),
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_model_shape),
         cmocka_unit_test(test_result_keys),
         cmocka_unit_test(test_bundled_config),
     };

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # --dry-run plans a Llama-2-7B job (configs/llama7b.toml) from config.json alone (a fake HF
-# directory with no weights) on 1 rank, 8 real MPI ranks and 32 planned ranks
-# (NUPES_PLAN_RANKS), and the numbers are checked against values computed here from the
-# architecture: parameters, per-block weights, memory items, activation bytes, FLOPs and the
-# block-time counts of each mode. Then the disk check: a real job whose run.dir is on a
-# 1 MB tmpfs (mounted in a private mount namespace) is refused with exit 2 and the message
+# directory with no weights) on 1 rank, 8 real MPI ranks and a named cluster of 8 nodes x 4
+# ranks (--nodes, --ranks-per-node, --threads), and the numbers are checked against values
+# computed here from the architecture: parameters, per-block weights, memory items (per
+# rank, per node), disk per file kind, activation bytes, FLOPs, the block-time counts of
+# each mode, and the suggested sbatch line. The shipped config plans with no model at all
+# ([model.shape]); a shape that contradicts the model is refused; idle ranks are named with
+# a data_parallel that uses them; the peak memory per rank is within 15% of what the 7B-width
+# rehearsal measured (issue 15). Then the disk check: a real job whose run.dir is on a 1 MB
+# tmpfs (mounted in a private mount namespace) is refused with exit 2 and the message
 # naming the need and the free space, and writes nothing.
 set -u
 BIN=${NUPES_BIN:?NUPES_BIN is not set (run through ctest)}
@@ -98,8 +102,109 @@ EOF_PY
 
 run_plan "1 rank" 1 "${DRY[@]}"
 run_plan "8 MPI ranks" 8 "$MPIEXEC" -np 8 "${DRY[@]}"
-run_plan "32 planned ranks" 32 env NUPES_PLAN_RANKS=32 "${DRY[@]}"
+run_plan "8 nodes x 4 ranks planned" 32 "${DRY[@]}" --nodes 8 --ranks-per-node 4 --threads 2
 if [[ ! -e $TMP/run ]]; then ok "dry runs wrote nothing (no run.dir)"; else bad "run.dir created by a dry run"; fi
+
+# The named cluster: per-node memory, disk per kind of file, sbatch line.
+if python3 - "$TMP/8 nodes x 4 ranks planned.out" <<'EOF_PY'
+import math, re, sys
+text = open(sys.argv[1]).read()
+d, f, L, H, V, T, N, B = 4096, 11008, 32, 32, 32000, 2048, 128, 4
+W = 4 * d * d + 3 * d * f
+checks = {}
+def num(pattern):
+    m = re.search(pattern, text)
+    if not m:
+        raise SystemExit("missing in output: " + pattern)
+    return float(m.group(1))
+def near(a, b, rel=5e-3):
+    return abs(a - b) <= rel * abs(b)
+checks["header names the cluster"] = "the plan for 8 nodes x 4 ranks = 32 ranks, 2 threads each" in text
+checks["cluster line"] = "cluster: 8 nodes x 4 ranks, 2 threads per rank" in text
+head = 4 * V * d * 2  # embeddings and classifier, fp32 (untied)
+checks["head 1.05 GB on every rank"] = near(num(r"from the capture on: ([0-9.]+) GB"), head / 1e9)
+peak = num(r"peak per rank ([0-9.]+) GB")
+total = num(r"  total +([0-9.]+) GB")
+checks["peak = reconstruction total + head"] = near(peak, total + head / 1e9, 2e-3)
+checks["per node = 4 x peak"] = near(num(r"per node \(4 ranks\) ([0-9.]+) GB"), 4 * peak, 2e-3)
+# capture: block weights + 4 sequences of this rank + one sequence's forward (CAPTURE_CHUNK 1)
+acts1 = 4 * (8 * T * d + 4 * T * d + 5 * T * f + T + T * (d // H)) + 4 * (H * T * T + T * T) + 4 * T * d
+cap = 4 * W + 4 * 4 * T * d + acts1
+checks["capture memory (one sequence at a time)"] = near(num(r"capture \(before\):.* = ([0-9.]+) GB"), cap / 1e9, 5e-3)
+state = 12 * W  # z, Adam m and v (+ a few KB of scale state)
+checks["state 2.43 GB per block, 32 in flight"] = near(num(r"state/ 32 blocks in flight x ([0-9.]+) GB"), state / 1e9, 5e-3)
+checks["done files: 32 blocks of ~4-bit codes"] = near(num(r"done/ 32 blocks x ~([0-9.]+) GB"), W / 2 / 1e9, 0.05)
+checks["checkpoint ~ codes + head"] = near(num(r"checkpoint \(~.*\) +([0-9.]+) GB"), (32 * W / 2 + head) / 1e9, 0.05)
+checks["shared file system named"] = "run.dir must be on a file system every node mounts" in text
+for phase in ("capture over 32 ranks", "gather:", "checkpoint:", "job (parallel mode)"):
+    checks["time of " + phase] = re.search(re.escape(phase) + r".*: [0-9.]+ (s|min|h|days)", text) is not None
+m = re.search(r"sbatch --nodes=8 --ntasks-per-node=4 --cpus-per-task=2 --mem=([0-9]+)G --time=(?:(\d+)-)?(\d\d):(\d\d):00 slurm/nupes.sbatch \S*configs/llama7b.toml", text)
+checks["sbatch line"] = m is not None
+if m:
+    checks["--mem = 4 x peak + 10%"] = int(m.group(1)) == math.ceil(4 * peak * 1e9 * 1.10 / 2**30)
+    secs = (int(m.group(2) or 0) * 86400 + int(m.group(3)) * 3600 + int(m.group(4)) * 60)
+    def seconds(s):
+        v, unit = s.split()
+        return float(v) * {"s": 1, "min": 60, "h": 3600, "days": 86400}[unit]
+    job = seconds(re.search(r"job \(parallel mode\): ([0-9.]+ \w+)", text).group(1))
+    # the job time is printed rounded to 1 decimal of its unit (<= 5%); --time to the minute
+    checks["--time = job x 1.25 + 300 s margin"] = abs(secs - (job * 1.25 + 300)) <= 60 + 0.05 * job * 1.25
+checks["no idle ranks at 32 ranks for 32 blocks"] = "idle ranks" not in text
+bad = [k for k, v in checks.items() if not v]
+for k, v in checks.items():
+    print(("  ok   " if v else "  FAIL ") + k)
+sys.exit(1 if bad else 0)
+EOF_PY
+then ok "named cluster: memory per node, disk per file kind, sbatch line"; else bad "named cluster plan"; fi
+
+# A fresh clone: the shipped config, no model anywhere, no calibration text.
+"$BIN" --config "$SRC/configs/llama7b.toml" --set model.path="$TMP/no-such-model" --set run.dir="$TMP/run" \
+    --dry-run --nodes 2 --ranks-per-node 16 >"$TMP/fresh.out" 2>&1
+rc=$?
+if [[ $rc -eq 0 ]] && grep -q "shape from: \[model.shape\] of the config (the model is not there)" "$TMP/fresh.out" &&
+    grep -q "d 4096, f 11008, 32 blocks, 32 heads (32 kv), vocab 32000" "$TMP/fresh.out"; then
+    ok "configs/llama7b.toml plans with no model ([model.shape])"
+else bad "fresh-clone plan: exit $rc"; cat "$TMP/fresh.out"; fi
+
+# A [model.shape] that contradicts the model is refused, naming the key.
+"${DRY[@]}" --set model.shape.intermediate_size=11000 >"$TMP/mismatch.out" 2>&1
+rc=$?
+if [[ $rc -eq 2 ]] && grep -q "model.shape.intermediate_size = 11000, but the model $TMP/Llama-2-7b-hf has 11008" "$TMP/mismatch.out"
+then ok "shape contradicting config.json: exit 2"; else bad "shape mismatch: exit $rc"; cat "$TMP/mismatch.out"; fi
+
+# Idle ranks: 128 ranks on 32 blocks, one rank per block: 96 do nothing; data_parallel 4 uses them.
+"${DRY[@]}" --nodes 32 --ranks-per-node 4 >"$TMP/idle.out" 2>&1
+if grep -q "idle ranks: 96 of 128 do nothing: 32 blocks, batch 4: at most 128 ranks can work" "$TMP/idle.out" &&
+    grep -q "suggest: --set mpi.data_parallel=4 (32 groups of 4 ranks: every rank works)" "$TMP/idle.out"
+then ok "128 ranks, 32 blocks: 96 idle, data_parallel=4 suggested"; else bad "idle ranks"; cat "$TMP/idle.out"; fi
+"${DRY[@]}" --nodes 32 --ranks-per-node 4 --set mpi.data_parallel=4 >"$TMP/idle4.out" 2>&1
+if ! grep -q "idle ranks" "$TMP/idle4.out" && grep -q "ranks: 128 = 32 groups of 4" "$TMP/idle4.out"
+then ok "data_parallel=4: no idle ranks"; else bad "data_parallel=4 still idle"; cat "$TMP/idle4.out"; fi
+"${DRY[@]}" --nodes 64 --ranks-per-node 4 >"$TMP/idle8.out" 2>&1
+if grep -q "idle ranks: 224 of 256 do nothing" "$TMP/idle8.out" && grep -q "suggest: at most 128 ranks" "$TMP/idle8.out"
+then ok "256 ranks: beyond 4 x 32 blocks nothing works, at most 128 suggested"; else bad "256 ranks"; cat "$TMP/idle8.out"; fi
+
+# A plan with no cluster named says how to name one; the cluster options need --dry-run.
+if grep -q "the plan for 1 rank (the size of this launch; plan a cluster with --nodes N --ranks-per-node R --threads T)" "$TMP/1 rank.out"
+then ok "1-rank plan points at --nodes"; else bad "1-rank plan does not mention --nodes"; fi
+"$BIN" --config "$SRC/configs/llama7b.toml" --nodes 2 >"$TMP/nodes-nodry.out" 2>&1
+rc=$?
+if [[ $rc -eq 2 ]] && grep -q "plan a cluster with --dry-run" "$TMP/nodes-nodry.out"; then ok "--nodes without --dry-run: exit 2"
+else bad "--nodes without --dry-run: exit $rc"; cat "$TMP/nodes-nodry.out"; fi
+"${DRY[@]}" --nodes 0 >"$TMP/nodes0.out" 2>&1
+rc=$?
+if [[ $rc -eq 2 ]] && grep -q -- "--nodes 0: expected a positive integer" "$TMP/nodes0.out"; then ok "--nodes 0: exit 2"
+else bad "--nodes 0: exit $rc"; cat "$TMP/nodes0.out"; fi
+
+# The 7B-width rehearsal of issue 15 (2 blocks, 8 sequences of 512 tokens, batch 2, 2 ranks)
+# measured a peak RSS of 7.06 GB per rank; the plan must be within 15% of it.
+"$BIN" --config "$SRC/configs/llama7b.toml" --set model.path="$TMP/no-such-model" --set run.dir="$TMP/run" \
+    --set model.shape.num_hidden_layers=2 --set calibration.seq_len=512 --set calibration.sequences=8 \
+    --set reconstruction.batch=2 --dry-run --nodes 1 --ranks-per-node 2 >"$TMP/rehearsal.out" 2>&1
+peak=$(sed -n 's/.*peak per rank \([0-9.]*\) GB.*/\1/p' "$TMP/rehearsal.out")
+if [[ -n $peak ]] && python3 -c "import sys; p = float(sys.argv[1]); sys.exit(0 if abs(p - 7.06) <= 0.15 * 7.06 else 1)" "$peak"
+then ok "rehearsal setup: planned peak $peak GB per rank, measured 7.06 GB (within 15%)"
+else bad "rehearsal setup: planned peak '$peak' GB, measured 7.06 GB"; cat "$TMP/rehearsal.out"; fi
 
 # A bad layout is refused like the real job would refuse it.
 "${DRY[@]}" --set mpi.data_parallel=3 >"$TMP/dp.out" 2>&1 </dev/null
