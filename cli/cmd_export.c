@@ -12,6 +12,7 @@
 #include "checkpoint.h"
 #include "commands.h"
 #include "export_gguf.h"
+#include "export_hf_dir.h"
 #include "export_llama2c.h"
 #include "export_safetensors.h"
 #include "model_file.h"
@@ -37,7 +38,9 @@ static void print_help(FILE *out) {
             "  llama2c      llama2.c's legacy .bin (fp32), runnable by llama2.c's run.c; an HF\n"
             "               model's q/k rows are un-permuted to llama2.c's interleaved RoPE\n"
             "  safetensors  a Hugging Face directory: config.json + model.safetensors with\n"
-            "               LLaMA tensor names (q/k rows in HF's layout); PATH is created\n"
+            "               LLaMA tensor names (q/k rows in HF's layout), generation_config.json,\n"
+            "               the tokenizer (--tokenizer) and a README.md saying what it holds\n"
+            "               (dequantized weights of which checkpoint); PATH is created\n"
             "  gguf         one GGUF file llama.cpp loads as it is (architecture llama, the\n"
             "               tokenizer inside, q/k rows in llama.cpp's interleaved-RoPE layout);\n"
             "               llama.cpp has no power grid: a NUPES checkpoint's dequantized\n"
@@ -50,8 +53,9 @@ static void print_help(FILE *out) {
             "  --format F       llama2c | safetensors | gguf; required\n"
             "  --out PATH       output file (llama2c, gguf) or directory (safetensors); required\n"
             "  --dtype T        safetensors element type: f32 (default), f16 or bf16\n"
-            "  --tokenizer TOK  gguf: llama2.c tokenizer.bin or SentencePiece tokenizer.model;\n"
-            "                   required\n"
+            "  --tokenizer TOK  llama2.c tokenizer.bin or SentencePiece tokenizer.model: required\n"
+            "                   for gguf (stored inside); for safetensors, copied into the\n"
+            "                   directory (tokenizer.model with tokenizer_config.json)\n"
             "  --type T         gguf: the blocks' matrices as q8_0 (default), f16 or f32; rows\n"
             "                   that are not whole blocks fall back to f16 as in llama.cpp\n"
             "  --embedding-type T  gguf: token_embd (default: --type, as llama.cpp's converter)\n"
@@ -130,8 +134,12 @@ static int parse_options(int argc, char **argv, ExportOptions *o) {
         return NQ_ERR_INPUT;
     }
     if (strcmp(o->format, "gguf") == 0) return check_gguf_options(o);
-    if (o->tokenizer || strcmp(o->type, "q8_0") != 0 || o->embedding_type || o->output_type) {
-        fprintf(stderr, "nupes-mpi export: --tokenizer, --type, --embedding-type and --output-type are for --format gguf\n");
+    if (strcmp(o->type, "q8_0") != 0 || o->embedding_type || o->output_type) {
+        fprintf(stderr, "nupes-mpi export: --type, --embedding-type and --output-type are for --format gguf\n");
+        return NQ_ERR_INPUT;
+    }
+    if (o->tokenizer && strcmp(o->format, "safetensors") != 0) {
+        fprintf(stderr, "nupes-mpi export: --tokenizer is for --format gguf or safetensors (llama2c has no place for it)\n");
         return NQ_ERR_INPUT;
     }
     ExportDtype dt;
@@ -181,6 +189,22 @@ static nq_status run_gguf(const ExportOptions *o, Model *m) {
     return st;
 }
 
+/* The HF directory: weights and config.json, then the tokenizer, generation config, README. */
+static nq_status run_safetensors(const ExportOptions *o, Model *m, ExportDtype dt) {
+    Tokenizer *tok = NULL;
+    nq_status st = o->tokenizer ? tokenizer_open(o->tokenizer, model_config(m)->vocab_size, &tok) : NQ_OK;
+    if (st == NQ_OK) st = export_safetensors(m, o->out, dt);
+    CheckpointInfo info;
+    int const is_ck = st == NQ_OK && checkpoint_read_info(o->checkpoint, &info) == NQ_OK;
+    if (st == NQ_OK && !is_ck) nq_clear_error();
+    HfDirInfo const hf = {.source = o->checkpoint, .ck = is_ck ? &info : NULL, .tokenizer_path = o->tokenizer,
+                          .tokenizer = tok, .dtype = o->dtype};
+    if (st == NQ_OK) st = export_hf_dir_files(model_config(m), o->out, &hf);
+    if (is_ck) checkpoint_info_free(&info);
+    tokenizer_free(tok);
+    return st;
+}
+
 static nq_status run_export(const ExportOptions *o) {
     double const t0 = seconds_now();
     Model *m = NULL;
@@ -190,7 +214,7 @@ static nq_status run_export(const ExportOptions *o) {
     ExportDtype dt = EXPORT_F32;
     export_dtype_parse(o->dtype, &dt);
     int const llama2c = strcmp(o->format, "llama2c") == 0, gguf = strcmp(o->format, "gguf") == 0;
-    st = llama2c ? export_llama2c(m, o->out) : gguf ? run_gguf(o, m) : export_safetensors(m, o->out, dt);
+    st = llama2c ? export_llama2c(m, o->out) : gguf ? run_gguf(o, m) : run_safetensors(o, m, dt);
     if (st == NQ_OK) {
         char size_path[4096];
         snprintf(size_path, sizeof size_path, llama2c || gguf ? "%s" : "%s/model.safetensors", o->out);

@@ -71,3 +71,5 @@ const char *tokenizer_decode(const Tokenizer *t, int prev, int token) {
 char *tokenizer_piece(const Tokenizer *t, int id, float *score, TokenKind *kind) {
     return t->ops->piece(t, id, score, kind);
 }
+
+const char *tokenizer_format(const Tokenizer *t) { return t->ops->format; }

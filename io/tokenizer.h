@@ -29,6 +29,9 @@ nq_status tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int
  * give their byte). Valid until tokenizer_free. */
 const char *tokenizer_decode(const Tokenizer *t, int prev, int token);
 
+/* "llama2c" (tokenizer.bin) or "sentencepiece" (tokenizer.model). */
+const char *tokenizer_format(const Tokenizer *t);
+
 /* Kinds of vocabulary entries, numbered as llama.cpp's token types (llama_token_type) and
  * SentencePiece's piece types. */
 typedef enum {

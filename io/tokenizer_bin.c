@@ -277,7 +277,7 @@ static char *bin_piece(const Tokenizer *t, int id, float *score, TokenKind *kind
     return out;
 }
 
-static const TokenizerOps bin_ops = {bin_encode, bin_decode, bin_free, bin_piece};
+static const TokenizerOps bin_ops = {bin_encode, bin_decode, bin_free, bin_piece, "llama2c"};
 
 /* 0..255 when s[0..len) is exactly "<0xHH>", else -1. */
 static short parse_byte_piece(const char *s, int len) {

@@ -67,7 +67,7 @@ static char *sp_piece(const Tokenizer *t, int id, float *score, TokenKind *kind)
     return strdup(sp_model_id_to_piece(s->sp, id));
 }
 
-static const TokenizerOps sp_ops = {sp_encode, sp_decode, sp_free, sp_piece};
+static const TokenizerOps sp_ops = {sp_encode, sp_decode, sp_free, sp_piece, "sentencepiece"};
 
 /* Writes piece v decoded (at most its own length + 1 bytes) to out; returns the length. */
 static size_t decode_piece(const SpModel *sp, int v, char *out) {

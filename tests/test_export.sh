@@ -107,6 +107,26 @@ check "untied llama2c -> safetensors: lm_head.weight, weights and logits bit-ide
     grep -q 'lm_head.weight' '$TMP/untied2/model.safetensors' &&
     '$TOOLS/compare_models' '$TMP/untied' '$TMP/untied2'"
 
+# The HF directory's other files: README (dequantized, from which checkpoint, method, bits),
+# generation_config.json, the tokenizer (tokenizer.bin copied as it is; a SentencePiece
+# tokenizer.model copied with tokenizer_config.json and special_tokens_map.json).
+check "safetensors directory: README says dequantized (method, bits), generation_config, tokenizer.bin copied" bash -c "
+    '$BIN' export --checkpoint '$CK' --format safetensors --out '$TMP/hfdir' --dtype f16 --tokenizer '$DATA/tok512.bin' >/dev/null &&
+    grep -q 'These weights are dequantized' '$TMP/hfdir/README.md' && grep -q 'method \`nupes\`, 4-bit codes' '$TMP/hfdir/README.md' &&
+    grep -q 'Hugging Face has no reader' '$TMP/hfdir/README.md' && cmp '$TMP/hfdir/tokenizer.bin' '$DATA/tok512.bin' &&
+    python3 -c \"import json; g = json.load(open('$TMP/hfdir/generation_config.json')); assert g == {'bos_token_id': 1, 'eos_token_id': 2}, g\" &&
+    '$TOOLS/compare_models' '$CK' '$TMP/hfdir' --weights-tol 2e-3 --logits-tol 5e-2"
+"$TOOLS/make_synthetic_model" "$TMP/v32k.bin" 32 64 1 4 4 32000 64 7 >/dev/null
+check "safetensors directory with a SentencePiece tokenizer: tokenizer.model, tokenizer_config.json, special tokens" bash -c "
+    '$BIN' export --checkpoint '$TMP/v32k.bin' --format safetensors --out '$TMP/hfsp' --tokenizer '$DATA/llama2-tokenizer/tokenizer.model' >/dev/null &&
+    cmp '$TMP/hfsp/tokenizer.model' '$DATA/llama2-tokenizer/tokenizer.model' && grep -q 'Converted from the fp32 model' '$TMP/hfsp/README.md' &&
+    python3 -c \"
+import json
+c = json.load(open('$TMP/hfsp/tokenizer_config.json')); m = json.load(open('$TMP/hfsp/special_tokens_map.json'))
+assert c['tokenizer_class'] == 'LlamaTokenizer' and c['add_bos_token'] is True and c['add_eos_token'] is False, c
+assert c['model_max_length'] == 64 and m == {'bos_token': '<s>', 'eos_token': '</s>', 'unk_token': '<unk>'}, (c, m)
+\""
+
 # eval: the exports give the checkpoint's numbers.
 EV=(--tokenizer "$DATA/tok512.bin" --text "$DATA/eval-generated.txt" --seq-len 256 --sequences 24)
 ppl() { "$BIN" eval --model "$1" "${EV[@]}" | sed -n 's/^fp32 perplexity: *//p'; }
@@ -121,7 +141,10 @@ else bad "eval llama2c export against the checkpoint"; cat "$TMP/eval.log"; fi
 # Bad command lines and inputs: exit 2, one line, nothing written.
 check "export --help" "$BIN" export --help
 expect_exit 2 "missing --out" "$BIN" export --checkpoint "$CK" --format llama2c
-expect_exit 2 "unknown --format" "$BIN" export --checkpoint "$CK" --format gguf --out "$TMP/x"
+expect_exit 2 "unknown --format" "$BIN" export --checkpoint "$CK" --format onnx --out "$TMP/x"
+expect_exit 2 "--tokenizer with llama2c" "$BIN" export --checkpoint "$CK" --format llama2c --out "$TMP/x" --tokenizer "$DATA/tok512.bin"
+expect_exit 2 "safetensors with a tokenizer of another vocabulary" \
+    "$BIN" export --checkpoint "$CK" --format safetensors --out "$TMP/x" --tokenizer "$DATA/llama2-tokenizer/tokenizer.model"
 expect_exit 2 "--dtype f16 with llama2c" "$BIN" export --checkpoint "$CK" --format llama2c --out "$TMP/x" --dtype f16
 expect_exit 2 "unknown --dtype" "$BIN" export --checkpoint "$CK" --format safetensors --out "$TMP/x" --dtype f8
 expect_exit 2 "missing checkpoint" "$BIN" export --checkpoint "$TMP/none.h5" --format llama2c --out "$TMP/x"
