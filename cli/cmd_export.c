@@ -3,7 +3,9 @@
  * tool, transformers and llama.cpp's converter read it) or a GGUF file (llama.cpp runs
  * it as it is). Any model this tool reads can be
  * given (an fp32 llama2.c file or HF directory too: a format converter). */
+#include <dirent.h>
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -23,6 +25,7 @@ typedef struct {
     const char *format; /* "llama2c" | "safetensors" | "gguf" */
     const char *out;
     const char *dtype;  /* "f32" (default) | "f16" | "bf16" */
+    const char *max_shard_size; /* safetensors: "5GB" (default, as transformers) */
     const char *tokenizer;      /* gguf */
     const char *type;           /* gguf: "q8_0" (default) | "f16" | "f32" */
     const char *embedding_type; /* gguf: NULL = type */
@@ -53,6 +56,9 @@ static void print_help(FILE *out) {
             "  --format F       llama2c | safetensors | gguf; required\n"
             "  --out PATH       output file (llama2c, gguf) or directory (safetensors); required\n"
             "  --dtype T        safetensors element type: f32 (default), f16 or bf16\n"
+            "  --max-shard-size S  safetensors: at most S of data per file (default 5GB, as\n"
+            "                   transformers); more gives model-0000k-of-0000n.safetensors files\n"
+            "                   and model.safetensors.index.json\n"
             "  --tokenizer TOK  llama2.c tokenizer.bin or SentencePiece tokenizer.model: required\n"
             "                   for gguf (stored inside); for safetensors, copied into the\n"
             "                   directory (tokenizer.model with tokenizer_config.json)\n"
@@ -94,10 +100,11 @@ static int parse_options(int argc, char **argv, ExportOptions *o) {
         {"out", required_argument, NULL, 'o'},        {"dtype", required_argument, NULL, 't'},
         {"model", required_argument, NULL, 'c'},      {"tokenizer", required_argument, NULL, 'k'},
         {"type", required_argument, NULL, 'y'},       {"embedding-type", required_argument, NULL, 'e'},
-        {"output-type", required_argument, NULL, 'u'}, {"help", no_argument, NULL, 'h'},
+        {"output-type", required_argument, NULL, 'u'}, {"max-shard-size", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    *o = (ExportOptions){.dtype = "f32", .type = "q8_0"};
+    *o = (ExportOptions){.dtype = "f32", .type = "q8_0", .max_shard_size = "5GB"};
     optind = 1;
     opterr = 0;
     int opt;
@@ -111,6 +118,7 @@ static int parse_options(int argc, char **argv, ExportOptions *o) {
         case 'y': o->type = optarg; break;
         case 'e': o->embedding_type = optarg; break;
         case 'u': o->output_type = optarg; break;
+        case 's': o->max_shard_size = optarg; break;
         case 'h': print_help(stdout); return 1;
         case ':':
             fprintf(stderr, "nupes-mpi export: option '%s' needs a value\n", argv[optind - 1]);
@@ -131,6 +139,16 @@ static int parse_options(int argc, char **argv, ExportOptions *o) {
     }
     if (strcmp(o->format, "llama2c") != 0 && strcmp(o->format, "safetensors") != 0 && strcmp(o->format, "gguf") != 0) {
         fprintf(stderr, "nupes-mpi export: --format = '%s', expected llama2c, safetensors or gguf\n", o->format);
+        return NQ_ERR_INPUT;
+    }
+    uint64_t shard_bytes;
+    if (export_parse_size(o->max_shard_size, &shard_bytes) != 0) {
+        fprintf(stderr, "nupes-mpi export: --max-shard-size = '%s', expected a size such as 5GB, 500MB or 2GiB\n",
+                o->max_shard_size);
+        return NQ_ERR_INPUT;
+    }
+    if (strcmp(o->format, "safetensors") != 0 && strcmp(o->max_shard_size, "5GB") != 0) {
+        fprintf(stderr, "nupes-mpi export: --max-shard-size is for --format safetensors\n");
         return NQ_ERR_INPUT;
     }
     if (strcmp(o->format, "gguf") == 0) return check_gguf_options(o);
@@ -193,7 +211,9 @@ static nq_status run_gguf(const ExportOptions *o, Model *m) {
 static nq_status run_safetensors(const ExportOptions *o, Model *m, ExportDtype dt) {
     Tokenizer *tok = NULL;
     nq_status st = o->tokenizer ? tokenizer_open(o->tokenizer, model_config(m)->vocab_size, &tok) : NQ_OK;
-    if (st == NQ_OK) st = export_safetensors(m, o->out, dt);
+    uint64_t shard_bytes = 0;
+    export_parse_size(o->max_shard_size, &shard_bytes);
+    if (st == NQ_OK) st = export_safetensors(m, o->out, dt, shard_bytes);
     CheckpointInfo info;
     int const is_ck = st == NQ_OK && checkpoint_read_info(o->checkpoint, &info) == NQ_OK;
     if (st == NQ_OK && !is_ck) nq_clear_error();
@@ -203,6 +223,22 @@ static nq_status run_safetensors(const ExportOptions *o, Model *m, ExportDtype d
     if (is_ck) checkpoint_info_free(&info);
     tokenizer_free(tok);
     return st;
+}
+
+/* Size of a file, or of the files directly inside a directory. */
+static uint64_t output_bytes(const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) return 0;
+    if (!S_ISDIR(sb.st_mode)) return (uint64_t)sb.st_size;
+    uint64_t total = 0;
+    DIR *d = opendir(path);
+    for (struct dirent *e = d ? readdir(d) : NULL; e; e = readdir(d)) {
+        char p[4096];
+        if (snprintf(p, sizeof p, "%s/%s", path, e->d_name) < (int)sizeof p && stat(p, &sb) == 0 && S_ISREG(sb.st_mode))
+            total += (uint64_t)sb.st_size;
+    }
+    if (d) closedir(d);
+    return total;
 }
 
 static nq_status run_export(const ExportOptions *o) {
@@ -216,10 +252,7 @@ static nq_status run_export(const ExportOptions *o) {
     int const llama2c = strcmp(o->format, "llama2c") == 0, gguf = strcmp(o->format, "gguf") == 0;
     st = llama2c ? export_llama2c(m, o->out) : gguf ? run_gguf(o, m) : run_safetensors(o, m, dt);
     if (st == NQ_OK) {
-        char size_path[4096];
-        snprintf(size_path, sizeof size_path, llama2c || gguf ? "%s" : "%s/model.safetensors", o->out);
-        struct stat sb;
-        double const mb = stat(size_path, &sb) == 0 ? (double)sb.st_size / 1e6 : 0;
+        double const mb = (double)output_bytes(o->out) / 1e6;
         printf("export: %s -> %s (%s, %s, %d blocks, rope %s): %.1f MB in %.2f s\n", o->checkpoint, o->out,
                o->format, llama2c ? "f32" : gguf ? o->type : o->dtype, c->n_layers,
                c->rope_style == ROPE_HALF ? "half" : "interleaved", mb, seconds_now() - t0);

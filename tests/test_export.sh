@@ -116,6 +116,36 @@ check "safetensors directory: README says dequantized (method, bits), generation
     grep -q 'Hugging Face has no reader' '$TMP/hfdir/README.md' && cmp '$TMP/hfdir/tokenizer.bin' '$DATA/tok512.bin' &&
     python3 -c \"import json; g = json.load(open('$TMP/hfdir/generation_config.json')); assert g == {'bos_token_id': 1, 'eos_token_id': 2}, g\" &&
     '$TOOLS/compare_models' '$CK' '$TMP/hfdir' --weights-tol 2e-3 --logits-tol 5e-2"
+# Sharding: at most --max-shard-size of data per file (a bigger tensor alone), the index,
+# and the same model read back.
+check "safetensors --max-shard-size 100KB: shards, index, weights and logits bit-identical to one file" bash -c "
+    '$BIN' export --checkpoint '$CK' --format safetensors --out '$TMP/shards' --max-shard-size 100KB >/dev/null &&
+    '$TOOLS/compare_models' '$TMP/hf32' '$TMP/shards' &&
+    '$BIN' export --checkpoint '$TMP/shards' --format llama2c --out '$TMP/shards.bin' >/dev/null && cmp '$TMP/shards.bin' '$TMP/q.bin' &&
+    python3 - '$TMP/shards' '$TMP/hf32' <<'EOF_PY'
+import json, os, struct, sys
+d, one = sys.argv[1:]
+idx = json.load(open(d + '/model.safetensors.index.json'))
+files = sorted(set(idx['weight_map'].values()))
+n = len(files)
+assert n > 2 and files == ['model-%05d-of-%05d.safetensors' % (k + 1, n) for k in range(n)], files
+assert not os.path.exists(d + '/model.safetensors')
+total, names = 0, set()
+for f in files:
+    with open(d + '/' + f, 'rb') as fh:
+        h = json.loads(fh.read(struct.unpack('<Q', fh.read(8))[0]))
+    h.pop('__metadata__')
+    size = sum(t['data_offsets'][1] - t['data_offsets'][0] for t in h.values())
+    assert size <= 100000 or len(h) == 1, (f, size, len(h))
+    assert all(idx['weight_map'][k] == f for k in h)
+    total += size
+    names |= set(h)
+with open(one + '/model.safetensors', 'rb') as fh:
+    ref = json.loads(fh.read(struct.unpack('<Q', fh.read(8))[0]))
+ref.pop('__metadata__')
+assert names == set(ref) == set(idx['weight_map']) and idx['metadata']['total_size'] == total
+print('%d shards, %d tensors, %d bytes' % (n, len(names), total))
+EOF_PY"
 "$TOOLS/make_synthetic_model" "$TMP/v32k.bin" 32 64 1 4 4 32000 64 7 >/dev/null
 check "safetensors directory with a SentencePiece tokenizer: tokenizer.model, tokenizer_config.json, special tokens" bash -c "
     '$BIN' export --checkpoint '$TMP/v32k.bin' --format safetensors --out '$TMP/hfsp' --tokenizer '$DATA/llama2-tokenizer/tokenizer.model' >/dev/null &&
@@ -142,6 +172,8 @@ else bad "eval llama2c export against the checkpoint"; cat "$TMP/eval.log"; fi
 check "export --help" "$BIN" export --help
 expect_exit 2 "missing --out" "$BIN" export --checkpoint "$CK" --format llama2c
 expect_exit 2 "unknown --format" "$BIN" export --checkpoint "$CK" --format onnx --out "$TMP/x"
+expect_exit 2 "bad --max-shard-size" "$BIN" export --checkpoint "$CK" --format safetensors --out "$TMP/x" --max-shard-size 5XB
+expect_exit 2 "--max-shard-size with llama2c" "$BIN" export --checkpoint "$CK" --format llama2c --out "$TMP/x" --max-shard-size 1MB
 expect_exit 2 "--tokenizer with llama2c" "$BIN" export --checkpoint "$CK" --format llama2c --out "$TMP/x" --tokenizer "$DATA/tok512.bin"
 expect_exit 2 "safetensors with a tokenizer of another vocabulary" \
     "$BIN" export --checkpoint "$CK" --format safetensors --out "$TMP/x" --tokenizer "$DATA/llama2-tokenizer/tokenizer.model"
