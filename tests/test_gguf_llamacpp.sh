@@ -90,6 +90,18 @@ check "q8_0 export says the weights are re-encoded" \
 check "q8_0 export prints ffn_down's fallback to f16" \
     grep -q "blk.\*.ffn_down: rows of 172 values are not whole q8_0 blocks of 32: written as f16" "$TMP/export-q8_0.log"
 check "f16 export has no fallback" bash -c "! grep -q fallback '$TMP/export-f16.log'"
+# An untied model in HF layout (make_hf_model: lm_head a copy of the embeddings, q/k rows
+# rotate-half) with its own embedding and output types.
+mkdir -p "$TMP/untied"
+"$TOOLS/make_hf_model" "$DATA/stories260K.bin" "$TMP/untied" --untied >/dev/null
+check "export untied HF model, --embedding-type f32 --output-type f16" "$BIN" export --model "$TMP/untied" --format gguf \
+    --tokenizer "$TOK" --type q8_0 --embedding-type f32 --output-type f16 --out "$TMP/untied.gguf"
+check "untied gguf: output.weight F16, token_embd F32, blocks Q8_0" python3 -c "
+import sys; sys.path.insert(0, '$HERE'); import read_gguf as r
+t = {x['name']: (x['ne'], x['type']) for x in r.read('$TMP/untied.gguf')['tensors']}
+assert t['output.weight'] == ([64, 512], 1) and t['token_embd.weight'] == ([64, 512], 0), t
+assert t['blk.1.attn_q.weight'] == ([64, 64], 8) and t['blk.1.ffn_down.weight'] == ([172, 64], 1)
+"
 check "export checkpoint as llama2c (the weights to compare with)" "$BIN" export --checkpoint "$CK" --format llama2c --out "$TMP/ck.bin"
 check "no temporary files left" bash -c "! ls -A '$TMP' | grep -q '\.tmp\.'"
 
@@ -167,9 +179,11 @@ WINDOWS=8 # 8 windows of 256 tokens: 2040 predictions, ~10 s in llama.cpp for 4 
 ASAN_OPTIONS=detect_leaks=0 "$BIN" eval --model "$DATA/stories260K.bin" --checkpoint "$CK" --tokenizer "$TOK" \
     --text "$DATA/eval-generated.txt" --seq-len 256 --sequences $WINDOWS >"$TMP/eval.txt" 2>&1 || { cat "$TMP/eval.txt"; exit 1; }
 sed 's/^/     /' "$TMP/eval.txt"
+"$BIN" eval --model "$TMP/untied" --tokenizer "$TOK" --text "$DATA/eval-generated.txt" --seq-len 256 \
+    --sequences $WINDOWS >"$TMP/eval-untied.txt" 2>&1 || { cat "$TMP/eval-untied.txt"; exit 1; }
 t1=$(date +%s)
 if ! llamacpp --text "$DATA/eval-generated.txt" --seq-len 256 --windows $WINDOWS --prompt "Once upon a time" --steps 32 \
-        "$TMP/fp32.gguf" "$TMP/ck-f32.gguf" "$TMP/ck-f16.gguf" "$TMP/ck-q8_0.gguf" >"$TMP/llamacpp.json" 2>"$TMP/llamacpp.err"; then
+        "$TMP/fp32.gguf" "$TMP/ck-f32.gguf" "$TMP/ck-f16.gguf" "$TMP/ck-q8_0.gguf" "$TMP/untied.gguf" >"$TMP/llamacpp.json" 2>"$TMP/llamacpp.err"; then
     bad "llama.cpp loads and runs the exports"; cat "$TMP/llamacpp.err"
 else
     ok "llama.cpp loads and runs the exports ($(( $(date +%s) - t1 )) s)"
@@ -188,7 +202,7 @@ num = lambda pat: float(re.search(pat, ev).group(1))
 ppl_fp, ppl_q = num(r"fp32 perplexity: ([\d.]+)"), num(r"quantized perplexity: ([\d.]+)")
 kl_q, top1_q = num(r"mean KL\(fp32 \|\| quantized\): ([\d.]+)"), num(r"top-1 agreement: ([\d.]+)%") / 100
 pred = int(re.search(r"(\d+) predictions", ev).group(1))
-ref, f32, f16, q8 = res
+ref, f32, f16, q8, untied = res
 for m in res:
     print("llama.cpp %-40s ppl %.4f  KL %.6f  top-1 %.4f" % (m["file"].split("/")[-1], m["perplexity"], m["kl"], m["top1"]))
 print("nupes-mpi eval: fp32 ppl %.4f, checkpoint ppl %.4f, KL %.6f, top-1 %.4f" % (ppl_fp, ppl_q, kl_q, top1_q))
@@ -214,6 +228,10 @@ close("F16 export perplexity", f16["perplexity"], ppl_q, rel=1e-3)
 close("F16 export KL", f16["kl"], kl_q, abs_=5e-4)
 close("Q8_0 export perplexity", q8["perplexity"], ppl_q, rel=1e-2)
 close("Q8_0 export KL", q8["kl"], kl_q, abs_=3e-3)
+# The untied HF-layout model (Q8_0 blocks, F16 output) against nupes-mpi eval of the HF
+# directory (its fp32 weights): Q8_0's tolerance (measured 1.1e-3 relative).
+ppl_untied = float(re.search(r"fp32 perplexity: ([\d.]+)", open(d + "/eval-untied.txt").read()).group(1))
+close("untied HF model perplexity", untied["perplexity"], ppl_untied, rel=1e-2)
 gen = {w: open(d + "/generate-%s.txt" % w).read().rstrip("\n") for w in ("fp32", "ck")}
 for m, w in [(ref, "fp32"), (f32, "ck"), (f16, "ck")]:
     text = "Once upon a time" + m["greedy"]["text"]
