@@ -14,7 +14,9 @@
 #    (fp32 model, F32 and F16 exports of the checkpoint);
 #  - an HF-layout (half-rope) copy exports to the same tensors (q/k un-permuted);
 #  - a SentencePiece tokenizer.model and the llama2.c tokenizer.bin made from it give the
-#    same tokenizer metadata;
+#    same tokenizer metadata, and llama.cpp tokenizes the whole eval text exactly as
+#    nupes-mpi does with either;
+#  - an untied HF-layout model with --embedding-type/--output-type runs with its perplexity;
 #  - bad command lines exit 2 with one line and leave no file.
 set -u
 BIN=${NUPES_BIN:?NUPES_BIN is not set (run through ctest)}
@@ -262,6 +264,25 @@ for k in ('tokenizer.ggml.tokens', 'tokenizer.ggml.scores', 'tokenizer.ggml.toke
 assert a['tokenizer.ggml.tokens'][29871] == '\u2581' and a['tokenizer.ggml.token_type'][13] == 6
 print('32000 pieces, scores and types equal')
 \""
+
+# llama.cpp's tokenizer on the exported vocabulary = nupes-mpi's on the whole eval text
+# (50940 tokens): the llama2.c tokenizer.bin (bundled model) and the Llama 2 SentencePiece
+# tokenizer.model (on the synthetic 32000-token model; nupes-mpi encodes with the
+# SentencePiece library itself).
+sha_of_nupes() { "$TOOLS/tokenize" "$1" "$2" "$DATA/eval-generated.txt" | sha256sum | cut -d' ' -f1; }
+check "llama.cpp tokenizes the eval text as nupes-mpi (tokenizer.bin)" python3 -c "
+import json, sys
+got = json.load(open('$TMP/llamacpp.json'))['models'][0]['text_tokens_sha256']
+sys.exit(got != '$(sha_of_nupes "$TOK" 512)')"
+if llamacpp --text "$DATA/eval-generated.txt" --seq-len 64 --windows 0 --steps 4 "$TMP/sp.gguf" >"$TMP/sp.json" 2>"$TMP/sp.err"; then
+    check "llama.cpp tokenizes the eval text as SentencePiece (tokenizer.model, 32000 pieces)" python3 -c "
+import json, sys
+m = json.load(open('$TMP/sp.json'))['models'][0]
+print(m['text_tokens'], 'tokens')
+sys.exit(m['text_tokens_sha256'] != '$(sha_of_nupes "$SPDIR/tokenizer.model" 32000)')"
+else
+    bad "llama.cpp loads the SentencePiece-vocabulary export"; cat "$TMP/sp.err"
+fi
 
 # ---------------------------------------------------------------- bad input
 B=(export --checkpoint "$CK" --format gguf)

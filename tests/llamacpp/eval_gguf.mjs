@@ -5,10 +5,13 @@
 //     each window evaluated from position 0; T - 1 next-token predictions per window);
 //   - against the first model (the fp32 reference): mean KL(ref || model) over all T
 //     positions of every window, and top-1 agreement;
-//   - per model: the greedy continuation (temperature 0) of a prompt, as token ids and text.
+//   - per model: the greedy continuation (temperature 0) of a prompt, as token ids and text;
+//   - per model: the SHA-256 of the text's token ids ("1,403,...\n", BOS first), to compare
+//     llama.cpp's tokenizer with nupes-mpi's.
 // Usage: node eval_gguf.mjs --text FILE --seq-len T --windows N --prompt P --steps S REF.gguf [MODEL.gguf ...]
 // node-llama-cpp is imported from NODE_LLAMA_CPP_DIR (a folder outside the source tree where
 // the test installed it). It must use the prebuilt binaries: nothing is built or downloaded.
+import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import {pathToFileURL} from "node:url";
@@ -129,6 +132,7 @@ for (const [mi, file] of opts.models.entries()) {
         file,
         vocab,
         text_tokens: tokens.length,
+        text_tokens_sha256: crypto.createHash("sha256").update(tokens.join(",") + "\n").digest("hex"),
         first_tokens: tokens.slice(0, 32),
         windows: wins.length,
         predictions: nPred,
