@@ -194,7 +194,12 @@ static void print_gguf_source(const char *path, const char *type) {
 }
 
 static nq_status run_gguf(const ExportOptions *o, Model *m) {
-    GgufExportOptions g = {.name = o->checkpoint, .report = stdout};
+    /* general.name: the source's file or directory name, without its path */
+    char name[256];
+    snprintf(name, sizeof name, "%s", o->checkpoint);
+    for (size_t n = strlen(name); n > 1 && name[n - 1] == '/'; n--) name[n - 1] = '\0';
+    const char *slash = strrchr(name, '/');
+    GgufExportOptions g = {.name = slash && slash[1] ? slash + 1 : name, .report = stdout};
     ggml_type_parse(o->type, &g.type);
     ggml_type_parse(o->embedding_type, &g.embedding_type);
     ggml_type_parse(o->output_type, &g.output_type);
