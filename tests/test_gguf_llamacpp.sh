@@ -198,7 +198,9 @@ done
 check "llama.cpp agrees with nupes-mpi eval and generate" python3 - "$TMP" <<'EOF_PY'
 import json, re, sys
 d = sys.argv[1]
-res = json.load(open(d + "/llamacpp.json"))["models"]
+run = json.load(open(d + "/llamacpp.json"))
+res = run["models"]
+print("llama.cpp build: %s; %s" % (run["build"], run["system_info"].strip()))
 ev = open(d + "/eval.txt").read()
 num = lambda pat: float(re.search(pat, ev).group(1))
 ppl_fp, ppl_q = num(r"fp32 perplexity: ([\d.]+)"), num(r"quantized perplexity: ([\d.]+)")

@@ -48,6 +48,9 @@ const llama = await getLlama({
     logLevel: LlamaLogLevel.error,
 });
 
+if (llama.buildType !== "prebuilt")
+    throw new Error(`node-llama-cpp uses a ${llama.buildType} build, expected the prebuilt @node-llama-cpp/linux-x64 binaries`);
+
 // Full next-token distribution: temperature 1 and no truncation, so that the
 // probabilities are softmax(logits).
 const fullDistribution = {temperature: 1, topK: 0, topP: 1, minP: 0};
@@ -92,7 +95,8 @@ async function greedy(sequence, model, prompt, steps) {
 }
 
 const text = fs.readFileSync(opts.text, "utf8");
-const results = {models: []};
+// The CPU features of the ggml backend variant node-llama-cpp picked for this machine.
+const results = {build: llama.buildType, system_info: llama.systemInfo, models: []};
 let ref = null; // [window][position] distributions of the first model
 for (const [mi, file] of opts.models.entries()) {
     const model = await llama.loadModel({modelPath: file, gpuLayers: 0, useMmap: true});
