@@ -14,6 +14,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "parallel.h"
+
 static inline double bench_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -47,7 +49,8 @@ static inline int bench_reset_peak_rss(void) {
     return (fclose(f) == 0 && ok) ? 0 : -1;
 }
 
-/* Best GFLOP/s of `repeats` products C = A B, n x n x n, on the current BLAS threads. */
+/* Best GFLOP/s of `repeats` products C = A B, n x n x n, by OpenBLAS's own cblas_sgemm on
+ * parallel_threads() threads (its threading, not gemm()'s tiles: the reference). */
 static inline double bench_sgemm_gflops(int n, int repeats) {
     size_t const nn = (size_t)n * n;
     float *a = malloc(nn * sizeof *a), *b = malloc(nn * sizeof *b), *c = malloc(nn * sizeof *c);
@@ -58,6 +61,7 @@ static inline double bench_sgemm_gflops(int n, int repeats) {
             b[i] = (float)((i * 40503u) % 1000) * 1e-3f - 0.5f;
             c[i] = 0.0f;
         }
+        openblas_set_num_threads(parallel_threads());
         for (int r = 0; r < repeats; r++) {
             double const t0 = bench_now();
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n,
@@ -65,6 +69,7 @@ static inline double bench_sgemm_gflops(int n, int repeats) {
             double const gf = 2.0 * n * (double)n * n / (bench_now() - t0) * 1e-9;
             if (gf > best) best = gf;
         }
+        openblas_set_num_threads(1); /* gemm()'s tiles run single-threaded OpenBLAS */
     }
     free(a);
     free(b);
@@ -72,11 +77,14 @@ static inline double bench_sgemm_gflops(int n, int repeats) {
     return best;
 }
 
-/* Sets the BLAS threads and checks that OpenBLAS took them (its pool is sized at start-up
- * from OPENBLAS_NUM_THREADS: run with the largest count wanted). */
+/* Sets the threads of gemm() and the element-wise passes, and checks that OpenBLAS can
+ * run as many for the reference (its pool is sized at start-up from OPENBLAS_NUM_THREADS:
+ * run with the largest count wanted). */
 static inline int bench_set_threads(int n) {
+    parallel_set_threads(n);
     openblas_set_num_threads(n);
     int const got = openblas_get_num_threads();
+    openblas_set_num_threads(1);
     if (got != n)
         fprintf(stderr, "warning: asked OpenBLAS for %d threads, it runs %d "
                         "(start with OPENBLAS_NUM_THREADS >= %d)\n", n, got, n);

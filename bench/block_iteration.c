@@ -1,5 +1,5 @@
 /* bench/block_iteration: one NUPES iteration (quantize, forward, loss, backward, quantizer
- * gradients, Adam) on a synthetic block, DESIGN.md section 9.
+ * gradients, Adam) on a synthetic block, docs/design.md 9.
  *
  *   bench_block_iteration [--shapes 7b,2048] [--threads 1,2] [--iters 1] [--bits 4]
  *

@@ -1,4 +1,4 @@
-/* bench/capture: activation capture throughput (DESIGN.md sections 4 and 9).
+/* bench/capture: activation capture throughput (docs/design.md 4 and 9).
  *
  *   [mpirun -np R] bench_capture [--dim 512] [--hidden 1376] [--layers 4] [--heads 8]
  *                                [--seq-len 256] [--sequences 64] [--repeats 2] [--dir D]

@@ -1,5 +1,5 @@
 /* bench/checkpoint: how close the checkpoint's codes come to their entropy, and how fast
- * checkpoints are written and read (DESIGN.md sections 5.3 and 9).
+ * checkpoints are written and read (docs/design.md 5.3 and 9).
  *
  *   bench_checkpoint [--model data/stories260K.bin] [--levels 1,3,19] [--no-7b] [--dir D]
  *

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the benchmarks and runs every one of them (DESIGN.md section 9), printing their
+# Builds the benchmarks and runs every one of them (docs/design.md 9), printing their
 # tables. Usage: bash bench/run_all.sh [build-dir]   (default: build-bench)
 # Each benchmark measures its own reference in the same run (sgemm peak, plain write), so
 # the ratios hold on a shared, noisy machine; absolute figures do not.

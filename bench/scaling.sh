@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/scaling (DESIGN.md 9): wall time of the same quantization job on 1 and 2 ranks,
+# bench/scaling (docs/design.md 9): wall time of the same quantization job on 1 and 2 ranks,
 # parallel mode, mpi.data_parallel = 1, OPENBLAS_NUM_THREADS=1, on a synthetic llama2.c
 # model with 4 blocks sized so that one block takes several seconds (d 256, f 688, 8 heads
 # with 4 kv heads, vocab 512 for the bundled tok512 tokenizer, seq_len 128), calibrated on

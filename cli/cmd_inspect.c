@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "h5util.h"
 #include "model_file.h"
+#include "parallel.h"
 #include "run_dir.h"
 #include "state_file.h"
 #include "toml_c.h"
@@ -199,6 +200,11 @@ static int inspect_checkpoint(const char *path, hid_t f) {
            path, status, method, attr_int(f, "bits", -1), attr_int(f, "group_size", -1), exponent,
            fp[0] ? fp : "(none)");
     free(status), free(method), free(exponent), free(fp);
+    char *blas = attr_string(f, "blas", ""), *note = attr_string(f, "blas_note", "");
+    printf("  blas:         %s, %lld thread(s) per rank\n%s%s%s", blas[0] ? blas : "(not recorded)",
+           attr_int(f, "threads_per_rank", 0), note[0] ? "  WARNING:      " : "", note,
+           note[0] ? "\n" : "");
+    free(blas), free(note);
     hid_t g = -1;
     if (h5u_open_group(f, path, "model", &g) != NQ_OK) return fail();
     ModelConfig c = {0};
@@ -332,6 +338,12 @@ static int inspect_run_dir(const char *dir) {
     printf("run directory: %s\n  model:        %s\n  quantization: %s, %lld bits, group_size %lld\n"
            "  mode:         %s, %lld iterations\n  fingerprint:  %s\n",
            dir, s.model_path, s.method, s.bits, s.group_size, s.mode, s.iterations, fp.hex);
+    char kernel[64] = "";
+    if (run_dir_read_blas_kernel(dir, kernel, sizeof kernel) != NQ_OK) nq_clear_error();
+    printf("  blas kernel:  %s at start (this machine: %s%s)\n", kernel[0] ? kernel : "(not recorded)",
+           parallel_blas_kernel(),
+           kernel[0] && strcmp(kernel, parallel_blas_kernel()) != 0
+               ? ": a resume here would not be bit-identical to an uninterrupted run" : "");
     print_run_activations(dir);
     int const n = run_n_blocks(dir, &s);
     if (n < 0) {

@@ -7,6 +7,7 @@
 #include "commands.h"
 #include "config.h"
 #include "job.h"
+#include "mpi_check.h"
 #include "status.h"
 
 #define MAX_OVERRIDES 64
@@ -73,8 +74,9 @@ int cmd_quantize(int argc, char **argv) {
         fprintf(stderr, "nupes-mpi: MPI_Init failed\n");
         return NQ_ERR_RUNTIME;
     }
+    mpi_errors_return();
     int rank = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
     QuantizeArgs args;
     NupesConfig *cfg = calloc(1, sizeof *cfg);
     nq_status st = cfg ? parse_args(argc, argv, &args) : NQ_ERR_RUNTIME;

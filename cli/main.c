@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "parallel.h"
 #include "status.h"
 
 static const struct {
@@ -22,7 +23,8 @@ static void print_usage(FILE *out) {
     fprintf(out,
             "nupes-mpi " NUPES_VERSION ": NUPES post-training quantization of LLaMA models\n\n"
             "usage: nupes-mpi [quantize] --config FILE [--set key=value]... [--restart] [--dry-run]\n"
-            "       nupes-mpi eval      --model M [--checkpoint C] --text FILE [--seq-len T]\n"
+            "       nupes-mpi eval      --model M [--checkpoint C] --text FILE [--seq-len T] [--kld-base F]\n"
+            "       nupes-mpi eval      --config FILE [--checkpoint C] [--kld-base F]\n"
             "       nupes-mpi generate  --checkpoint C [--prompt TEXT] [--steps N] [--temperature X]\n"
             "       nupes-mpi export    --checkpoint C --format llama2c|safetensors --out PATH\n"
             "       nupes-mpi inspect   FILE\n\ncommands:\n");
@@ -43,7 +45,9 @@ int main(int argc, char **argv) {
         return NQ_OK;
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("nupes-mpi %s\n", NUPES_VERSION);
+        printf("nupes-mpi %s\nblas: %s, kernel %s, %d thread%s (OPENBLAS_NUM_THREADS)\n",
+               NUPES_VERSION, parallel_blas_library(), parallel_blas_kernel(), parallel_threads(),
+               parallel_threads() > 1 ? "s" : "");
         return NQ_OK;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

@@ -78,7 +78,8 @@ int fuzz_checkpoint_seeds(const char *ckpt_path, const char *block_path, int par
     HeadWeights const head = {weights, weights + V * d, weights};
     QuantSpec const spec = {3, 4, partial};
     CheckpointMeta const meta = {"nupes", spec, "0123456789abcdef0123456789abcdef",
-                                 "[quantization]\nbits = 3\n", partial ? "partial" : NULL};
+                                 "[quantization]\nbits = 3\n", partial ? "partial" : NULL,
+                                 "OpenBLAS fuzz", "", 1};
     CheckpointWriter *w = NULL;
     int rc = checkpoint_create(ckpt_path, &meta, c, &head, 3, &w) == NQ_OK ? 0 : -1;
     for (int l = 0; l < c->n_layers - partial && rc == 0; l++) {

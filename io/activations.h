@@ -1,4 +1,4 @@
-/* The activations file of a run (DESIGN.md 5.2), shared by all ranks through parallel
+/* The activations file of a run (docs/design.md 5.2), shared by all ranks through parallel
  * HDF5 (MPI-IO driver):
  *   /inputs   float32 [L+1][N][T][d]  input of block l for every calibration sequence
  *                                     (level L = the last block's output)

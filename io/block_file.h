@@ -1,4 +1,4 @@
-/* Result files of completed blocks, run.dir/done/block-NNNN.h5 (DESIGN.md 5.2), written by
+/* Result files of completed blocks, run.dir/done/block-NNNN.h5 (docs/design.md 5.2), written by
  * root when a block's result arrives and read back on resume and for the checkpoint.
  *
  * Layout (every dataset chunked + zstd, filter 32015):
@@ -44,8 +44,8 @@ nq_status block_result_write_h5(hid_t g, const char *file, const BlockResult *r,
 nq_status block_result_read_h5(hid_t g, const char *file, const ModelConfig *c, QuantSpec spec,
                                int block, BlockResult *out);
 
-/* Checks a spec read from a file against the model: bits 2..8, group_size >= 0 dividing
- * d and f. "file: group_size = 24 does not divide dim = 64". */
+/* Checks a spec read from a file against the model: bits 2..8, group_size >= 0 (a row's
+ * last group is shorter when group_size does not divide it), per_row 0 or 1. */
 nq_status quant_spec_check(const char *file, QuantSpec spec, const ModelConfig *c);
 
 #endif

@@ -1,4 +1,4 @@
-/* calibration.tokens (DESIGN.md 5.1): calibration sequences given as token ids instead of
+/* calibration.tokens (docs/design.md 5.1): calibration sequences given as token ids instead of
  * text, for corpora tokenized elsewhere. An HDF5 file with one integer dataset /tokens:
  *   [N][T]  N sequences of exactly calibration.seq_len tokens, used as they are, or
  *   [n]     one token stream, cut into consecutive windows of T tokens (the remainder

@@ -10,15 +10,17 @@
 #include "block_file.h"
 #include "h5util.h"
 
-/* The formula of DESIGN 3.1, stored in the file so that a numpy user can dequantize. */
+/* The formula of docs/design.md 3.1, stored in the file so that a numpy user can dequantize. */
 static const char dequant_text[] =
     "b = bits, m = 2**(b-1) - 1. For each matrix /blocks/NNNN/<w> (wq wk wv wo w1 w2 w3) "
     "of shape [out][in]: k = codes (int8 [out][in], in [-m, m]); M = scale (float32 "
-    "[out][groups]; group g of row r covers columns g*group_size .. (g+1)*group_size-1, "
-    "or the whole row when group_size = 0); a = exponent (float32 [1]: one per tensor, "
-    "or [out]: one per row). w[r][c] = M[r][g] * sign(k[r][c]) * (|k[r][c]| / m) ** "
-    "(1 / a). numpy: G = in // groups; w = np.repeat(M, G, axis=1) * np.sign(k) * "
-    "(np.abs(k) / m) ** (1 / a.reshape(-1, 1)). A matrix stored as 'weight' (float32 "
+    "[out][groups], groups = ceil(in / group_size); group g of row r covers columns "
+    "g*group_size .. min((g+1)*group_size, in)-1, so the last group of a row is shorter "
+    "when group_size does not divide in; the whole row when group_size = 0); a = exponent "
+    "(float32 [1]: one per tensor, or [out]: one per row). w[r][c] = M[r][c // group_size] "
+    "* sign(k[r][c]) * (|k[r][c]| / m) ** (1 / a). numpy: G = group_size or in; w = "
+    "np.repeat(M, G, axis=1)[:, :in] * np.sign(k) * (np.abs(k) / m) ** (1 / "
+    "a.reshape(-1, 1)). A matrix stored as 'weight' (float32 "
     "[out][in]) was not quantized. Weights are applied as y = x W^T.";
 
 struct CheckpointWriter {
@@ -48,7 +50,18 @@ static nq_status write_root_attrs_(hid_t f, const char *file, const CheckpointMe
     if (st == NQ_OK)
         st = h5u_attr_write_string(f, file, "config", meta->config_toml ? meta->config_toml : "");
     if (st == NQ_OK) st = h5u_attr_write_string(f, file, "dequant", dequant_text);
+    if (st == NQ_OK) st = h5u_attr_write_string(f, file, "blas", meta->blas ? meta->blas : "");
+    if (st == NQ_OK)
+        st = h5u_attr_write_string(f, file, "blas_note", meta->blas_note ? meta->blas_note : "");
+    if (st == NQ_OK) st = h5u_attr_write_int(f, file, "threads_per_rank", meta->threads_per_rank);
     return st;
+}
+
+/* A string attribute that older checkpoints lack: "" when absent. */
+static nq_status read_optional_string_(hid_t f, const char *file, const char *name, char **out) {
+    if (H5Aexists(f, name) > 0) return h5u_attr_read_string(f, file, "/", name, out);
+    *out = strdup("");
+    return *out ? NQ_OK : nq_fail(NQ_ERR_RUNTIME, "out of memory reading %s", file);
 }
 
 static nq_status write_model_attrs_(hid_t g, const char *file, const ModelConfig *c) {
@@ -285,6 +298,10 @@ static nq_status read_info_(hid_t f, const char *file, CheckpointInfo *info) {
     if (st == NQ_OK) st = read_choice_(f, file, "/", "fingerprint", NULL, info->fingerprint, sizeof info->fingerprint);
     if (st == NQ_OK) st = h5u_attr_read_string(f, file, "/", "config", &info->config_toml);
     if (st == NQ_OK) st = h5u_attr_read_string(f, file, "/", "dequant", &info->dequant);
+    if (st == NQ_OK) st = read_optional_string_(f, file, "blas", &info->blas);
+    if (st == NQ_OK) st = read_optional_string_(f, file, "blas_note", &info->blas_note);
+    if (st == NQ_OK && H5Aexists(f, "threads_per_rank") > 0)
+        st = read_int_attr_(f, file, "/", "threads_per_rank", 0, INT_MAX, &info->threads_per_rank);
     if (st == NQ_OK) st = read_model_config_(f, file, &info->config);
     if (st == NQ_OK) st = quant_spec_check(file, info->spec, &info->config);
     return st;
@@ -294,7 +311,9 @@ void checkpoint_info_free(CheckpointInfo *info) {
     if (!info) return;
     free(info->config_toml);
     free(info->dequant);
-    info->config_toml = info->dequant = NULL;
+    free(info->blas);
+    free(info->blas_note);
+    info->config_toml = info->dequant = info->blas = info->blas_note = NULL;
 }
 
 void checkpoint_close(CheckpointReader *r) {
@@ -367,7 +386,7 @@ nq_status checkpoint_read_info(const char *path, CheckpointInfo *out) {
     nq_status const st = checkpoint_open(path, &r);
     if (st != NQ_OK) return st;
     *out = r->info;
-    r->info.config_toml = r->info.dequant = NULL; /* ownership moves to out */
+    r->info.config_toml = r->info.dequant = r->info.blas = r->info.blas_note = NULL; /* moved */
     checkpoint_close(r);
     return NQ_OK;
 }

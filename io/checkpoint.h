@@ -1,4 +1,4 @@
-/* The quantized checkpoint (DESIGN.md 5.3): one HDF5 file written by root, every dataset
+/* The quantized checkpoint (docs/design.md 5.3): one HDF5 file written by root, every dataset
  * chunked and zstd-compressed (filter 32015), readable by h5dump/h5py with the plugin.
  *
  *   /                attrs: format = "nupes-mpi", format_version = 1, status ("complete" |
@@ -32,10 +32,15 @@
 typedef struct {
     const char *method;      /* "nupes" | "powerquant" | "rtn" */
     QuantSpec spec;          /* bits, group_size, per_row (exponent "channel") */
-    const char *fingerprint; /* the run's fingerprint (DESIGN 5.2) */
+    const char *fingerprint; /* the run's fingerprint (docs/design.md 5.2) */
     const char *config_toml; /* the resolved config */
     const char *status;      /* "complete" | "partial"; NULL: decided at commit
                                 ("complete" when every block was written) */
+    const char *blas;        /* the BLAS library and kernel the results were computed with
+                                ("OpenBLAS 0.3.21 ..., kernel Haswell"); NULL: "" */
+    const char *blas_note;   /* "" or why the results are not bit-identical to an
+                                uninterrupted run under one kernel; NULL: "" */
+    int threads_per_rank;    /* the threads each rank ran (results do not depend on it) */
 } CheckpointMeta;
 
 typedef struct CheckpointWriter CheckpointWriter;
@@ -68,6 +73,9 @@ typedef struct {
     char fingerprint[160];
     char *config_toml;    /* malloc'd; checkpoint_info_free */
     char *dequant;        /* malloc'd */
+    char *blas;           /* malloc'd; "" in checkpoints written before it was recorded */
+    char *blas_note;      /* malloc'd; "" when the results came from one kernel */
+    int threads_per_rank; /* 0 when not recorded */
     ModelConfig config;
 } CheckpointInfo;
 

@@ -1,4 +1,4 @@
-/* The job configuration (DESIGN.md 5.1): a TOML file, parsed by toml++ behind
+/* The job configuration (docs/design.md 5.1): a TOML file, parsed by toml++ behind
  * io/toml_c.cpp, validated here, overridable with --set key=value.
  *
  * Every key has a default except model.path. Unknown keys, wrong types and out-of-range

@@ -1,4 +1,4 @@
-/* The run fingerprint (DESIGN.md 5.2): what a run directory's results depend on.
+/* The run fingerprint (docs/design.md 5.2): what a run directory's results depend on.
  *
  * Three component hashes (XXH3-64) and their combination (XXH3-128, 32 hex digits):
  *   model        the weights' contents (model_content_hash),

@@ -1,4 +1,4 @@
-/* The zstd filter (HDF5 filter id 32015, cd_values[0] = level; DESIGN.md 5). */
+/* The zstd filter (HDF5 filter id 32015, cd_values[0] = level; docs/design.md 5). */
 #ifndef NUPES_H5ZSTD_H
 #define NUPES_H5ZSTD_H
 

@@ -1,4 +1,4 @@
-/* The llama2.c legacy checkpoint (DESIGN.md 5.4), mapped read-only.
+/* The llama2.c legacy checkpoint (docs/design.md 5.4), mapped read-only.
  *
  * Layout: int32 header {dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size,
  * seq_len} (vocab_size < 0: an untied classifier follows everything else), then fp32

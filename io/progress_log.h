@@ -1,4 +1,4 @@
-/* run.dir/progress.log (DESIGN.md 5.2): one line per event, prefixed with a UTC
+/* run.dir/progress.log (docs/design.md 5.2): one line per event, prefixed with a UTC
  * timestamp, written with a single append and fsynced so that it survives a kill:
  *     2026-11-25T10:00:00Z block 3 done loss 1.2e-3 -> 4.5e-4 in 12.3 s
  * The log is append-only history, so it is the one file not replaced atomically: each

@@ -8,6 +8,7 @@
 
 #include "atomic_file.h"
 #include "h5util.h"
+#include "mpi_check.h"
 
 struct QLevelReader {
     hid_t file, set;
@@ -68,13 +69,13 @@ nq_status qlevel_write(const char *run_dir, int level, MPI_Comm comm, int N, int
                        int first, int count, const float *data) {
     char dir[PATH_MAX], tmp[PATH_MAX], path[PATH_MAX];
     int rank = 0;
-    MPI_Comm_rank(comm, &rank);
+    MPI_CHECK(MPI_Comm_rank(comm, &rank));
     snprintf(dir, sizeof dir, "%s/qinputs", run_dir);
     nq_status st = tmp_path(run_dir, level, tmp, sizeof tmp);
     if (st == NQ_OK) st = qlevel_path(run_dir, level, path, sizeof path);
     if (st == NQ_OK && rank == 0) st = make_dirs(dir);
     int ok = st == NQ_OK, all_ok = 0;
-    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_LAND, comm);
+    MPI_CHECK(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_LAND, comm));
     if (!all_ok) return st != NQ_OK ? st : nq_fail(NQ_ERR_RUNTIME, "%s: another rank failed", dir);
 
     hid_t file = H5I_INVALID_HID;
@@ -83,14 +84,14 @@ nq_status qlevel_write(const char *run_dir, int level, MPI_Comm comm, int N, int
     nq_status const closed = file >= 0 ? h5u_close_file(file, tmp) : NQ_OK;
     if (st == NQ_OK) st = closed;
     ok = st == NQ_OK;
-    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_LAND, comm);
+    MPI_CHECK(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_LAND, comm));
     if (!all_ok) {
         if (rank == 0) unlink(tmp);
         return st != NQ_OK ? st : nq_fail(NQ_ERR_RUNTIME, "%s: another rank failed to write", tmp);
     }
     if (rank == 0) st = atomic_commit(tmp, path);
     ok = st == NQ_OK;
-    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_LAND, comm);
+    MPI_CHECK(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_LAND, comm));
     return all_ok ? NQ_OK : (st != NQ_OK ? st : nq_fail(NQ_ERR_RUNTIME, "%s: rename failed", path));
 }
 

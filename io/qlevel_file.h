@@ -1,5 +1,5 @@
 /* Quantized activations handed from one block to the next (sequential and pipelined
- * modes, DESIGN.md 3.3 and 4): run.dir/qinputs/level-NNNN.h5 holds the input of block l as
+ * modes, docs/design.md 3.3 and 4): run.dir/qinputs/level-NNNN.h5 holds the input of block l as
  * computed by the finished quantized blocks 0..l-1:
  *   /qinputs float32 [N][T][d]
  * The group that finishes block l - 1 writes level l with collective writes on its own

@@ -203,20 +203,45 @@ static nq_status fingerprint_from_doc_(const TomlcDoc *doc, const char *path, Fi
     return NQ_OK;
 }
 
-nq_status run_dir_read_fingerprint(const char *dir, Fingerprint *out) {
-    char path[PATH_MAX], err[512];
-    char *text = NULL;
+/* Parses dir/run.toml into *doc (tomlc_free) and *text (free): path holds its name. */
+static nq_status parse_run_toml_(const char *dir, char path[PATH_MAX], char **text, TomlcDoc **doc) {
+    char err[512];
     size_t len = 0;
-    TomlcDoc *doc = NULL;
-    nq_status st = run_dir_toml_path(dir, path, sizeof path);
-    if (st == NQ_OK) st = read_file(path, "run description", &text, &len);
+    *text = NULL, *doc = NULL;
+    nq_status st = run_dir_toml_path(dir, path, PATH_MAX);
+    if (st == NQ_OK) st = read_file(path, "run description", text, &len);
     if (st == NQ_OK) {
-        TomlcStatus const ts = tomlc_parse(text, len, path, &doc, err, sizeof err);
+        TomlcStatus const ts = tomlc_parse(*text, len, path, doc, err, sizeof err);
         if (ts == TOMLC_NOMEM) st = nq_fail(NQ_ERR_RUNTIME, "%s", err);
         else if (ts != TOMLC_OK)
             st = nq_fail(NQ_ERR_INPUT, "%s: cannot be parsed as a run file (%s); %s", path, err, restart_hint);
     }
+    return st;
+}
+
+nq_status run_dir_read_fingerprint(const char *dir, Fingerprint *out) {
+    char path[PATH_MAX];
+    char *text = NULL;
+    TomlcDoc *doc = NULL;
+    nq_status st = parse_run_toml_(dir, path, &text, &doc);
     if (st == NQ_OK) st = fingerprint_from_doc_(doc, path, out);
+    tomlc_free(doc);
+    free(text);
+    return st;
+}
+
+nq_status run_dir_read_blas_kernel(const char *dir, char *kernel, size_t size) {
+    char path[PATH_MAX];
+    char *text = NULL;
+    TomlcDoc *doc = NULL;
+    nq_status st = parse_run_toml_(dir, path, &text, &doc);
+    if (size > 0) kernel[0] = '\0';
+    for (size_t i = 0; st == NQ_OK && i < tomlc_count(doc); i++) {
+        const TomlcEntry *e = tomlc_entry(doc, i);
+        if (e->depth == 2 && strcmp(e->section, "blas") == 0 && strcmp(e->key, "kernel") == 0 &&
+            e->kind == TOMLC_STRING)
+            snprintf(kernel, size, "%s", e->string);
+    }
     tomlc_free(doc);
     free(text);
     return st;

@@ -1,6 +1,6 @@
-/* The run directory (DESIGN.md 5.2, 6): what makes a job resumable.
+/* The run directory (docs/design.md 5.2, 6): what makes a job resumable.
  *
- *   run.toml               resolved config + [fingerprint] table (written once)
+ *   run.toml               resolved config, [blas] and [fingerprint] tables (written once)
  *   activations.h5         captured block inputs (written by the capture stage)
  *   state/block-0007.h5    in-progress optimiser state of block 7 (io/state_file.h)
  *   done/block-0007.h5     completed result of block 7 (io/block_file.h)
@@ -35,6 +35,10 @@ nq_status run_dir_prepare(const char *dir, const char *config_toml_resolved,
 /* The fingerprint stored in dir/run.toml (for inspect). NQ_ERR_INPUT when missing or
  * unreadable. */
 nq_status run_dir_read_fingerprint(const char *dir, Fingerprint *out);
+
+/* The BLAS kernel the run started with: run.toml's [blas] kernel, "" when the run.toml
+ * predates it. Results are bit-identical only under one kernel (src/gemm.h). */
+nq_status run_dir_read_blas_kernel(const char *dir, char *kernel, size_t size);
 
 /* "dir/state/block-0007.h5", "dir/done/block-0007.h5", "dir/activations.h5",
  * "dir/progress.log", "dir/run.toml" into buf; NQ_ERR_INPUT when it does not fit. */

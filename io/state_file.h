@@ -1,4 +1,4 @@
-/* In-progress optimiser state of one block, run.dir/state/block-NNNN.h5 (DESIGN.md 5.2, 6):
+/* In-progress optimiser state of one block, run.dir/state/block-NNNN.h5 (docs/design.md 5.2, 6):
  * written by the group leader every checkpoint_interval seconds and when stopping, read
  * back on resume. It must be fast (a 7B block is ~2.4 GB of z, m, v and must be written
  * within SLURM's KillWait), so datasets are stored raw (contiguous, no compression: one

@@ -1,4 +1,4 @@
-/* Text files as token windows, the protocol of DESIGN.md section 7 shared by calibration
+/* Text files as token windows, the protocol of docs/design.md 7.1 shared by calibration
  * and eval: tokenize the whole file once (BOS at the start only, no EOS), cut it into
  * consecutive non-overlapping windows of T tokens, drop the remainder. */
 #ifndef NUPES_TEXT_WINDOWS_H

@@ -1,4 +1,4 @@
-/* llama2.c's tokenizer.bin (DESIGN.md 5.4): int32 max_token_length, then per token
+/* llama2.c's tokenizer.bin (docs/design.md 5.4): int32 max_token_length, then per token
  * {float32 score, int32 len, len bytes}. The file does not store its vocabulary size: the
  * model's is passed in and the file must hold exactly that many tokens.
  *

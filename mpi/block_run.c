@@ -6,11 +6,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "job.h"
+#include "block_run.h"
 #include "mpi_check.h"
 #include "qlevel_file.h"
 #include "run_dir.h"
 #include "state_file.h"
+#include "test_hold.h"
 
 /* Sequences whose loss is reported before and after reconstruction (the same ones every
  * run, so the numbers compare). */
@@ -28,6 +29,7 @@ typedef struct {
     int max_local; /* sequences of a batch share or of the probe set on this rank */
     StateInfo info;
     double last_save;
+    int restoring; /* the recon was created to be restored (create_recon) */
     char state_path[PATH_MAX];
 } BlockRun;
 
@@ -60,6 +62,7 @@ static nq_status await_quantized_inputs(BlockRun *b) {
         if (!announced && job->layout.group_rank == 0) {
             gather_note(&job->gather, "block %d: waiting for the quantized inputs of blocks 0..%d", b->l, b->l - 1);
             announced = 1;
+            test_hold("waiting:%04d", b->l);
         }
         stop_agreement_poll(&job->stop, 1);
         if (job->layout.world_rank == 0) {
@@ -102,21 +105,81 @@ static nq_status save_state(BlockRun *b) {
     double const now = job_now();
     b->info.seconds += now - b->last_save;
     b->last_save = now;
-    return state_file_save(b->state_path, &b->info, arrays, n);
+    nq_status const st = state_file_save(b->state_path, &b->info, arrays, n);
+    if (st == NQ_OK) test_hold("state-saved:%04d", b->l);
+    return st;
 }
 
-/* Restores the block's state file if there is a valid one: the leader loads it and
- * broadcasts it to the group. A damaged file is reported and the block starts over. */
-/* Step 0 of block l: a fresh reconstruction from the model's fp32 weights. */
-static nq_status create_recon(BlockRun *b) {
+/* The block's setup (scales, exponent search, latents) takes minutes at 7B width: root
+ * reports its progress with a rate and an ETA, and a stop signal abandons it (nothing of
+ * it is saved: a resume does it again, to the same numbers). */
+typedef struct {
+    BlockRun *b;
+    double start, last_print;
+    int stoppable, stopped;
+} SetupProgress;
+
+static int setup_progress(void *ctx, int matrix, size_t done, size_t total) {
+    SetupProgress *sp = ctx;
+    Job *job = sp->b->job;
+    test_hold("setup:%04d", sp->b->l);
+    if (sp->stoppable && stop_signalled()) {
+        sp->stopped = 1;
+        return 1;
+    }
+    double const now = job_now(), spent = now - sp->start;
+    if (job->layout.world_rank == 0 && done < total && spent >= 2.0 && now - sp->last_print >= 2.0) {
+        double const rate = (double)done / spent;
+        printf("block %d: setup %d/%d matrices, %.1f of %.1f M weights, %.2f M weights/s, ETA %.0f s\n",
+               sp->b->l, matrix + 1, N_MATS, done * 1e-6, total * 1e-6, rate * 1e-6,
+               (double)(total - done) / rate);
+        fflush(stdout);
+        sp->last_print = now;
+    }
+    return 0;
+}
+
+/* Step 0 of block l: a fresh reconstruction from the model's fp32 weights; with restoring,
+ * only what a restored state does not hold (restore_state fills the rest). NQ_STOPPED
+ * when a stop signal abandoned the setup (stoppable). */
+static nq_status create_recon(BlockRun *b, int restoring, int stoppable) {
     Job *job = b->job;
     BlockWeights w;
     nq_status st = model_block(job->model, b->l, &w);
     if (st != NQ_OK) return st;
-    b->recon = recon_create(job->c, &w, &job->params, b->l, job->N, job->T, b->max_local);
+    SetupProgress sp = {.b = b, .start = job_now(), .stoppable = stoppable};
+    sp.last_print = sp.start;
+    ReconParams p = job->params;
+    p.setup_progress = setup_progress;
+    p.setup_ctx = &sp;
+    p.restoring = restoring;
+    b->recon = recon_create(job->c, &w, &p, b->l, job->N, job->T, b->max_local);
     model_release_block(job->model, b->l);
-    return b->recon ? NQ_OK : NQ_ERR_RUNTIME;
+    if (!b->recon) return sp.stopped ? NQ_STOPPED : NQ_ERR_RUNTIME;
+    if (job->layout.world_rank == 0 && job_now() - sp.start >= 2.0) {
+        printf("block %d: setup done in %.1f s%s\n", b->l, job_now() - sp.start,
+               restoring ? " (resuming: exponent search skipped)" : "");
+        fflush(stdout);
+    }
+    return NQ_OK;
 }
+
+/* The group agrees on the setup: a rank that was stopped in it stops the whole group
+ * (the others free what they built), before any collective of the first step. */
+static nq_status agree_setup(BlockRun *b, nq_status mine) {
+    const Layout *L = &b->job->layout;
+    if (L->data_parallel == 1 || (mine != NQ_OK && mine != NQ_STOPPED)) return mine;
+    int stopped = mine == NQ_STOPPED, any = 0;
+    MPI_CHECK(MPI_Allreduce(&stopped, &any, 1, MPI_INT, MPI_MAX, L->group_comm));
+    if (any && b->recon) {
+        recon_free(b->recon);
+        b->recon = NULL;
+    }
+    return any ? NQ_STOPPED : NQ_OK;
+}
+
+/* Restores the block's state file if there is a valid one: the leader loads it and
+ * broadcasts it to the group. A damaged file is reported and the block starts over. */
 
 /* A damaged state file may have been read into the latents, optimiser moments and info
  * before the damage showed (e.g. by the checksum, after all arrays were read): the leader
@@ -128,7 +191,7 @@ static void restart_block(BlockRun *b) {
     b->recon = NULL;
     StateInfo const fresh = {.block = b->l, .iterations = b->job->params.iterations};
     b->info = fresh;
-    nq_status const st = create_recon(b);
+    nq_status const st = create_recon(b, 0, 0);
     if (st != NQ_OK) mpi_abort_job(st, nq_last_error());
 }
 
@@ -151,6 +214,12 @@ static nq_status restore_state(BlockRun *b, int *restored) {
     }
     MPI_CHECK(MPI_Bcast(&step, 1, MPI_INT, 0, L->group_comm));
     *restored = step >= 0;
+    if (step < 0 && b->restoring && L->group_rank != 0) { /* the leader restarted the block */
+        recon_free(b->recon);
+        b->recon = NULL;
+        nq_status const st = create_recon(b, 0, 0);
+        if (st != NQ_OK) mpi_abort_job(st, nq_last_error());
+    }
     if (step < 0) return NQ_OK;
     for (int i = 0; i < n; i++) {
         for (size_t off = 0; off < arrays[i].count; off += 1u << 28) {
@@ -263,7 +332,11 @@ nq_status block_run(Job *job, int l, BlockResult *out) {
     size_t const per_seq = (size_t)job->T * job->c->dim;
 
     b.max_local = max_local;
-    nq_status st = create_recon(&b);
+    /* A state file to resume from: the leader's decision, the group's setup */
+    int resuming = L->group_rank == 0 && access(b.state_path, F_OK) == 0;
+    if (L->data_parallel > 1) MPI_CHECK(MPI_Bcast(&resuming, 1, MPI_INT, 0, L->group_comm));
+    b.restoring = resuming;
+    nq_status st = agree_setup(&b, create_recon(&b, resuming, 1));
     if (st == NQ_OK) {
         b.x = nq_calloc((size_t)max_local * per_seq, sizeof(float), "batch inputs");
         b.y = nq_calloc((size_t)max_local * per_seq, sizeof(float), "batch targets");

@@ -9,10 +9,11 @@
 #include "layout.h"
 #include "mpi_check.h"
 #include "stop.h"
+#include "test_hold.h"
 #include "transformer.h"
 
 /* Sequences per block_forward call. One: a sequence's activations must not depend on how
- * the sequences are sharded over ranks (DESIGN 4: same codes on 1, 2 or 3 ranks). With
+ * the sequences are sharded over ranks (docs/design.md 4: same codes on 1, 2 or 3 ranks). With
  * chunks of 8 taken from each rank's shard, a shard's tail could be a 1-sequence chunk on
  * one layout and part of a full chunk on another, and OpenBLAS rounds small products
  * (e.g. d 48, T 48, one sequence) differently from large ones: a d 48 model captured with
@@ -85,6 +86,7 @@ nq_status capture_run(Model *m, const int *tokens, int N, int T, Activations *ac
             if (st == NQ_OK) st = block_forward_in_place(c, &w, x, count, T, CAPTURE_CHUNK);
             model_release_block(m, l);
         }
+        if (l == 1) test_hold("capture-level");
         st = agree(st);
         if (rank == 0 && st == NQ_OK) {
             double const secs = now_seconds() - start;

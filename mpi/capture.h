@@ -1,4 +1,4 @@
-/* Activation capture (DESIGN.md 4): rank r runs its shard of the calibration sequences
+/* Activation capture (docs/design.md 4): rank r runs its shard of the calibration sequences
  * through the fp32 model one block at a time, loading only that block's weights, and
  * writes the input of every block (and the last block's output) into the activations
  * file with collective writes. No rank holds more than one block's weights and its own

@@ -1,4 +1,4 @@
-/* Moving finished blocks to root (DESIGN.md 4, "Gather"). A group leader sends each
+/* Moving finished blocks to root (docs/design.md 4, "Gather"). A group leader sends each
  * finished block's result tensor by tensor, then, when it has no blocks left, an end
  * message saying whether its group finished or stopped. Root polls between its own
  * iterations, receives one block at a time (so its memory does not grow with the number

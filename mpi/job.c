@@ -17,35 +17,18 @@
 #include "capture.h"
 #include "fingerprint.h"
 #include "h5util.h"
+#include "job_context.h"
 #include "mpi_check.h"
+#include "parallel.h"
 #include "plan.h"
+#include "read_file.h"
 #include "run_dir.h"
 #include "schedule.h"
+#include "test_hold.h"
 #include "text_windows.h"
 #include "tokenizer.h"
 
 #define DONE_FILE_ZSTD_LEVEL 1
-
-double job_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-void job_log(Job *job, const char *fmt, ...) {
-    if (!job->log) return;
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (progress_log_printf(job->log, "%s", line) != NQ_OK) {
-        fprintf(stderr, "nupes-mpi: warning: %s (progress.log is no longer written)\n", nq_last_error());
-        nq_clear_error();
-        progress_log_close(job->log);
-        job->log = NULL;
-    }
-}
 
 /* Every rank gets the worst status of all. Root prints the job's error at exit; a rank
  * that failed where root did not (its own I/O, its own memory) says so itself, while an
@@ -91,13 +74,6 @@ static nq_status load_inputs(Job *job) {
     if (job->T > job->c->seq_len)
         return nq_fail(NQ_ERR_INPUT, "%s: calibration.seq_len = %d, expected at most the model's seq_len %d",
                        cfg->source_path, job->T, job->c->seq_len);
-    if (cfg->group_size > 0) {
-        for (int i = 0; i < N_MATS; i++) {
-            if (mat_cols(job->c, i) % cfg->group_size != 0)
-                return nq_fail(NQ_ERR_INPUT, "%s: quantization.group_size = %d does not divide the %d inputs of %s",
-                               cfg->source_path, cfg->group_size, mat_cols(job->c, i), mat_names[i]);
-        }
-    }
     if (cfg->calib_tokens[0] != '\0') { /* ids tokenized elsewhere (io/calib_tokens.h) */
         st = calib_tokens_load(cfg->calib_tokens, job->c->vocab_size, job->T, cfg->calib_sequences, &job->tokens, &job->N);
     } else {
@@ -128,6 +104,87 @@ static nq_status check_output_dir(const char *output_path) {
     return NQ_OK;
 }
 
+/* Marks progress.log lines that say results stopped being bit-identical to an
+ * uninterrupted run: a later start finds them there and keeps saying so. */
+#define BLAS_NOT_IDENTICAL "not bit-identical"
+
+/* Every rank's BLAS kernel to root: job->blas names it; ranks that run another kernel
+ * than root's go into job->blas_note (which blocks they compute decides the result). */
+static void gather_blas(Job *job) {
+    enum { NAME = 32 };
+    char mine[NAME] = {0};
+    snprintf(mine, sizeof mine, "%s", parallel_blas_kernel());
+    int const rank = job->layout.world_rank, size = job->layout.world_size;
+    char *all = rank == 0 ? nq_calloc((size_t)size, NAME, "BLAS kernel names") : NULL;
+    MPI_CHECK(MPI_Gather(mine, NAME, MPI_CHAR, all, NAME, MPI_CHAR, 0, MPI_COMM_WORLD));
+    if (rank != 0) return;
+    snprintf(job->blas, sizeof job->blas, "%s, kernel %s", parallel_blas_library(), mine);
+    for (int r = 1; all && r < size; r++)
+        if (strncmp(all + (size_t)r * NAME, mine, NAME) != 0) {
+            snprintf(job->blas_note, sizeof job->blas_note,
+                     "rank %d runs BLAS kernel %.31s, root %s: results depend on which rank "
+                     "computes which block, " BLAS_NOT_IDENTICAL " to a run on one kernel",
+                     r, all + (size_t)r * NAME, mine);
+            break;
+        }
+    free(all);
+}
+
+/* Root, on resume: a kernel other than the one the run started with (run.toml [blas])
+ * changes the rounding from here on. Said once on stderr and in progress.log, and again
+ * at every later start (progress.log keeps the line), and kept in the checkpoint. */
+static void check_blas_kernel(Job *job, const char *log_path) {
+    char first[64] = "";
+    if (run_dir_read_blas_kernel(job->run_dir, first, sizeof first) != NQ_OK) nq_clear_error();
+    const char *now = parallel_blas_kernel();
+    if (first[0] && strcmp(first, now) != 0) {
+        snprintf(job->blas_note, sizeof job->blas_note,
+                 "BLAS kernel %s, but this run started on %s (run.toml): from here on the "
+                 "result is " BLAS_NOT_IDENTICAL " to an uninterrupted run on %s", now, first, first);
+        fprintf(stderr, "nupes-mpi: warning: %s\n", job->blas_note);
+        job_log(job, "warning: %s", job->blas_note);
+        return;
+    }
+    if (job->blas_note[0]) { /* ranks differ (gather_blas) */
+        fprintf(stderr, "nupes-mpi: warning: %s\n", job->blas_note);
+        job_log(job, "warning: %s", job->blas_note);
+        return;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    if (read_file(log_path, "progress log", &text, &len) != NQ_OK) {
+        nq_clear_error();
+        return;
+    }
+    /* the last such line since the run began (a --restart keeps the older history) */
+    char *since = text;
+    for (const char *begun[] = {", new run,", ", restarted run,"}, **b = begun; b < begun + 2; b++)
+        for (char *hit; (hit = strstr(since, *b)); since = hit + 1) {}
+    for (char *line = since, *hit; (hit = strstr(line, BLAS_NOT_IDENTICAL)); line = hit + 1) {
+        char *bol = hit;
+        while (bol > text && bol[-1] != '\n') bol--;
+        char *eol = strchr(hit, '\n');
+        if (strstr(bol, "warning: ") && strstr(bol, "warning: ") < hit)
+            bol = strstr(bol, "warning: ") + strlen("warning: ");
+        snprintf(job->blas_note, sizeof job->blas_note, "%.*s (an earlier start)",
+                 (int)((eol ? eol : text + len) - bol), bol);
+    }
+    free(text);
+}
+
+/* The [blas] table of run.toml: what the run started with. */
+static char *toml_with_blas(const char *toml, const Job *job) {
+    size_t const size = strlen(toml) + 512;
+    char *out = nq_calloc(size, 1, "run.toml text");
+    if (out)
+        snprintf(out, size,
+                 "%s\n# The BLAS the run started with. Results do not depend on the threads, but\n"
+                 "# do on the kernel: a resume under another one says so (not bit-identical).\n"
+                 "[blas]\nlibrary = \"%s\"\nkernel = \"%s\"\nthreads_per_rank = %d\n",
+                 toml, parallel_blas_library(), parallel_blas_kernel(), job->threads);
+    return out;
+}
+
 /* Root: the run directory is resumed, created, or refused (another config). */
 static nq_status prepare_run_dir(Job *job, const JobOptions *opt) {
     if (job->layout.world_rank != 0) return NQ_OK;
@@ -142,20 +199,27 @@ static nq_status prepare_run_dir(Job *job, const JobOptions *opt) {
     RunDirStatus status;
     if (st == NQ_OK && strncmp(job->cfg->output_path, job->run_dir, strlen(job->run_dir)) != 0)
         st = check_output_dir(job->cfg->output_path); /* (inside run.dir it is created below) */
-    if (st == NQ_OK) st = run_dir_prepare(job->run_dir, toml, &fp, opt->restart, &status);
+    char *run_toml = st == NQ_OK ? toml_with_blas(toml, job) : NULL;
+    if (st == NQ_OK && !run_toml) st = NQ_ERR_RUNTIME;
+    if (st == NQ_OK) st = run_dir_prepare(job->run_dir, run_toml, &fp, opt->restart, &status);
+    free(run_toml);
     if (st == NQ_OK) snprintf(job->fingerprint, sizeof job->fingerprint, "%s", fp.hex);
     char log_path[PATH_MAX];
     if (st == NQ_OK) st = run_dir_progress_path(job->run_dir, log_path, sizeof log_path);
     if (st == NQ_OK) st = progress_log_open(log_path, &job->log);
-    job_log(job, "start: %d ranks, %d groups of %d, %s run, fingerprint %s", job->layout.world_size,
-            job->layout.n_groups, job->layout.data_parallel,
-            status.resumed ? "resumed" : status.restarted ? "restarted" : "new", fp.hex);
+    job_log(job, "start: %d ranks, %d groups of %d, %s run, fingerprint %s, %s, %d thread%s per rank",
+            job->layout.world_size, job->layout.n_groups, job->layout.data_parallel,
+            status.resumed ? "resumed" : status.restarted ? "restarted" : "new", fp.hex, job->blas,
+            job->threads, job->threads > 1 ? "s" : "");
+    if (st == NQ_OK && (status.resumed || job->blas_note[0])) check_blas_kernel(job, log_path);
     if (st == NQ_OK) {
         printf("nupes-mpi %s: %d rank%s, %d group%s of %d\n%s", NUPES_VERSION, job->layout.world_size,
                job->layout.world_size > 1 ? "s" : "", job->layout.n_groups,
                job->layout.n_groups > 1 ? "s" : "", job->layout.data_parallel, toml);
         printf("run: %s (%s), fingerprint %s\n", job->run_dir,
                status.resumed ? "resumed" : status.restarted ? "restarted" : "new", fp.hex);
+        printf("blas: %s; %d thread%s per rank (OPENBLAS_NUM_THREADS)\n", job->blas, job->threads,
+               job->threads > 1 ? "s" : "");
         printf("model: %s: d %d, f %d, %d blocks, %d heads (%d kv), vocab %d\n"
                "calibration: %d sequences of %d tokens\n",
                job->cfg->model_path, job->c->dim, job->c->hidden_dim, job->c->n_layers, job->c->n_heads,
@@ -247,21 +311,8 @@ static nq_status write_done(const BlockResult *r, int group, void *ctx) {
     job_log(job, "block %d done (group %d): loss %.4e -> %.4e in %.1f s", r->block, group, r->loss_init,
             r->loss_final, r->seconds);
     fflush(stdout);
+    test_hold("done:%04d", r->block);
     return NQ_OK;
-}
-
-void job_print_status(Job *job, double iterations_per_second) {
-    double const now = job_now();
-    double const every = job->status_is_tty ? 1.0 : 30.0;
-    if (now - job->last_status_time < every) return;
-    job->last_status_time = now;
-    int const left = job->blocks_total - job->blocks_done;
-    int const rounds = (left + job->layout.n_groups - 1) / job->layout.n_groups;
-    double const eta = iterations_per_second > 0 ? rounds * job->params.iterations / iterations_per_second : 0;
-    printf("%sstatus: %d/%d blocks done, %.1f it/s, elapsed %.0f s, ETA %.0f s%s",
-           job->status_is_tty ? "\r" : "", job->blocks_done, job->blocks_total, iterations_per_second,
-           now - job->start_time, eta, job->status_is_tty ? "   " : "\n");
-    fflush(stdout);
 }
 
 /* Root: the checkpoint from the done files, one block in memory at a time. */
@@ -272,11 +323,17 @@ static nq_status assemble_checkpoint(Job *job) {
     char *toml = config_to_toml(job->cfg);
     CheckpointMeta const meta = {.method = config_method_name(job->cfg->method),
                                  .spec = job->params.spec, .fingerprint = job->fingerprint, .config_toml = toml,
-                                 .status = "complete"};
+                                 .status = "complete", .blas = job->blas, .blas_note = job->blas_note,
+                                 .threads_per_rank = job->threads};
     CheckpointWriter *w = NULL;
     if (st == NQ_OK)
         st = checkpoint_create(job->cfg->output_path, &meta, job->c, &head, job->cfg->zstd_level, &w);
     for (int l = 0; l < job->c->n_layers && st == NQ_OK; l++) {
+        test_hold("checkpoint:%04d", l);
+        if (stop_signalled()) { /* the done files stay: a resume assembles again */
+            st = NQ_STOPPED;
+            break;
+        }
         char path[PATH_MAX];
         run_dir_done_path(job->run_dir, l, path, sizeof path);
         BlockResult r;
@@ -332,6 +389,8 @@ nq_status job_run(const NupesConfig *cfg, const JobOptions *opt) {
     if (st == NQ_OK) st = agree(load_inputs(&job));
     if (st == NQ_OK)
         st = agree(layout_create(cfg->data_parallel, job.c->n_layers, cfg->mode == MODE_SEQUENTIAL, &job.layout));
+    job.threads = parallel_threads();
+    if (st == NQ_OK) gather_blas(&job);
     if (st == NQ_OK) st = agree(prepare_run_dir(&job, opt));
     if (st == NQ_OK) st = agree(open_or_capture(&job));
     int *pending = st == NQ_OK ? nq_calloc((size_t)job.c->n_layers, sizeof(int), "pending blocks") : NULL;

@@ -34,7 +34,7 @@ nq_status layout_create(int data_parallel, int n_blocks, int sequential, Layout 
 void layout_free(Layout *l) {
     /* n_groups is 0 in a Layout that layout_create never filled (a zeroed struct's
      * group_comm is not MPI_COMM_NULL in Open MPI, and freeing it aborts the job). */
-    if (l->n_groups > 0 && l->group_comm != MPI_COMM_NULL) MPI_Comm_free(&l->group_comm);
+    if (l->n_groups > 0 && l->group_comm != MPI_COMM_NULL) MPI_CHECK(MPI_Comm_free(&l->group_comm));
 }
 
 int layout_blocks_of_group(const Layout *l, int g, const int *pending, int n_pending, int *out) {

@@ -1,4 +1,4 @@
-/* How the ranks are arranged (DESIGN.md 4): R = G * D ranks form G block groups of D
+/* How the ranks are arranged (docs/design.md 4): R = G * D ranks form G block groups of D
  * ranks. Each group reconstructs one block at a time, its D ranks splitting every batch and
  * summing gradients; rank 0 is also the root that gathers results. */
 #ifndef NUPES_LAYOUT_H

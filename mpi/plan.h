@@ -1,4 +1,4 @@
-/* The dry-run planner (DESIGN.md 7, `--dry-run`): what a quantize job will need and how
+/* The dry-run planner (docs/design.md 7, `--dry-run`): what a quantize job will need and how
  * long it will take, from the model's shape alone (config.json or the llama2.c header; no
  * weights are read, so a 7B job can be planned where only config.json is present).
  *

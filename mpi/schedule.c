@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "block_file.h"
+#include "block_run.h"
 #include "capture.h"
 #include "mpi_check.h"
 #include "qlevel_file.h"

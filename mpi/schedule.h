@@ -1,4 +1,4 @@
-/* The reconstruction schedule (DESIGN.md 3.3 and 4), one mechanism for every mode:
+/* The reconstruction schedule (docs/design.md 3.3 and 4), one mechanism for every mode:
  *   parallel    G groups, blocks dealt round-robin, every block on the fp32 model's inputs;
  *   pipelined   the same groups and deal, but block l switches to the quantized blocks'
  *               output at `switch` of its iterations, waiting for it if it is late;
@@ -9,7 +9,7 @@
 #ifndef NUPES_SCHEDULE_H
 #define NUPES_SCHEDULE_H
 
-#include "job.h"
+#include "job_context.h"
 
 /* pending: the blocks without a done file, ascending. Returns NQ_OK, or NQ_STOPPED on every
  * rank after a stop (states saved); other failures abort the job (a group cannot leave

@@ -69,6 +69,6 @@ void stop_agreement_finish(StopAgreement *s) {
 }
 
 void stop_agreement_free(StopAgreement *s) {
-    if (s->in_flight) MPI_Wait(&s->request, MPI_STATUS_IGNORE);
-    if (s->comm != MPI_COMM_NULL) MPI_Comm_free(&s->comm);
+    if (s->in_flight) MPI_CHECK(MPI_Wait(&s->request, MPI_STATUS_IGNORE));
+    if (s->comm != MPI_COMM_NULL) MPI_CHECK(MPI_Comm_free(&s->comm));
 }

@@ -1,4 +1,4 @@
-/* Stopping cleanly on SIGTERM, SIGINT or SIGUSR1 (DESIGN.md 6).
+/* Stopping cleanly on SIGTERM, SIGINT or SIGUSR1 (docs/design.md 6).
  *
  * A signal only sets a flag. Ranks learn of any rank's flag through a chain of
  * non-blocking all-reduces on a private copy of MPI_COMM_WORLD: each rank keeps one round

@@ -1,4 +1,4 @@
-/* Adam (DESIGN 3.3): beta1 0.9, beta2 0.999, eps 1e-8, with cosine learning-rate decay
+/* Adam (docs/design.md 3.3): beta1 0.9, beta2 0.999, eps 1e-8, with cosine learning-rate decay
  * and the parameter clamp applied in the same pass.
  *
  * Update for step t (1-based, the bias correction's exponent), element-wise in fp32:

@@ -1,8 +1,9 @@
 #include "attention.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stddef.h>
+
+#include "gemm.h"
 
 /* Row t of the causal softmax: p[0..t] = softmax(p[0..t]) with max subtraction (as
  * llama2.c's run.c), p[t+1..T) = 0. */
@@ -34,12 +35,10 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
             float *oh = out + row0 * d + (size_t)h * hs;       /* [T][hs], ld d */
             float *p = att + ((size_t)b * H + h) * T * T;      /* [T][T] */
             /* S = scale * Q_h K_g^T */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, qh, d, kg, dkv,
-                        0.0f, p, T);
+            gemm(0, 1, T, T, hs, scale, qh, d, kg, dkv, 0.0f, p, T);
             for (int t = 0; t < T; t++) causal_softmax_row_(p + (size_t)t * T, t, T);
             /* O_h = P V_g */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, p, T, vg, dkv,
-                        0.0f, oh, d);
+            gemm(0, 0, T, hs, T, 1.0f, p, T, vg, dkv, 0.0f, oh, d);
         }
     }
 }
@@ -73,19 +72,15 @@ void attention_backward(float *dq, float *dk, float *dv, float *datt, const floa
             float *dvg = dv + row0 * dkv + (size_t)g * hs;
             const float *p = att + ((size_t)b * H + h) * T * T;
             /* dV_g += P^T dO_h */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, p, T, doh, d,
-                        beta, dvg, dkv);
+            gemm(1, 0, T, hs, T, 1.0f, p, T, doh, d, beta, dvg, dkv);
             /* dP = dO_h V_g^T */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, doh, d, vg, dkv,
-                        0.0f, datt, T);
+            gemm(0, 1, T, T, hs, 1.0f, doh, d, vg, dkv, 0.0f, datt, T);
             for (int t = 0; t < T; t++)
                 causal_softmax_backward_row_(datt + (size_t)t * T, p + (size_t)t * T, t, T);
             /* dQ_h = scale * dS K_g */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, datt, T, kg,
-                        dkv, 0.0f, dqh, d);
+            gemm(0, 0, T, hs, T, scale, datt, T, kg, dkv, 0.0f, dqh, d);
             /* dK_g += scale * dS^T Q_h */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, datt, T, qh, d,
-                        beta, dkg, dkv);
+            gemm(1, 0, T, hs, T, scale, datt, T, qh, d, beta, dkg, dkv);
         }
     }
 }

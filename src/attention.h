@@ -1,4 +1,4 @@
-/* Causal multi-head attention with grouped key/value heads (GQA), through cblas_sgemm.
+/* Causal multi-head attention with grouped key/value heads (GQA), through gemm() (gemm.h).
  *
  * Per sequence b and head h (kv group g = h / (H / Hkv)):
  *   S = Q_h K_g^T / sqrt(hs) [T][T], causal mask;  P = softmax(S) by rows;  O_h = P V_g.

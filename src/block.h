@@ -1,10 +1,10 @@
-/* One LLaMA transformer block, forward and backward (DESIGN.md section 2).
+/* One LLaMA transformer block, forward and backward (docs/design.md 2).
  *
  *   h1 = rmsnorm(X) * g_att;  Q, K, V = h1 Wq^T, h1 Wk^T, h1 Wv^T;  Q, K = rope(Q), rope(K)
  *   per head h (kv group h / (H/Hkv)): P = softmax(causal(Q_h K_g^T / sqrt(hs))), O_h = P V_g
  *   X1 = X + O Wo^T;  h2 = rmsnorm(X1) * g_ffn;  Y = X1 + (silu(h2 W1^T) * h2 W3^T) W2^T
  *
- * Every matrix product, attention included, goes through cblas_sgemm. The backward pass
+ * Every matrix product, attention included, goes through gemm() (gemm.h). The backward pass
  * gives gradients for the seven weight matrices only (never for X or the norm gains). */
 #ifndef NUPES_BLOCK_H
 #define NUPES_BLOCK_H

@@ -1,4 +1,4 @@
-/* Linear layers y = x W^T and their backward passes, all through cblas_sgemm.
+/* Linear layers y = x W^T and their backward passes, all through gemm() (gemm.h).
  * Weights are row-major [out_dim][in_dim], activations row-major [N][in_dim]. */
 #ifndef NUPES_LINEAR_H
 #define NUPES_LINEAR_H

@@ -1,4 +1,4 @@
-/* The LLaMA model's shape and weight views (DESIGN.md section 2).
+/* The LLaMA model's shape and weight views (docs/design.md 2).
  *
  * Notation used in shape comments throughout src/:
  *   d = dim, f = hidden_dim, H = n_heads, Hkv = n_kv_heads, hs = d / H, dkv = Hkv * hs,

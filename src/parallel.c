@@ -2,11 +2,45 @@
 
 #include <cblas.h>
 #include <pthread.h>
+#include <stdlib.h>
 
-int parallel_threads(void) {
-    int const n = openblas_get_num_threads();
+static int parallel_count;
+static pthread_once_t parallel_once = PTHREAD_ONCE_INIT;
+
+static int clamp_threads(int n) {
     return n < 1 ? 1 : n > PARALLEL_MAX_THREADS ? PARALLEL_MAX_THREADS : n;
 }
+
+/* A positive count from the environment variable, else 0. */
+static int env_threads(const char *name) {
+    const char *v = getenv(name);
+    char *end = NULL;
+    long const n = v ? strtol(v, &end, 10) : 0;
+    return v && end != v && *end == '\0' && n > 0 && n <= PARALLEL_MAX_THREADS ? (int)n : 0;
+}
+
+/* The variables first: OpenBLAS caps its own count at the cores it sees, while a rank may
+ * be asked for more threads than that (a test of 3 threads on 2 cores). */
+static void parallel_init(void) {
+    int n = env_threads("OPENBLAS_NUM_THREADS");
+    if (n == 0) n = env_threads("OMP_NUM_THREADS");
+    if (n == 0) n = openblas_get_num_threads();
+    parallel_count = clamp_threads(n);
+    openblas_set_num_threads(1);
+}
+
+int parallel_threads(void) {
+    pthread_once(&parallel_once, parallel_init);
+    return parallel_count;
+}
+
+void parallel_set_threads(int n) {
+    pthread_once(&parallel_once, parallel_init);
+    parallel_count = clamp_threads(n);
+}
+
+const char *parallel_blas_library(void) { return openblas_get_config(); }
+const char *parallel_blas_kernel(void) { return openblas_get_corename(); }
 
 typedef struct {
     void (*fn)(void *arg, int r0, int r1);

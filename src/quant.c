@@ -1,4 +1,4 @@
-/* The power quantizer of DESIGN 3.1 and its straight-through backward (3.3).
+/* The power quantizer of docs/design.md 3.1 and its straight-through backward (3.3).
  *
  * Every per-element step is a table look-up (see QuantTable in quant.h): the code from
  * the threshold buckets, the value from C_a, ln(|k|/m) from a table. Only the exponent
@@ -13,16 +13,22 @@ QuantShape quant_shape(QuantSpec s, int rows, int cols) {
     QuantShape sh;
     sh.rows = rows;
     sh.cols = cols;
-    sh.groups = (s.group_size > 0) ? cols / s.group_size : 1;
+    /* ceil: the last group of a row is shorter when group_size does not divide it */
+    sh.groups = (s.group_size > 0) ? (cols + s.group_size - 1) / s.group_size : 1;
     sh.n_exponents = s.per_row ? rows : 1;
     return sh;
 }
 
 int quant_max_code(int bits) { return (1 << (bits - 1)) - 1; }
 
-/* Elements per group (the whole row when group_size is 0). */
+/* Elements per full group (the whole row when group_size is 0): group g starts at g * len. */
 static int group_len(QuantSpec s, QuantShape sh) {
-    return s.group_size > 0 ? s.group_size : sh.cols;
+    return s.group_size > 0 && s.group_size < sh.cols ? s.group_size : sh.cols;
+}
+
+int quant_group_len(QuantSpec s, QuantShape sh, int g) {
+    int const len = group_len(s, sh), rest = sh.cols - g * len;
+    return rest < len ? rest : len;
 }
 
 static size_t row_offset(QuantShape sh, int r) { return (size_t)r * (size_t)sh.cols; }
@@ -92,8 +98,9 @@ void quant_init_scales(QuantSpec s, QuantShape sh, const float *w, float *scales
         const float *w_row = w + row_offset(sh, r);
         for (int g = 0; g < sh.groups; g++) {
             const float *wg = w_row + (size_t)g * len;
+            int const n = quant_group_len(s, sh, g);
             float amax = 0.0f;
-            for (int i = 0; i < len; i++) amax = fmaxf(amax, fabsf(wg[i]));
+            for (int i = 0; i < n; i++) amax = fmaxf(amax, fabsf(wg[i]));
             scales[(size_t)r * sh.groups + g] = amax;
         }
     }
@@ -104,11 +111,12 @@ void quant_normalise(QuantSpec s, QuantShape sh, const float *w, const float *sc
     for (int r = 0; r < sh.rows; r++) {
         for (int g = 0; g < sh.groups; g++) {
             size_t const off = row_offset(sh, r) + (size_t)g * len;
+            int const n = quant_group_len(s, sh, g);
             float const M = scales[(size_t)r * sh.groups + g];
             if (M > 0.0f) {
-                for (int i = 0; i < len; i++) z[off + i] = fminf(1.0f, fmaxf(-1.0f, w[off + i] / M));
+                for (int i = 0; i < n; i++) z[off + i] = fminf(1.0f, fmaxf(-1.0f, w[off + i] / M));
             } else {
-                memset(z + off, 0, (size_t)len * sizeof *z); /* all-zero group: no 0/0 */
+                memset(z + off, 0, (size_t)n * sizeof *z); /* all-zero group: no 0/0 */
             }
         }
     }
@@ -238,7 +246,7 @@ void quant_forward(QuantSpec s, QuantShape sh, const float *z, const float *scal
         if (s.per_row && r > 0) quant_table_set_exponent(&t, a[r]);
         for (int g = 0; g < sh.groups; g++) {
             size_t const off = row_offset(sh, r) + (size_t)g * len;
-            forward_group_fast(&t, z + off, scales[(size_t)r * sh.groups + g], len,
+            forward_group_fast(&t, z + off, scales[(size_t)r * sh.groups + g], quant_group_len(s, sh, g),
                                codes + off, w_hat ? w_hat + off : NULL, use_avx2);
         }
     }
@@ -255,7 +263,8 @@ void quant_dequantize(QuantSpec s, QuantShape sh, const int8_t *codes, const flo
         for (int g = 0; g < sh.groups; g++) {
             size_t const off = row_offset(sh, r) + (size_t)g * len;
             float const M = scales[(size_t)r * sh.groups + g];
-            for (int i = 0; i < len; i++) w[off + i] = M * value[codes[off + i]];
+            int const n = quant_group_len(s, sh, g);
+            for (int i = 0; i < n; i++) w[off + i] = M * value[codes[off + i]];
         }
     }
 }
@@ -448,17 +457,18 @@ static void backward_rows(QuantSpec s, QuantShape sh, int r0, int r1, const floa
         for (int g = 0; g < sh.groups; g++) {
             size_t const off = row_offset(sh, r) + (size_t)g * len;
             size_t const gi = (size_t)r * sh.groups + g;
+            int const n = quant_group_len(s, sh, g);
             GradLanes acc;
             memset(&acc, 0, sizeof acc);
             int done = 0;
 #ifdef QUANT_HAVE_AVX2_PATH
             if (use_avx2)
-                done = grad_group_avx2(&t, z + off, codes + off, dw_hat + off, scales[gi], len,
+                done = grad_group_avx2(&t, z + off, codes + off, dw_hat + off, scales[gi], n,
                                        dz ? dz + off : NULL, &acc);
 #else
             (void)use_avx2;
 #endif
-            grad_group_scalar(&t, z + off, codes + off, dw_hat + off, scales[gi], done, len,
+            grad_group_scalar(&t, z + off, codes + off, dw_hat + off, scales[gi], done, n,
                               dz ? dz + off : NULL, &acc);
             sum += lanes_sum(acc.a);
             if (dM) dM[gi] = lanes_sum(acc.m); /* w_hat / M = C_a[k]: exact even when M = 0 */

@@ -1,8 +1,9 @@
-/* The NUPES power quantizer (DESIGN.md 3.1), the data-free exponent search (3.2) and
+/* The NUPES power quantizer (docs/design.md 3.1), the data-free exponent search (3.2) and
  * the straight-through gradients of 3.3.
  *
  * b bits, m = 2^(b-1) - 1, codes k in [-m, m]. A group is one output row (group_size 0)
- * or group_size consecutive inputs of a row; its scale M starts as max |w| of the group.
+ * or group_size consecutive inputs of a row (the last group of a row is shorter when
+ * group_size does not divide the row); its scale M starts as max |w| of the group.
  *   z = w / M,  k = clamp(round(m sign(z) |z|^a), -m, m),  w_hat = M sign(k) (|k|/m)^(1/a)
  * Exponents: one per tensor (a[0]) or one per output row (a[r]) when per_row is set. */
 #ifndef NUPES_QUANT_H
@@ -21,19 +22,24 @@
 
 typedef struct {
     int bits;       /* 2..8 */
-    int group_size; /* 0: one group per output row; else divides the row length */
+    int group_size; /* 0: one group per output row; else inputs per group (the last one of a
+                       row may be shorter) */
     int per_row;    /* 1: one exponent per output row ("channel"); 0: one per tensor */
 } QuantSpec;
 
 /* A learned or final quantized matrix [rows][cols]. */
 typedef struct {
     int rows, cols;
-    int groups;      /* groups per row: 1 when group_size == 0, else cols / group_size */
+    int groups;      /* groups per row: 1 when group_size == 0, else ceil(cols / group_size) */
     int n_exponents; /* 1, or rows when per_row */
 } QuantShape;
 
 QuantShape quant_shape(QuantSpec s, int rows, int cols);
 int quant_max_code(int bits); /* m */
+
+/* Elements of group g (0 <= g < groups) of a row: group g covers columns
+ * [g * group_size, min((g + 1) * group_size, cols)) (the whole row when group_size is 0). */
+int quant_group_len(QuantSpec s, QuantShape sh, int g);
 
 /* scales: [rows][groups] = max |w| over each group (0 for an all-zero group). */
 void quant_init_scales(QuantSpec s, QuantShape sh, const float *w, float *scales);
@@ -90,7 +96,7 @@ double quant_code_entropy(const int8_t *codes, size_t n);
 nq_status quant_check_finite(const float *x, size_t n, const char *what);
 
 /* ------------------------------------------------------------------ fast path tables
- * For one exponent a, everything per element is a table look-up (DESIGN 9: no pow):
+ * For one exponent a, everything per element is a table look-up (docs/design.md 9: no pow):
  *   |k| = #{ j in [0, m) : |z| >= t_j },  t_j = ((j + 0.5)/m)^(1/a)
  * which is round(m |z|^a) with ties rounded away from zero (as roundf): |z| exactly on
  * a threshold takes the larger |k|. t_j is stored as the smallest float >= the exact

@@ -1,4 +1,4 @@
-/* The data-free exponent search of DESIGN 3.2 (PowerQuant) and small quantizer reports.
+/* The data-free exponent search of docs/design.md 3.2 (PowerQuant) and small quantizer reports.
  *
  * The objective ||W - W_hat(a)||^2 is piecewise smooth in a (codes jump at thresholds)
  * and not convex everywhere, so a coarse grid picks the basin and golden-section search
@@ -11,7 +11,7 @@
 #define SEARCH_TOLERANCE 1e-4
 
 static int group_len(QuantSpec s, QuantShape sh) {
-    return s.group_size > 0 ? s.group_size : sh.cols;
+    return s.group_size > 0 && s.group_size < sh.cols ? s.group_size : sh.cols;
 }
 
 /* sum over row r of (w - M C_a[k(w/M)])^2, z formed exactly as quant_normalise does. */
@@ -23,11 +23,12 @@ static double row_error(const QuantTable *t, QuantSpec s, QuantShape sh, const f
     for (int g = 0; g < sh.groups; g++) {
         const float *wg = w + (size_t)r * sh.cols + (size_t)g * len;
         float const M = scales[(size_t)r * sh.groups + g];
+        int const n = quant_group_len(s, sh, g);
         if (!(M > 0.0f)) {
-            for (int i = 0; i < len; i++) err += (double)wg[i] * wg[i];
+            for (int i = 0; i < n; i++) err += (double)wg[i] * wg[i];
             continue;
         }
-        for (int i = 0; i < len; i++) {
+        for (int i = 0; i < n; i++) {
             float const z = fminf(1.0f, fmaxf(-1.0f, wg[i] / M));
             float const d = wg[i] - M * value[quant_table_code(t, z)];
             err += (double)d * d;

@@ -133,6 +133,7 @@ static int init_matrix(Recon *r, int i, const float *w) {
 
     quant_init_scales(r->p.spec, sh, w, r->scale0[i]);
     memcpy(r->scale[i], r->scale0[i], ns * sizeof(float));
+    if (r->p.restoring && moments) return 0; /* z, a and s come from the state file */
     quant_normalise(r->p.spec, sh, w, r->scale0[i], r->z[i].value);
     if (r->p.method == RECON_RTN) {
         for (int e = 0; e < sh.n_exponents; e++) r->a[i].value[e] = 1.0f;
@@ -196,6 +197,8 @@ Recon *recon_create(const ModelConfig *c, const BlockWeights *fp, const ReconPar
     if (!r->attn_norm || !r->ffn_norm || !r->y_quant || !r->dy) goto fail;
     if (batch_sampler_create(&r->sampler, n_sequences, p->batch, p->seed, (uint64_t)block) != NQ_OK)
         goto fail;
+    size_t weights_total = 0, weights_done = 0;
+    for (int i = 0; i < N_MATS; i++) weights_total += (size_t)mat_rows(c, i) * mat_cols(c, i);
     for (int i = 0; i < N_MATS; i++) {
         r->shape[i] = quant_shape(p->spec, mat_rows(c, i), mat_cols(c, i));
         r->quantized[i] = !(p->skip_mask & (1u << i));
@@ -206,6 +209,9 @@ Recon *recon_create(const ModelConfig *c, const BlockWeights *fp, const ReconPar
         } else if (init_matrix(r, i, fp->mat[i]) != 0) {
             goto fail;
         }
+        weights_done += mat_size(r, i);
+        if (p->setup_progress && p->setup_progress(p->setup_ctx, i, weights_done, weights_total))
+            goto fail; /* the caller knows why: its callback said stop */
     }
     if (init_gradients(r) != 0) goto fail;
     return r;
@@ -385,16 +391,21 @@ static void adam_quantize_range(void *arg, int r0, int r1) {
     Recon *r = p->r;
     int const i = p->i, t = p->t;
     QuantShape const sh = r->shape[i];
-    size_t const cols = (size_t)sh.cols, group = cols / (size_t)sh.groups;
+    size_t const cols = (size_t)sh.cols, group = (size_t)quant_group_len(r->p.spec, sh, 0);
     int const chunk = (int)((1u << 18) / cols) + 1;
     float const lr = adam_cosine_lr(r->p.lr_weights, t, r->p.iterations);
     Learned *z = &r->z[i];
     for (int c0 = r0; c0 < r1; c0 += chunk) {
         int const rows = r1 - c0 < chunk ? r1 - c0 : chunk;
-        size_t const off = (size_t)c0 * cols, n = (size_t)rows * cols;
+        size_t const off = (size_t)c0 * cols;
         size_t const goff = (size_t)c0 * sh.groups;
-        adam_step_grouped(z->value + off, r->dw[i] + off, r->scale[i] + goff, group,
-                          z->m + off, z->v + off, n, lr, t + 1, -1.0f, 1.0f);
+        /* Row by row: a row's last group may be shorter (ragged), so groups do not tile
+         * the chunk across row boundaries. */
+        for (int rr = 0; rr < rows; rr++) {
+            size_t const ro = off + (size_t)rr * cols;
+            adam_step_grouped(z->value + ro, r->dw[i] + ro, r->scale[i] + goff + (size_t)rr * sh.groups, group,
+                              z->m + ro, z->v + ro, cols, lr, t + 1, -1.0f, 1.0f);
+        }
         QuantShape part = sh;
         part.rows = rows;
         part.n_exponents = r->p.spec.per_row ? rows : 1;

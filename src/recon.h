@@ -1,4 +1,4 @@
-/* Block reconstruction (DESIGN.md 3.3) for one block, driven one iteration at a time so
+/* Block reconstruction (docs/design.md 3.3) for one block, driven one iteration at a time so
  * that the caller (mpi/) can sum gradients across data-parallel ranks, check for a stop
  * signal between iterations, and save or restore the optimiser state.
  *
@@ -35,6 +35,16 @@ typedef struct {
     float lr_exponent;
     float lr_scale;
     uint64_t seed;
+    /* Optional, for recon_create's setup (scales, exponent search, latents: minutes per
+     * block at 7B width): called after each matrix with the weights done so far; a
+     * non-zero return abandons the setup (recon_create returns NULL and records no
+     * error). NULL: no calls. */
+    int (*setup_progress)(void *ctx, int matrix, size_t weights_done, size_t weights_total);
+    void *setup_ctx;
+    /* 1: the caller restores every array of recon_state_arrays before the first step (a
+     * resume), so the exponent search and the latents' start are skipped (their values
+     * would be overwritten); only the start scales are computed. */
+    int restoring;
 } ReconParams;
 
 typedef struct Recon Recon;

@@ -1,5 +1,5 @@
 /* A small seeded random generator (xoshiro256**, seeded through splitmix64) and the
- * per-epoch batch sampler of DESIGN 3.3.
+ * per-epoch batch sampler of docs/design.md 3.3.
  *
  * The state is plain data (four uint64), so it can be written to a state file and read
  * back; rng_seed(seed, stream) gives every block (stream = block index) its own

@@ -12,8 +12,14 @@
 #   rl_wait_file PATH [T]        poll until PATH exists (same failure rules)
 #   rl_rank_pid RANK             $RL_FOUND_PID = pid of world rank RANK (a child of mpirun)
 #   rl_signal SIG RANK...        send SIG to those ranks directly (as SLURM signals each task),
-#                                then thaw the frozen ranks
-#   rl_freeze_when_saved DIR NNNN RANK  SIGSTOP RANK once block NNNN has saved its state
+#                                then release the holds
+#   RL_HOLD=POINTS               before rl_start: the job's ranks hold at these named points
+#                                (mpi/test_hold.h: capture-level, state-saved:NNNN, done:NNNN,
+#                                checkpoint:NNNN) until released; applies to that start only
+#   rl_wait_held POINT [RANK]    wait until a rank (RANK, or any) holds at POINT
+#   rl_release                   release every hold (rl_signal does it after its signal)
+#   rl_freeze_when_saved DIR NNNN RANK  wait until RANK holds at state-saved:NNNN (block NNNN
+#                                has saved its state once; RL_HOLD must have listed it)
 #   rl_finish                    wait for the started job; its exit code in $RL_RC; seconds
 #                                from the last rl_signal to the signalled ranks' exit in
 #                                $RL_RANK_EXIT_SECONDS, to mpirun's exit in $RL_STOP_SECONDS
@@ -23,7 +29,9 @@
 #   fail MESSAGE                 print, keep the work dir, exit 1
 #
 # Waits poll files (never a fixed sleep as the only synchronisation): the jobs are slow
-# under ASan and on a loaded machine, and every wait has a generous timeout.
+# under ASan and on a loaded machine, and every wait has a generous timeout. A moment that
+# a fast machine could pass through is held by the job itself (RL_HOLD) until the test has
+# acted, so no test depends on the machine's speed.
 
 : "${NUPES_BIN:?NUPES_BIN must name the nupes-mpi executable}"
 : "${NUPES_DATA:?NUPES_DATA must name the repository data directory}"
@@ -33,7 +41,8 @@
 
 RL_WORK=$(mktemp -d /tmp/nupes-resume.XXXXXX) || exit 1
 RL_PID=
-RL_FROZEN=()
+RL_HOLD=
+RL_HOLD_DIR=
 RL_SIGNALLED=()
 RL_RC=
 RL_SIGNAL_TIME=
@@ -44,7 +53,7 @@ rl_cleanup() {
   local rc=$?
   [ "$rl_failed" = 1 ] && rc=1
   if [ -n "$RL_PID" ] && kill -0 "$RL_PID" 2>/dev/null; then
-    [ ${#RL_FROZEN[@]} -gt 0 ] && kill -CONT "${RL_FROZEN[@]}" 2>/dev/null
+    rl_release
     kill -TERM "$RL_PID" 2>/dev/null
     wait "$RL_PID" 2>/dev/null
   fi
@@ -95,13 +104,17 @@ rl_start() {
   shift 2
   # Under ASan: no leak check of the job (Open MPI's components leak at exit, as in the
   # other MPI tests); everything else the sanitizer reports still fails the run.
+  RL_HOLD_DIR=$RL_WORK/hold-$name
+  rm -rf "$RL_HOLD_DIR"
+  mkdir -p "$RL_HOLD_DIR"
   ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+    NUPES_TEST_HOLD="$RL_HOLD" NUPES_TEST_HOLD_DIR="$RL_HOLD_DIR" \
     "$MPIEXEC" -np "$np" "$NUPES_BIN" "$@" >"$RL_WORK/$name.out" 2>"$RL_WORK/$name.err" &
   RL_PID=$!
   RL_NAME=$name
+  RL_HOLD=
   RL_SIGNAL_TIME=
   RL_SIGNALLED=()
-  RL_FROZEN=()
 }
 
 rl_finish() {
@@ -185,25 +198,25 @@ rl_signal() {
   done
   RL_SIGNAL_TIME=$(rl_now)
   kill "-$sig" "${RL_SIGNALLED[@]}" || fail "kill -$sig ${RL_SIGNALLED[*]}"
-  rl_thaw
+  rl_release
 }
 
-# Freezes RANK (SIGSTOP) as soon as DIR/state/block-NNNN.h5 exists: the block is then
-# certainly still running, however fast the machine, until rl_thaw (rl_signal thaws after
-# sending its signal, which the rank then handles first).
-rl_freeze_when_saved() {
-  local dir=$1 block=$2 rank=$3
-  rl_wait_file "$dir/state/block-$block.h5"
-  rl_rank_pid "$rank"
-  kill -STOP "$RL_FOUND_PID" || fail "kill -STOP rank $rank"
-  RL_FROZEN+=("$RL_FOUND_PID")
-  [ -e "$dir/done/block-$block.h5" ] && fail "$RL_NAME: block $block finished before it was frozen"
+# Held ranks go on (a signalled rank has gone on by itself: it saw its stop).
+rl_release() {
+  [ -n "$RL_HOLD_DIR" ] && [ -d "$RL_HOLD_DIR" ] && : >"$RL_HOLD_DIR/release.all"
   return 0
 }
-rl_thaw() {
-  # A frozen rank that was just killed (-9) may be gone already: no error then.
-  [ ${#RL_FROZEN[@]} -gt 0 ] && kill -CONT "${RL_FROZEN[@]}" 2>/dev/null
-  RL_FROZEN=()
+
+rl_held() { compgen -G "$RL_HOLD_DIR/held.$1.$2" >/dev/null; }
+rl_wait_held() { rl_poll "hold at $1" "$RL_TIMEOUT" rl_held "$1" "${2:-*}"; }
+
+# RANK holds in block NNNN right after its first state save (RL_HOLD listed
+# state-saved:NNNN): the block is certainly still running, however fast the machine.
+rl_freeze_when_saved() {
+  local dir=$1 block=$2 rank=$3
+  rl_wait_held "state-saved:$block" "$rank"
+  [ -e "$dir/state/block-$block.h5" ] || fail "$RL_NAME: held after saving block $block, but no state file"
+  [ -e "$dir/done/block-$block.h5" ] && fail "$RL_NAME: block $block finished while held"
   return 0
 }
 

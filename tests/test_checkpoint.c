@@ -119,7 +119,8 @@ static const char *fixture_toml = "[quantization]\nbits = 4\n";
 /* Writes blocks whose bit is set in `which` (all: ~0u); status as given (NULL: auto). */
 static nq_status write_checkpoint(const Synthetic *s, const char *path, unsigned which,
                                   const char *status) {
-    CheckpointMeta meta = {"nupes", s->spec, "fp-0123456789abcdef", fixture_toml, status};
+    CheckpointMeta meta = {"nupes", s->spec, "fp-0123456789abcdef", fixture_toml, status,
+                           "OpenBLAS test, kernel Test", "", 3};
     HeadWeights const h = synthetic_head(s);
     CheckpointWriter *w;
     nq_status st = checkpoint_create(path, &meta, &s->c, &h, LEVEL, &w);
@@ -201,7 +202,7 @@ static void assert_result_equal(const BlockResult *a, const BlockResult *b) {
     assert_true(a->seconds == b->seconds);
 }
 
-/* The formula of DESIGN 3.1 in double, element by element: an independent reference. */
+/* The formula of docs/design.md 3.1 in double, element by element: an independent reference. */
 static double naive_dequant(const QuantMatrix *q, int r, int col) {
     int const m = quant_max_code(q->spec.bits);
     int const g = q->spec.group_size ? col / q->spec.group_size : 0;
@@ -265,6 +266,9 @@ static void roundtrip(int tied, QuantSpec spec, int skip) {
     assert_string_equal(info.method, "nupes");
     assert_string_equal(info.fingerprint, "fp-0123456789abcdef");
     assert_string_equal(info.config_toml, fixture_toml);
+    assert_string_equal(info.blas, "OpenBLAS test, kernel Test");
+    assert_string_equal(info.blas_note, "");
+    assert_int_equal(info.threads_per_rank, 3);
     assert_non_null(strstr(info.dequant, "(|k[r][c]| / m) ** (1 / a)"));
     assert_int_equal(info.format_version, 1);
     assert_memory_equal(&info.spec, &spec, sizeof spec);
@@ -292,6 +296,14 @@ static void test_roundtrip_untied_grouped_per_row(void **state) {
     (void)state;
     rng_state = 0x1234567ull;
     roundtrip(0, (QuantSpec){.bits = 4, .group_size = 8, .per_row = 1}, MAT_WV);
+}
+
+/* Ragged groups: group_size 6 leaves a last group of 4 in rows of 16 (wq..wo, w1, w3) and of
+ * 4 in rows of 40 (w2); scale [rows][ceil(cols / 6)]. */
+static void test_roundtrip_ragged_groups(void **state) {
+    (void)state;
+    rng_state = 0x5a5a5a5ull;
+    roundtrip(0, (QuantSpec){.bits = 3, .group_size = 6, .per_row = 0}, MAT_W1);
 }
 
 static void test_roundtrip_tied_per_tensor(void **state) {
@@ -615,7 +627,8 @@ static void test_datasets_filtered_and_compressed(void **state) {
 static int write_plugin_fixture(const char *dir) {
     rng_state = 2024;
     Synthetic s;
-    synthetic_make(&s, 0, (QuantSpec){.bits = 4, .group_size = 8, .per_row = 1}, MAT_W2);
+    /* groups of 12: ragged (16 = 12 + 4 inputs, 40 = 3 x 12 + 4), as the h5py formula must handle */
+    synthetic_make(&s, 0, (QuantSpec){.bits = 4, .group_size = 12, .per_row = 1}, MAT_W2);
     char path[8192], expected[8192];
     snprintf(path, sizeof path, "%s/plugin.h5", dir);
     snprintf(expected, sizeof expected, "%s/plugin-expected.f32", dir);
@@ -654,6 +667,7 @@ int main(void) {
     if (fixture_dir) return write_plugin_fixture(fixture_dir);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_untied_grouped_per_row),
+        cmocka_unit_test(test_roundtrip_ragged_groups),
         cmocka_unit_test(test_roundtrip_tied_per_tensor),
         cmocka_unit_test(test_partial_checkpoint),
         cmocka_unit_test(test_damaged_checkpoints),

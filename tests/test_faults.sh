@@ -82,9 +82,11 @@ act_kb=$(($(stat -c %s "$RL_WORK/ref-syn/activations.h5") / 1024))
 mnt=$RL_WORK/fs-capture
 make_tmpfs "$mnt" "$((act_kb + 512))k"
 job_args "$synthetic" "$mnt/run" --set reconstruction.iterations=4 --set calibration.seq_len=128
+RL_HOLD=capture-level # held mid-capture until the file system is full
 rl_start capture-full 2 "${ARGS[@]}"
-rl_wait_line capture-full 'capture: level 1/'
+rl_wait_held capture-level
 dd if=/dev/zero of="$mnt/filler" bs=64k 2>/dev/null # until ENOSPC
+rl_release
 rl_finish
 first_rc=$RL_RC
 [ "$RL_RC" = 0 ] && fail "capture-full: the job succeeded on a full file system"

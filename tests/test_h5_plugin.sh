@@ -1,5 +1,5 @@
 #!/bin/bash
-# Other tools read our checkpoints through the zstd plugin (DESIGN.md 5, 5.3):
+# Other tools read our checkpoints through the zstd plugin (docs/design.md 5, 5.3):
 #  1. h5dump without the plugin prints no values (empty DATA {}, exit 0): the check
 #     below is on values, and this proves the plugin is what makes them appear;
 #  2. h5dump with HDF5_PLUGIN_PATH prints the actual code values;
@@ -98,9 +98,10 @@ for l in range(int(f["model"].attrs["n_layers"])):
         k = g["codes"][()].astype(np.float64)
         M = g["scale"][()].astype(np.float64)
         a = g["exponent"][()].astype(np.float64)
-        G = k.shape[1] // M.shape[1]
+        G = group_size or k.shape[1]  # ragged: the last group of a row is shorter
+        assert M.shape[1] == -(-k.shape[1] // G), (w, M.shape, k.shape)
         # the formula of the `dequant` attribute
-        wq = np.repeat(M, G, axis=1) * np.sign(k) * (np.abs(k) / m) ** (1 / a.reshape(-1, 1))
+        wq = np.repeat(M, G, axis=1)[:, :k.shape[1]] * np.sign(k) * (np.abs(k) / m) ** (1 / a.reshape(-1, 1))
         parts.append(wq.astype(np.float32).ravel())
 ours = np.concatenate(parts)
 theirs = np.fromfile(expected_path, dtype=np.float32)

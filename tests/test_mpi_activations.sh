@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Activation capture under MPI (DESIGN.md 4): each rank runs its shard of the calibration
+# Activation capture under MPI (docs/design.md 4): each rank runs its shard of the calibration
 # sequences through the fp32 model and writes every block's input into activations.h5 with
 # collective parallel-HDF5 writes. The file must hold exactly, bit for bit, what a single
 # process computes: tests/tools/check_activations tokenizes the text the same way

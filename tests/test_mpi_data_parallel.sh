@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Data parallelism inside a block group (DESIGN.md 4): mpi.data_parallel = 2 on 2 ranks
+# Data parallelism inside a block group (docs/design.md 4): mpi.data_parallel = 2 on 2 ranks
 # (one group, each rank computes the gradient of half of every batch, summed with
 # MPI_Allreduce) against data_parallel = 1 on 1 rank. Only the summation order of the
 # gradients differs, so the results agree within a tolerance, not bit for bit.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# MPI determinism (DESIGN.md 4, 8): the same job in parallel mode with mpi.data_parallel = 1
+# MPI determinism (docs/design.md 4, 8): the same job in parallel mode with mpi.data_parallel = 1
 # gives bit-identical codes, scales and exponents on 1 process without mpirun, and under
 # mpirun with 1, 2 and 3 ranks (3 ranks: 3 groups over 5 blocks, uneven shares, and
 # capture shards of 6/5/5 sequences). Datasets are compared, not file bytes.

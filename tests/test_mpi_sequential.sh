@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sequential mode (DESIGN.md 3.3, 4): one group of every rank, blocks in order, block l
+# Sequential mode (docs/design.md 3.3, 4): one group of every rank, blocks in order, block l
 # trained on the output of the quantized blocks 0..l-1 (/qinputs). On 2 ranks it must
 # complete and match 1 rank within a tolerance: D = 2 against D = 1 sums gradients in
 # another order, and in sequential mode a difference in block l's result changes block

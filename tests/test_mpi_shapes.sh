@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rank counts that do not fit the block count (DESIGN.md 4), on synthetic llama2.c models
+# Rank counts that do not fit the block count (docs/design.md 4), on synthetic llama2.c models
 # (tests/tools/make_synthetic_model, vocab 512 for the bundled tok512 tokenizer):
 #   - 3 ranks, 2 blocks, data_parallel 1: 3 groups, one of them idles;
 #   - 3 ranks, 2 blocks, data_parallel auto: the smallest D with R / D <= 2 is D = 3;
@@ -9,6 +9,10 @@
 #     one process has all 9; one sequence is a tiny product that OpenBLAS rounds
 #     differently in a batch, so the capture must not batch by shard (it once did: scales
 #     differed by 2e-7 between 1 process and 2 ranks).
+#   - ragged groups: group_size 20 on rows of 32 and 96 inputs (last groups of 12 and 16),
+#     on 1 process and 2 ranks (parallel mode); the checkpoint is inspected, exported to
+#     llama2.c and the export evaluated against the checkpoint (KL exactly 0: the readers
+#     agree on which scale covers which column).
 # Every run must finish with a complete checkpoint whose every block lowered its loss, and
 # the D = 1 runs must equal a single process bit for bit.
 set -euo pipefail
@@ -83,4 +87,19 @@ tiny_set=(--set calibration.sequences=9 --set calibration.seq_len=48)
 run_job tiny_ref tiny 0 1 "${tiny_set[@]}"
 run_job tiny_np2 tiny 2 1 "${tiny_set[@]}"
 same tiny_ref tiny_np2
-echo "PASS: more ranks than blocks, uneven block counts and oversubscription all complete"
+ragged=(--set quantization.group_size=20)
+run_job ragged_ref two 0 1 "${ragged[@]}"
+run_job ragged_np2 two 2 1 "${ragged[@]}"
+same ragged_ref ragged_np2
+ckpt=$work/ragged_np2/checkpoint.h5
+"$NUPES_BIN" inspect "$ckpt" > "$work/ragged.inspect" 2>&1 || { cat "$work/ragged.inspect" >&2; fail "inspect of the ragged checkpoint failed"; }
+grep -q "group_size 20" "$work/ragged.inspect" || { cat "$work/ragged.inspect" >&2; fail "inspect does not show group_size 20"; }
+"$NUPES_BIN" export --checkpoint "$ckpt" --format llama2c --out "$work/ragged.bin" > /dev/null 2>&1 ||
+  fail "export of the ragged checkpoint failed"
+"$NUPES_BIN" eval --model "$work/ragged.bin" --checkpoint "$ckpt" --tokenizer "$NUPES_DATA/tok512.bin" \
+  --text "$NUPES_DATA/eval-generated.txt" --seq-len 32 --sequences 8 > "$work/ragged.eval" 2>&1 ||
+  { cat "$work/ragged.eval" >&2; fail "eval of the ragged checkpoint failed"; }
+grep -q "^mean KL(fp32 || quantized): 0.000000 ± 0.000000" "$work/ragged.eval" &&
+  grep -q "^top-1 agreement: 100.00%" "$work/ragged.eval" ||
+  { cat "$work/ragged.eval" >&2; fail "the exported model and the ragged checkpoint differ"; }
+echo "PASS: more ranks than blocks, uneven block counts, oversubscription and ragged groups all complete"

@@ -31,26 +31,32 @@ done
 grep -q "quantized inputs from step 32" "$work/np2.log" || { cat "$work/np2.log"; fail "no switch at step 32 (0.8 x 40) reported"; }
 echo "pipelined: 1, 2 and 3 ranks give identical codes"
 
-# 2. stop during the wait: switch early (step 3 of 150) so that block 1 waits for block 0
-# for most of block 0's time; SIGTERM the ranks once root reports the wait.
+# 2. stop during the wait: switch early (step 3 of 150) so that block 1 waits for block 0;
+# rank 0 holds in block 0 after its first state save (mpi/test_hold.h), so block 1 is
+# still waiting when the ranks get SIGTERM, however fast the machine.
 slow=(--set reconstruction.mode=pipelined --set reconstruction.iterations=150
       --set reconstruction.switch=0.02 --set calibration.sequences=16 --set calibration.seq_len=64
       --set run.checkpoint_interval=0.2)
 "$MPIEXEC" -np 2 "$NUPES_BIN" --config "$config" "${slow[@]}" --set run.dir="$work/ref" > "$work/ref.log" 2>&1 ||
   { cat "$work/ref.log"; fail "reference run failed"; }
-"$MPIEXEC" -np 2 "$NUPES_BIN" --config "$config" "${slow[@]}" --set run.dir="$work/stop" > "$work/stop.log" 2>&1 &
+mkdir -p "$work/hold"
+NUPES_TEST_HOLD=state-saved:0000,waiting:0001 NUPES_TEST_HOLD_DIR="$work/hold" \
+  "$MPIEXEC" -np 2 "$NUPES_BIN" --config "$config" "${slow[@]}" --set run.dir="$work/stop" > "$work/stop.log" 2>&1 &
 pid=$!
-for _ in $(seq 1 600); do
-  grep -q "block 1: waiting" "$work/stop.log" 2>/dev/null && break
+held() { [ -e "$work/hold/held.state-saved:0000.0" ] && [ -e "$work/hold/held.waiting:0001.1" ]; }
+for _ in $(seq 1 3000); do # 300 s at most: the job holds until it is signalled
+  held && break
   kill -0 "$pid" 2>/dev/null || break
   sleep 0.1
 done
-grep -q "block 1: waiting" "$work/stop.log" || { cat "$work/stop.log"; fail "block 1 never waited"; }
+held || { cat "$work/stop.log"; ls "$work/hold"; fail "block 0 did not save its state or block 1 never waited"; }
 pkill -TERM -P "$pid" -f nupes-mpi || true
+: > "$work/hold/release.all"
 rc=0
 wait "$pid" || rc=$?
 pid=""
 [ "$rc" -eq 75 ] || { cat "$work/stop.log"; fail "stop during the wait exited $rc, expected 75"; }
+grep -q "block 1: waiting" "$work/stop.log" || { cat "$work/stop.log"; fail "block 1's wait not reported"; }
 [ -f "$work/stop/state/block-0001.h5" ] || fail "the waiting block saved no state"
 "$MPIEXEC" -np 2 "$NUPES_BIN" --config "$config" "${slow[@]}" --set run.dir="$work/stop" > "$work/resume.log" 2>&1 ||
   { cat "$work/resume.log"; fail "resume after a stop during the wait failed"; }

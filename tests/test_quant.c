@@ -1,4 +1,4 @@
-/* The power quantizer against independent references (DESIGN 8): codes against an
+/* The power quantizer against independent references (docs/design.md 8): codes against an
  * exhaustive nearest-code search in the power domain, values against pow(), the exponent
  * search against a dense scan, the STE gradients against a naive double loop of the 3.3
  * formulas; edge groups; and the time of the 7B-sized forward/backward (printed only). */
@@ -110,13 +110,21 @@ static void test_forward_matches_brute_force(void **state) {
     (void)state;
     Rng rng;
     rng_seed(&rng, 42, 0);
-    static const int group_sizes[] = {0, 8, 32};
+    /* Groups that divide the row (8, 32 of 96), the whole row (101: the SIMD tail), and
+     * ragged ones whose last group is shorter: 12 and 40 of 101 (last groups of 5 and 21),
+     * 32 of 172 (the bundled model's w2: last group of 12), 64 of 40 (one short group). */
+    static const struct { int group, cols; } shapes[] = {{0, 101}, {8, 96}, {32, 96}, {12, 101},
+                                                         {40, 101}, {32, 172}, {64, 40}};
+    int const n_shapes = (int)(sizeof shapes / sizeof shapes[0]);
     for (int bits = QUANT_MIN_BITS; bits <= QUANT_MAX_BITS; bits++)
-        for (int gi = 0; gi < 3; gi++)
+        for (int gi = 0; gi < n_shapes; gi++)
             for (int per_row = 0; per_row <= 1; per_row++)
                 for (int rep = 0; rep < 3; rep++) {
-                    QuantSpec const s = {bits, group_sizes[gi], per_row};
-                    check_forward_spec(s, 7, group_sizes[gi] ? 96 : 101, &rng); /* tails */
+                    QuantSpec const s = {bits, shapes[gi].group, per_row};
+                    QuantShape const sh = quant_shape(s, 7, shapes[gi].cols);
+                    int const group = s.group_size ? s.group_size : shapes[gi].cols;
+                    assert_int_equal(sh.groups, (shapes[gi].cols + group - 1) / group);
+                    check_forward_spec(s, 7, shapes[gi].cols, &rng);
                 }
 }
 
@@ -325,7 +333,8 @@ static void check_backward_spec(QuantSpec s, int rows, int cols, const float *a,
         for (int g = 0; g < sh.groups; g++) {
             double ref_dM = 0.0, abs_dM = 0.0;
             double const M = scales[(size_t)r * sh.groups + g];
-            for (int c = g * len; c < (g + 1) * len; c++) {
+            int const end = (g + 1) * len < cols ? (g + 1) * len : cols; /* ragged last group */
+            for (int c = g * len; c < end; c++) {
                 size_t const i = (size_t)r * cols + c;
                 assert_true(isfinite(dz[i]));
                 assert_true(fabs(dz[i] - (double)dw[i] * M) <= 1e-7 * fabs(dw[i] * M));
@@ -365,8 +374,11 @@ static void test_backward_vs_naive(void **state) {
     static const float exps[] = {0.3f, 0.7f, 1.0f, 1.3f, 1.5f};
     for (int bits = QUANT_MIN_BITS; bits <= QUANT_MAX_BITS; bits += 2)
         for (int e = 0; e < 5; e++)
-            for (int variant = 0; variant < 3; variant++) {
-                QuantSpec const s = {bits, variant == 1 ? 8 : 0, variant == 2};
+            for (int variant = 0; variant < 5; variant++) {
+                /* per channel, groups of 8, per-row exponents, and ragged groups of 12 and
+                 * 24 on rows of 64 (last groups of 4 and 16) */
+                static const int group[] = {0, 8, 0, 12, 24};
+                QuantSpec const s = {bits, group[variant], variant == 2 || variant == 4};
                 float a[6];
                 for (int r = 0; r < 6; r++) a[r] = exps[(e + r) % 5];
                 check_backward_spec(s, 6, 64, a, &rng);

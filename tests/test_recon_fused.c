@@ -1,24 +1,30 @@
 /* The fast paths of the reconstruction loop give the same numbers, bit for bit, as the
  * plain ones: Adam's AVX2 loop as its scalar loop, adam_step_grouped as adam_step on the
  * scaled gradients, quant_backward_rows on any split of the rows as quant_backward, and
- * a whole reconstruction on 1 and 2 threads, and with a save/restore in the middle
- * (which must drop the quantization that recon_apply fused into its pass). */
+ * a whole reconstruction on 1, 2 and 3 threads, and with a save/restore in the middle
+ * (which must drop the quantization that recon_apply fused into its pass): on a block of
+ * the bundled model and on a wider synthetic block whose products gemm() cuts into
+ * several tiles. tests/test_blas_kernels.sh runs this under every OpenBLAS kernel the CPU
+ * can run. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "adam.h"
+#include "gemm.h"
 #include "model_file.h"
+#include "parallel.h"
 #include "quant.h"
 #include "recon.h"
 #include "rng.h"
+#include "synth_model.h"
 
 static float uniform(Rng *r, float lo, float hi) { return lo + (hi - lo) * rng_uniform_float(r); }
 
@@ -99,14 +105,26 @@ typedef struct {
     int T, b;
 } Fixture;
 
-static void fixture_open(Fixture *f) {
-    const char *dir = getenv("NUPES_DATA");
+/* Block 2 of the bundled model (d 64: every product is one tile), or block 0 of a
+ * synthetic model of d 256, f 2112 with B T = 1088 tokens, whose projections gemm() cuts
+ * into tiles with ragged last ones (gemm_tiles: 1024 x 2048). */
+static void fixture_open(Fixture *f, int wide) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/stories260K.bin", dir ? dir : "data");
+    if (wide) {
+        snprintf(path, sizeof path, "/tmp/nupes-test-recon-fused-%d.bin", (int)getpid());
+        ModelConfig const shape = {.dim = 256, .hidden_dim = 2112, .n_layers = 1, .n_heads = 4,
+                                   .n_kv_heads = 2, .vocab_size = 64, .seq_len = 136,
+                                   .rope_theta = 10000.0f, .norm_eps = 1e-5f};
+        assert_int_equal(synth_model_write(path, &shape, 11), NQ_OK);
+    } else {
+        const char *dir = getenv("NUPES_DATA");
+        snprintf(path, sizeof path, "%s/stories260K.bin", dir ? dir : "data");
+    }
     assert_int_equal(model_open(path, "auto", &f->model), NQ_OK);
+    if (wide) unlink(path); /* the model keeps its mapping */
     f->c = model_config(f->model);
-    assert_int_equal(model_block(f->model, 2, &f->w), NQ_OK);
-    f->T = 24, f->b = 2;
+    assert_int_equal(model_block(f->model, wide ? 0 : 2, &f->w), NQ_OK);
+    f->T = wide ? 136 : 24, f->b = wide ? 8 : 2;
     size_t const n = (size_t)f->b * f->T * f->c->dim;
     f->x = malloc(n * sizeof *f->x), f->y = malloc(n * sizeof *f->y);
     assert_true(f->x && f->y);
@@ -162,30 +180,34 @@ static Snapshot snapshot(Recon *r, const ModelConfig *c, QuantSpec spec) {
     return s;
 }
 
-static void test_threads_and_restore_identical(void **state) {
-    (void)state;
-    enum { STEPS = 12, STOP_AT = 5 };
+/* On 1, 2 and 3 threads, and on 1 thread stopped after STOP_AT steps, saved, restored
+ * into a fresh Recon and finished: every state array and code identical. */
+static void threads_and_restore_identical(int wide) {
+    int const steps = wide ? 4 : 12, stop_at = wide ? 2 : 5;
     Fixture f;
-    fixture_open(&f);
-    for (int variant = 0; variant < 2; variant++) {
+    fixture_open(&f, wide);
+    int tiles_m, tiles_n; /* the wide fixture exists to exercise the tiles: check it does */
+    gemm_tiles(f.b * f.T, f.c->hidden_dim, f.c->dim, &tiles_m, &tiles_n);
+    assert_true(wide ? tiles_m < f.b * f.T && tiles_n < f.c->hidden_dim
+                     : tiles_m == f.b * f.T && tiles_n == f.c->hidden_dim);
+    for (int variant = wide; variant < 2; variant++) {
         ReconParams const p = {.method = RECON_NUPES, .spec = {4, variant ? 4 : 0, variant},
-                               .learn_scale = 1, .iterations = STEPS, .batch = f.b,
+                               .learn_scale = 1, .iterations = steps, .batch = f.b,
                                .lr_weights = 3e-3f, .lr_exponent = 1e-3f, .lr_scale = 1e-3f,
                                .seed = 5};
-        Snapshot snaps[3];
-        for (int threads = 1; threads <= 2; threads++) {
-            openblas_set_num_threads(threads);
+        Snapshot snaps[4];
+        for (int threads = 1; threads <= 3; threads++) {
+            parallel_set_threads(threads);
             Recon *r = recon_create(f.c, &f.w, &p, 2, 4, f.T, f.b);
             assert_non_null(r);
-            run_steps(r, &f, 0, STEPS);
+            run_steps(r, &f, 0, steps);
             snaps[threads - 1] = snapshot(r, f.c, p.spec);
             recon_free(r);
         }
-        /* stop after STOP_AT steps, save, restore into a fresh Recon, finish */
-        openblas_set_num_threads(1);
+        parallel_set_threads(1);
         Recon *r = recon_create(f.c, &f.w, &p, 2, 4, f.T, f.b);
         assert_non_null(r);
-        run_steps(r, &f, 0, STOP_AT);
+        run_steps(r, &f, 0, stop_at);
         ReconArray saved[64], fresh[64];
         int const n = recon_state_arrays(r, saved, 64);
         Recon *r2 = recon_create(f.c, &f.w, &p, 2, 4, f.T, f.b);
@@ -193,18 +215,28 @@ static void test_threads_and_restore_identical(void **state) {
         run_steps(r2, &f, 0, 1); /* its own w_hat is fresh now, and stale after the restore */
         assert_int_equal(recon_state_arrays(r2, fresh, 64), n);
         for (int i = 0; i < n; i++) memcpy(fresh[i].data, saved[i].data, saved[i].count * 4);
-        recon_set_step(r2, STOP_AT);
+        recon_set_step(r2, stop_at);
         recon_free(r);
-        run_steps(r2, &f, STOP_AT, STEPS);
-        snaps[2] = snapshot(r2, f.c, p.spec);
+        run_steps(r2, &f, stop_at, steps);
+        snaps[3] = snapshot(r2, f.c, p.spec);
         recon_free(r2);
-        for (int k = 1; k < 3; k++) {
+        for (int k = 1; k < 4; k++) {
             assert_int_equal(snaps[k].size, snaps[0].size);
             assert_memory_equal(snaps[k].bytes, snaps[0].bytes, snaps[0].size);
         }
-        for (int k = 0; k < 3; k++) free(snaps[k].bytes);
+        for (int k = 0; k < 4; k++) free(snaps[k].bytes);
     }
     fixture_close(&f);
+}
+
+static void test_threads_and_restore_identical(void **state) {
+    (void)state;
+    threads_and_restore_identical(0);
+}
+
+static void test_threads_and_restore_identical_tiled(void **state) {
+    (void)state;
+    threads_and_restore_identical(1);
 }
 
 int main(void) {
@@ -212,6 +244,7 @@ int main(void) {
         cmocka_unit_test(test_adam_paths_identical),
         cmocka_unit_test(test_backward_rows_split),
         cmocka_unit_test(test_threads_and_restore_identical),
+        cmocka_unit_test(test_threads_and_restore_identical_tiled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -52,6 +52,7 @@ ref=$RL_WORK/ref/checkpoint.h5
 echo "== kill -9 of rank 1 in the middle of block 1, 2 ranks"
 dir=$RL_WORK/kill
 args_for "$dir"
+RL_HOLD=state-saved:0001
 rl_start kill 2 "${ARGS[@]}"
 rl_freeze_when_saved "$dir" 0001 1 # rank 1's block has saved its state once
 rl_rank_pid 0
@@ -103,6 +104,7 @@ grep -q 'bits = 3' "$dir/run.toml" || fail "restart: run.toml does not hold the 
 echo "== truncated and altered state files: reported, those blocks start over, identical result"
 dir=$RL_WORK/damaged
 args_for "$dir"
+RL_HOLD=state-saved:0000,state-saved:0001
 rl_start damaged 2 "${ARGS[@]}"
 rl_freeze_when_saved "$dir" 0000 0
 rl_freeze_when_saved "$dir" 0001 1

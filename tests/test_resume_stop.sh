@@ -7,7 +7,8 @@
 #
 # Signals go to the rank processes (as SLURM signals every task), once to one rank only
 # (the ranks must agree), and once as SIGUSR1 to mpirun (which forwards it). The moment is
-# chosen by polling the job's stdout and run directory, never by sleeping.
+# a named point where the job holds until the test has signalled it (RL_HOLD,
+# mpi/test_hold.h), never a sleep or a race with a fast machine.
 set -u
 src=${NUPES_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$src/tests/resume_lib.sh"
@@ -22,8 +23,8 @@ args_for() {
   ARGS+=("$@")
 }
 
-# Capture on the bundled model takes ~0.1 s: too short to hit. A synthetic model with d 512
-# (1 block) takes ~0.7 s per level, and 2 optimiser steps keep the rest of the job short.
+# A synthetic model with d 512 (1 block, so 2 levels): the ranks hold after writing level
+# 1, and 2 optimiser steps keep the rest of the job short.
 cap_args_for() {
   args_for "$1" --set "model.path=$RL_WORK/synthetic-d512.bin" --set calibration.seq_len=128 \
     --set reconstruction.iterations=2 --set output.zstd_level=1
@@ -90,8 +91,9 @@ for np in 1 2; do
   echo "== SIGTERM during capture, $np rank(s)"
   dir=$RL_WORK/cap$np
   cap_args_for "$dir"
+  RL_HOLD=capture-level
   rl_start "cap$np" "$np" "${ARGS[@]}"
-  rl_wait_line "cap$np" '^capture: 32 sequences x 128 tokens'
+  rl_wait_held capture-level $((np - 1))
   rl_signal TERM $((np - 1)) # the last rank only: on 2 ranks, rank 0 learns it from rank 1
   rl_finish
   expect_stopped "$dir"
@@ -108,6 +110,7 @@ done
 echo "== SIGTERM in the middle of block 1, 1 rank"
 dir=$RL_WORK/mid1
 args_for "$dir"
+RL_HOLD=state-saved:0001
 rl_start mid1 1 "${ARGS[@]}"
 rl_freeze_when_saved "$dir" 0001 0 # block 1 is running and has saved once
 rl_signal TERM 0
@@ -120,9 +123,23 @@ expect_valid_states "$dir"
 resume_and_compare mid1 1 "$dir" "$ref_par"
 grep -q 'is complete, reusing it' "$RL_WORK/mid1-resume.out" || fail "mid1-resume: capture redone"
 
+echo "== SIGTERM during block 1's setup (scales, exponent search), 1 rank"
+dir=$RL_WORK/setup1
+args_for "$dir"
+RL_HOLD=setup:0001 # after the setup's first matrix
+rl_start setup1 1 "${ARGS[@]}"
+rl_wait_held setup:0001
+rl_signal TERM 0
+rl_finish
+expect_stopped "$dir"
+[ -e "$dir/state/block-0001.h5" ] && fail "setup1: a state file for a block stopped in its setup"
+[ "$(rl_count "$dir/done")" = 1 ] || fail "setup1: $(rl_count "$dir/done") blocks done, expected 1"
+resume_and_compare setup1 1 "$dir" "$ref_par"
+
 echo "== SIGTERM to both ranks in the middle of blocks 0 and 1, 2 ranks"
 dir=$RL_WORK/mid2
 args_for "$dir"
+RL_HOLD=state-saved:0000,state-saved:0001
 rl_start mid2 2 "${ARGS[@]}"
 rl_freeze_when_saved "$dir" 0000 0
 rl_freeze_when_saved "$dir" 0001 1
@@ -136,6 +153,7 @@ resume_and_compare mid2 2 "$dir" "$ref_par"
 echo "== SIGTERM to rank 1 only in the middle of block 1, sequential mode, 2 ranks"
 dir=$RL_WORK/seq2
 args_for "$dir" --set reconstruction.mode=sequential
+RL_HOLD=state-saved:0001
 rl_start seq2 2 "${ARGS[@]}"
 rl_freeze_when_saved "$dir" 0001 0 # the group's leader; rank 1 waits for it in the gradient sum
 rl_signal TERM 1 # rank 0 (the leader, which saves) learns it in the gradient group
@@ -146,25 +164,28 @@ expect_valid_states "$dir"
 resume_and_compare seq2 2 "$dir" "$ref_seq"
 
 # ------------------------------------------------------------------ between blocks
-echo "== SIGTERM right after block 2 is done, 1 rank"
+echo "== SIGTERM right after block 1 is done (the second block), 1 rank"
 dir=$RL_WORK/between1
 args_for "$dir"
+RL_HOLD=done:0001
 rl_start between1 1 "${ARGS[@]}"
-rl_wait_lines "$dir/progress.log" ' block [0-9]+ done' 2
+rl_wait_held done:0001
 rl_signal TERM 0
 rl_finish
 expect_stopped "$dir"
 n=$(rl_count "$dir/done")
-[ "$n" -ge 2 ] && [ "$n" -lt 5 ] || fail "between1: $n blocks done, expected 2..4"
+[ "$n" = 2 ] || fail "between1: $n blocks done, expected 2 (blocks 0 and 1)"
 resume_and_compare between1 1 "$dir" "$ref_par"
 
 echo "== SIGUSR1 to mpirun (forwarded to the ranks) right after a block is done, 2 ranks"
 dir=$RL_WORK/between2
 args_for "$dir"
+RL_HOLD=done:0000
 rl_start between2 2 "${ARGS[@]}"
-rl_wait_lines "$dir/progress.log" ' block [0-9]+ done' 1
+rl_wait_held done:0000
 RL_SIGNAL_TIME=$(rl_now)
 kill -USR1 "$RL_PID" || fail "kill -USR1 mpirun"
+rl_release
 rl_finish
 expect_stopped "$dir"
 grep -q 'stopped on signal 10' "$RL_WORK/between2.out" || fail "between2: not stopped by SIGUSR1"
@@ -173,23 +194,20 @@ n=$(rl_count "$dir/done")
 resume_and_compare between2 2 "$dir" "$ref_par"
 
 # ------------------------------------------------------------------ at the gather
-# 1 rank: after the last block's line root only assembles the checkpoint (~0.1 s here, and
-# not interruptible): the signal lands there, or the job has already finished. Either way
-# the run ends cleanly (0 or 75) and the re-run gives the same checkpoint.
-echo "== SIGTERM when the last block is done (root assembles the checkpoint), 1 rank"
+# 1 rank: every block is done and root assembles the checkpoint; the stop lands between
+# two of its blocks (held before block 2): the temporary checkpoint is removed, the done
+# files stay, exit 75, and the re-run assembles the checkpoint from them.
+echo "== SIGTERM while root assembles the checkpoint, 1 rank"
 dir=$RL_WORK/gather1
 args_for "$dir"
+RL_HOLD=checkpoint:0002
 rl_start gather1 1 "${ARGS[@]}"
-rl_wait_lines "$dir/progress.log" ' block [0-9]+ done' 5
+rl_wait_held checkpoint:0002
 rl_signal TERM 0
 rl_finish
-case $RL_RC in
-  75) expect_stopped "$dir" ;;
-  0) rl_log "  gather1: finished before the signal took effect (exit 0)"
-     rl_same_codes "$ref_par" "$dir/checkpoint.h5" ;;
-  *) fail "gather1: exit $RL_RC, expected 75 or 0" ;;
-esac
+expect_stopped "$dir"
 [ "$(rl_count "$dir/done")" = 5 ] || fail "gather1: $(rl_count "$dir/done") done files, expected 5"
+compgen -G "$dir/.checkpoint.h5.tmp*" >/dev/null && fail "gather1: temporary checkpoint left behind"
 resume_and_compare gather1 1 "$dir" "$ref_par"
 
 # 2 ranks: groups take blocks round-robin (group 0: 0 2 4, group 1: 1 3). Rank 1 is frozen
@@ -198,9 +216,9 @@ resume_and_compare gather1 1 "$dir" "$ref_par"
 echo "== SIGTERM while root waits in the gather for rank 1's last block, 2 ranks"
 dir=$RL_WORK/gather2
 args_for "$dir"
+RL_HOLD=state-saved:0003
 rl_start gather2 2 "${ARGS[@]}"
 rl_freeze_when_saved "$dir" 0003 1
-rl_wait_file "$dir/done/block-0004.h5"
 rl_wait_lines "$dir/progress.log" ' block 4 done' 1
 rl_signal TERM 0 1
 rl_finish

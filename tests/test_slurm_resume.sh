@@ -84,10 +84,15 @@ t_cluster=$(rl_now)
 # ------------------------------------------------------------------ USR1 + own requeue
 echo "== scancel --signal=USR1 --batch: the job stops, requeues itself and completes"
 dir=$RL_WORK/usr1
-job=$(submit -n 2 -- "$dir")
+# The tasks inherit the hold (mpi/test_hold.h): block 1's rank holds after its first state
+# save until the signal has been sent, so the job is certainly mid-block.
+RL_HOLD_DIR=$RL_WORK/hold-usr1
+mkdir -p "$RL_HOLD_DIR"
+job=$(NUPES_TEST_HOLD=state-saved:0001 NUPES_TEST_HOLD_DIR=$RL_HOLD_DIR submit -n 2 -- "$dir")
 log=$jobs/$job.out
-rl_wait_file "$dir/state/block-0001.h5" # both ranks are in their first block and have saved
+rl_wait_held state-saved:0001
 timeout 10 scancel --signal=USR1 --batch "$job" || fail "scancel --signal=USR1 --batch $job"
+rl_release
 wait_for_job_state "$job" COMPLETED 240 || fail "job $job did not complete after USR1"
 expect_field "$job" Restarts 1
 expect_field "$job" ExitCode 0:0
@@ -106,10 +111,13 @@ rl_log "  job $job: stopped, requeued (Restarts 1), resumed, identical codes"
 # ------------------------------------------------------------------ preemption
 echo "== preemption: a job in partition high requeues the running job in partition low"
 dir=$RL_WORK/preempt
-low=$(submit -p low -n 2 -- "$dir")
+RL_HOLD_DIR=$RL_WORK/hold-preempt
+mkdir -p "$RL_HOLD_DIR"
+low=$(NUPES_TEST_HOLD=state-saved:0001 NUPES_TEST_HOLD_DIR=$RL_HOLD_DIR submit -p low -n 2 -- "$dir")
 log=$jobs/$low.out
-rl_wait_file "$dir/state/block-0001.h5"
+rl_wait_held state-saved:0001
 high=$(preempt_job "$low" 240) || fail "preempt_job $low"
+rl_release
 wait_for_job_state "$low" COMPLETED 240 || fail "preempted job $low did not complete"
 expect_field "$low" Restarts 1
 expect_field "$low" Partition low

@@ -1,6 +1,6 @@
 #!/bin/bash
 # tests/test_slurm_smoke.sh: a real single-node SLURM (slurm/testlib.sh) runs real MPI
-# steps, and slurm/nupes.sbatch stops, requeues and resumes jobs as DESIGN.md section 6
+# steps, and slurm/nupes.sbatch stops, requeues and resumes jobs as docs/design.md 6
 # says. nupes-mpi itself is stood in for by tests/slurm/mpi_stopper.c (an MPI program that
 # exits 75 on TERM/USR1 and 0 once restarted) and by a shell step with a chosen exit code,
 # so this tests the cluster and the batch script; tests/test_slurm_resume.sh runs the real

@@ -1,5 +1,5 @@
 /* Independent double-precision reference of the LLaMA block and model forward passes
- * (DESIGN.md section 2), written as plain textbook loops, one token at a time, with no BLAS.
+ * (docs/design.md 2), written as plain textbook loops, one token at a time, with no BLAS.
  * Tests compare the sgemm implementation (src/block.c, src/transformer.c) against it and
  * take finite differences of it. */
 #ifndef NUPES_NAIVE_BLOCK_H

@@ -1,4 +1,4 @@
-/* Test fixture: a random model in llama2.c's legacy format (DESIGN.md 5.4) of any shape,
+/* Test fixture: a random model in llama2.c's legacy format (docs/design.md 5.4) of any shape,
  * for MPI tests and benchmarks that need more or fewer blocks, or bigger ones, than the
  * bundled stories260K. Weights are seeded normals at the scales of a trained model, so
  * that activations stay in a sane range through the blocks:

@@ -22,6 +22,13 @@ void mpi_check_(int rc, const char *call, const char *file, int line) {
     mpi_abort_job(3, message);
 }
 
+void mpi_errors_return(void) {
+    /* If even this fails, MPI is unusable: abort with the fatal handler still in place. */
+    if (MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN) != MPI_SUCCESS ||
+        MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN) != MPI_SUCCESS)
+        mpi_abort_job(3, "cannot set MPI_ERRORS_RETURN on MPI_COMM_WORLD");
+}
+
 static int severity(nq_status s) {
     switch (s) {
     case NQ_OK: return 0;

@@ -1,0 +1,15 @@
+/* One block's reconstruction on its group (block_run.c). */
+#ifndef NUPES_BLOCK_RUN_H
+#define NUPES_BLOCK_RUN_H
+
+#include "job_context.h"
+#include "result.h"
+
+/* Reconstructs block l on this rank's group. x is the fp32 model's block input until
+ * job->switch_step, then the quantized blocks' output (waiting for it to be handed on);
+ * the target is the fp32 block output. Resumes from the block's state file when there is
+ * a valid one, saves it every checkpoint_interval seconds and on a stop (NQ_STOPPED). On
+ * NQ_OK, out (allocated here) holds the result on every rank of the group. */
+nq_status block_run(Job *job, int l, BlockResult *out);
+
+#endif
