@@ -8,6 +8,8 @@
 #ifndef NUPES_EXPORT_SAFETENSORS_H
 #define NUPES_EXPORT_SAFETENSORS_H
 
+#include <stdint.h>
+
 #include "model_file.h"
 #include "status.h"
 
@@ -16,9 +18,18 @@ typedef enum { EXPORT_F32, EXPORT_F16, EXPORT_BF16 } ExportDtype;
 /* "f32" | "f16" | "bf16" -> dtype; -1 for anything else. */
 int export_dtype_parse(const char *name, ExportDtype *out);
 
-/* Writes m as an HF directory at dir. Refuses a directory that holds a sharded index
- * (model.safetensors.index.json would take precedence over the new file when read). */
-nq_status export_safetensors(Model *m, const char *dir, ExportDtype dtype);
+/* Writes m as an HF directory at dir: config.json and model.safetensors, or, when the data
+ * exceeds max_shard_bytes, model-0000k-of-0000n.safetensors files of at most that much data
+ * each (a larger tensor alone in its file, as transformers does) and
+ * model.safetensors.index.json {"metadata": {"total_size"}, "weight_map"}. All shards are
+ * written under temporary names and renamed once complete, then the index, then
+ * config.json. Refuses a directory that already holds an index (it would take precedence
+ * over a new single file when read). */
+nq_status export_safetensors(Model *m, const char *dir, ExportDtype dtype, uint64_t max_shard_bytes);
+
+/* "5GB", "500MB", "2GiB", "1000000" (bytes; KB/MB/GB/TB decimal as transformers' max_shard_size,
+ * KiB/MiB/GiB binary) -> bytes; -1 for anything else. */
+int export_parse_size(const char *text, uint64_t *bytes);
 
 /* q/k rows between rope layouts, per head of hs rows (hs = rows / n_heads):
  *   to_half = 1: interleaved row 2i + j -> half row j * hs/2 + i (the HF permutation);

@@ -98,3 +98,17 @@ extern "C" int sp_model_is_byte(const SpModel *sp, int id) {
     if (id < 0 || id >= sp->processor.GetPieceSize()) return 0;
     return sp->processor.IsByte(id) ? 1 : 0;
 }
+
+extern "C" float sp_model_score(const SpModel *sp, int id) {
+    if (id < 0 || id >= sp->processor.GetPieceSize()) return 0;
+    return sp->processor.GetScore(id);
+}
+
+extern "C" int sp_model_kind(const SpModel *sp, int id) {
+    if (id < 0 || id >= sp->processor.GetPieceSize()) return TOKEN_KIND_UNUSED;
+    if (sp->processor.IsUnknown(id)) return TOKEN_KIND_UNKNOWN;
+    if (sp->processor.IsControl(id)) return TOKEN_KIND_CONTROL;
+    if (sp->processor.IsUnused(id)) return TOKEN_KIND_UNUSED;
+    if (sp->processor.IsByte(id)) return TOKEN_KIND_BYTE;
+    return TOKEN_KIND_NORMAL;
+}

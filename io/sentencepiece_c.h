@@ -35,6 +35,11 @@ const char *sp_model_id_to_piece(const SpModel *sp, int id);
 /* 1 when id is a byte-fallback piece <0xNN>. */
 int sp_model_is_byte(const SpModel *sp, int id);
 
+/* The score of id (0 when out of range) and its kind (TokenKind values: normal, unknown,
+ * control, unused, byte). */
+float sp_model_score(const SpModel *sp, int id);
+int sp_model_kind(const SpModel *sp, int id);
+
 /* The tokenizer backend (tokenizer_sp.c), for tokenizer_open: data[0..size) is the whole
  * tokenizer.model (borrowed for the call). Refuses a vocabulary of another size than
  * t->vocab_size, or BOS/EOS ids other than TOKEN_BOS/TOKEN_EOS. Fills t->ops and

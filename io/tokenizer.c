@@ -67,3 +67,9 @@ const char *tokenizer_decode(const Tokenizer *t, int prev, int token) {
     if (token < 0 || token >= t->vocab_size) return "";
     return t->ops->decode(t, prev, token);
 }
+
+char *tokenizer_piece(const Tokenizer *t, int id, float *score, TokenKind *kind) {
+    return t->ops->piece(t, id, score, kind);
+}
+
+const char *tokenizer_format(const Tokenizer *t) { return t->ops->format; }

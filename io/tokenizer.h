@@ -29,4 +29,24 @@ nq_status tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int
  * give their byte). Valid until tokenizer_free. */
 const char *tokenizer_decode(const Tokenizer *t, int prev, int token);
 
+/* "llama2c" (tokenizer.bin) or "sentencepiece" (tokenizer.model). */
+const char *tokenizer_format(const Tokenizer *t);
+
+/* Kinds of vocabulary entries, numbered as llama.cpp's token types (llama_token_type) and
+ * SentencePiece's piece types. */
+typedef enum {
+    TOKEN_KIND_NORMAL = 1,
+    TOKEN_KIND_UNKNOWN = 2,
+    TOKEN_KIND_CONTROL = 3,
+    TOKEN_KIND_USER_DEFINED = 4,
+    TOKEN_KIND_UNUSED = 5,
+    TOKEN_KIND_BYTE = 6,
+} TokenKind;
+
+/* Vocabulary entry `id` spelled as SentencePiece spells it: spaces as U+2581 ("\xe2\x96\x81"),
+ * byte pieces "<0xNN>", "<unk>", "<s>", "</s>" (a llama2.c tokenizer.bin stores BOS/EOS
+ * as "\n<s>\n" and spaces as ' ': they are spelled back), with its score and kind. The
+ * string is malloc'd (NUL-terminated; the caller frees it), NULL when out of memory. */
+char *tokenizer_piece(const Tokenizer *t, int id, float *score, TokenKind *kind);
+
 #endif

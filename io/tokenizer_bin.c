@@ -251,7 +251,33 @@ static void bin_free(Tokenizer *t) {
     t->backend = NULL;
 }
 
-static const TokenizerOps bin_ops = {bin_encode, bin_decode, bin_free};
+/* llama2.c's tokenizer.py wrote SentencePiece's pieces with "\xe2\x96\x81" replaced by ' '
+ * and BOS/EOS as "\n<s>\n", "\n</s>\n": spelled back here. */
+static char *bin_piece(const Tokenizer *t, int id, float *score, TokenKind *kind) {
+    BinTokenizer const *b = t->backend;
+    *score = b->score[id];
+    if (id == TOKEN_BOS || id == TOKEN_EOS) {
+        *kind = TOKEN_KIND_CONTROL;
+        return strdup(id == TOKEN_BOS ? "<s>" : "</s>");
+    }
+    const char *p = b->piece[id];
+    *kind = b->byte_value[id] >= 0 ? TOKEN_KIND_BYTE : strcmp(p, "<unk>") == 0 ? TOKEN_KIND_UNKNOWN : TOKEN_KIND_NORMAL;
+    char *out = malloc((size_t)b->length[id] * 3 + 1);
+    if (!out) return NULL;
+    size_t n = 0;
+    for (int i = 0; i < b->length[id]; i++) {
+        if (p[i] == ' ') {
+            memcpy(out + n, "\xe2\x96\x81", 3);
+            n += 3;
+        } else {
+            out[n++] = p[i];
+        }
+    }
+    out[n] = '\0';
+    return out;
+}
+
+static const TokenizerOps bin_ops = {bin_encode, bin_decode, bin_free, bin_piece, "llama2c"};
 
 /* 0..255 when s[0..len) is exactly "<0xHH>", else -1. */
 static short parse_byte_piece(const char *s, int len) {

@@ -14,6 +14,8 @@ typedef struct {
                         int **tokens, size_t *n_tokens);
     const char *(*decode)(const Tokenizer *t, int prev, int token);
     void (*free)(Tokenizer *t); /* frees t->backend only */
+    char *(*piece)(const Tokenizer *t, int id, float *score, TokenKind *kind); /* tokenizer_piece */
+    const char *format; /* tokenizer_format */
 } TokenizerOps;
 
 struct Tokenizer {

@@ -60,7 +60,14 @@ static void sp_free(Tokenizer *t) {
     t->backend = NULL;
 }
 
-static const TokenizerOps sp_ops = {sp_encode, sp_decode, sp_free};
+static char *sp_piece(const Tokenizer *t, int id, float *score, TokenKind *kind) {
+    SpTokenizer const *s = t->backend;
+    *score = sp_model_score(s->sp, id);
+    *kind = (TokenKind)sp_model_kind(s->sp, id);
+    return strdup(sp_model_id_to_piece(s->sp, id));
+}
+
+static const TokenizerOps sp_ops = {sp_encode, sp_decode, sp_free, sp_piece, "sentencepiece"};
 
 /* Writes piece v decoded (at most its own length + 1 bytes) to out; returns the length. */
 static size_t decode_piece(const SpModel *sp, int v, char *out) {

@@ -107,6 +107,56 @@ check "untied llama2c -> safetensors: lm_head.weight, weights and logits bit-ide
     grep -q 'lm_head.weight' '$TMP/untied2/model.safetensors' &&
     '$TOOLS/compare_models' '$TMP/untied' '$TMP/untied2'"
 
+# The HF directory's other files: README (dequantized, from which checkpoint, method, bits),
+# generation_config.json, the tokenizer (tokenizer.bin copied as it is; a SentencePiece
+# tokenizer.model copied with tokenizer_config.json and special_tokens_map.json).
+check "safetensors directory: README says dequantized (method, bits), generation_config, tokenizer.bin copied" bash -c "
+    '$BIN' export --checkpoint '$CK' --format safetensors --out '$TMP/hfdir' --dtype f16 --tokenizer '$DATA/tok512.bin' >/dev/null &&
+    grep -q 'These weights are dequantized' '$TMP/hfdir/README.md' && grep -q 'method \`nupes\`, 4-bit codes' '$TMP/hfdir/README.md' &&
+    grep -q 'Hugging Face has no reader' '$TMP/hfdir/README.md' && cmp '$TMP/hfdir/tokenizer.bin' '$DATA/tok512.bin' &&
+    python3 -c \"import json; g = json.load(open('$TMP/hfdir/generation_config.json')); assert g == {'bos_token_id': 1, 'eos_token_id': 2}, g\" &&
+    '$TOOLS/compare_models' '$CK' '$TMP/hfdir' --weights-tol 2e-3 --logits-tol 5e-2"
+# Sharding: at most --max-shard-size of data per file (a bigger tensor alone), the index,
+# and the same model read back.
+check "safetensors --max-shard-size 100KB: shards, index, weights and logits bit-identical to one file" bash -c "
+    '$BIN' export --checkpoint '$CK' --format safetensors --out '$TMP/shards' --max-shard-size 100KB >/dev/null &&
+    '$TOOLS/compare_models' '$TMP/hf32' '$TMP/shards' &&
+    '$BIN' export --checkpoint '$TMP/shards' --format llama2c --out '$TMP/shards.bin' >/dev/null && cmp '$TMP/shards.bin' '$TMP/q.bin' &&
+    python3 - '$TMP/shards' '$TMP/hf32' <<'EOF_PY'
+import json, os, struct, sys
+d, one = sys.argv[1:]
+idx = json.load(open(d + '/model.safetensors.index.json'))
+files = sorted(set(idx['weight_map'].values()))
+n = len(files)
+assert n > 2 and files == ['model-%05d-of-%05d.safetensors' % (k + 1, n) for k in range(n)], files
+assert not os.path.exists(d + '/model.safetensors')
+total, names = 0, set()
+for f in files:
+    with open(d + '/' + f, 'rb') as fh:
+        h = json.loads(fh.read(struct.unpack('<Q', fh.read(8))[0]))
+    h.pop('__metadata__')
+    size = sum(t['data_offsets'][1] - t['data_offsets'][0] for t in h.values())
+    assert size <= 100000 or len(h) == 1, (f, size, len(h))
+    assert all(idx['weight_map'][k] == f for k in h)
+    total += size
+    names |= set(h)
+with open(one + '/model.safetensors', 'rb') as fh:
+    ref = json.loads(fh.read(struct.unpack('<Q', fh.read(8))[0]))
+ref.pop('__metadata__')
+assert names == set(ref) == set(idx['weight_map']) and idx['metadata']['total_size'] == total
+print('%d shards, %d tensors, %d bytes' % (n, len(names), total))
+EOF_PY"
+"$TOOLS/make_synthetic_model" "$TMP/v32k.bin" 32 64 1 4 4 32000 64 7 >/dev/null
+check "safetensors directory with a SentencePiece tokenizer: tokenizer.model, tokenizer_config.json, special tokens" bash -c "
+    '$BIN' export --checkpoint '$TMP/v32k.bin' --format safetensors --out '$TMP/hfsp' --tokenizer '$DATA/llama2-tokenizer/tokenizer.model' >/dev/null &&
+    cmp '$TMP/hfsp/tokenizer.model' '$DATA/llama2-tokenizer/tokenizer.model' && grep -q 'Converted from the fp32 model' '$TMP/hfsp/README.md' &&
+    python3 -c \"
+import json
+c = json.load(open('$TMP/hfsp/tokenizer_config.json')); m = json.load(open('$TMP/hfsp/special_tokens_map.json'))
+assert c['tokenizer_class'] == 'LlamaTokenizer' and c['add_bos_token'] is True and c['add_eos_token'] is False, c
+assert c['model_max_length'] == 64 and m == {'bos_token': '<s>', 'eos_token': '</s>', 'unk_token': '<unk>'}, (c, m)
+\""
+
 # eval: the exports give the checkpoint's numbers.
 EV=(--tokenizer "$DATA/tok512.bin" --text "$DATA/eval-generated.txt" --seq-len 256 --sequences 24)
 ppl() { "$BIN" eval --model "$1" "${EV[@]}" | sed -n 's/^fp32 perplexity: *//p'; }
@@ -121,7 +171,12 @@ else bad "eval llama2c export against the checkpoint"; cat "$TMP/eval.log"; fi
 # Bad command lines and inputs: exit 2, one line, nothing written.
 check "export --help" "$BIN" export --help
 expect_exit 2 "missing --out" "$BIN" export --checkpoint "$CK" --format llama2c
-expect_exit 2 "unknown --format" "$BIN" export --checkpoint "$CK" --format gguf --out "$TMP/x"
+expect_exit 2 "unknown --format" "$BIN" export --checkpoint "$CK" --format onnx --out "$TMP/x"
+expect_exit 2 "bad --max-shard-size" "$BIN" export --checkpoint "$CK" --format safetensors --out "$TMP/x" --max-shard-size 5XB
+expect_exit 2 "--max-shard-size with llama2c" "$BIN" export --checkpoint "$CK" --format llama2c --out "$TMP/x" --max-shard-size 1MB
+expect_exit 2 "--tokenizer with llama2c" "$BIN" export --checkpoint "$CK" --format llama2c --out "$TMP/x" --tokenizer "$DATA/tok512.bin"
+expect_exit 2 "safetensors with a tokenizer of another vocabulary" \
+    "$BIN" export --checkpoint "$CK" --format safetensors --out "$TMP/x" --tokenizer "$DATA/llama2-tokenizer/tokenizer.model"
 expect_exit 2 "--dtype f16 with llama2c" "$BIN" export --checkpoint "$CK" --format llama2c --out "$TMP/x" --dtype f16
 expect_exit 2 "unknown --dtype" "$BIN" export --checkpoint "$CK" --format safetensors --out "$TMP/x" --dtype f8
 expect_exit 2 "missing checkpoint" "$BIN" export --checkpoint "$TMP/none.h5" --format llama2c --out "$TMP/x"
