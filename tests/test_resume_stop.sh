@@ -99,8 +99,9 @@ for np in 1 2; do
   expect_stopped "$dir"
   [ "$(rl_count "$dir/done")" = 0 ] || fail "cap$np: blocks done although capture was stopped"
   grep -q 'capture done' "$dir/progress.log" && fail "cap$np: capture finished before the stop"
-  out=$("$NUPES_BIN" inspect "$dir/activations.h5" 2>&1) || fail "inspect activations: $out"
-  [[ $out == *complete* ]] && fail "cap$np: activations.h5 marked complete: $out"
+  [ -e "$dir/activations.h5" ] && fail "cap$np: activations.h5 (a complete capture) after a stop in capture"
+  out=$("$NUPES_BIN" inspect "$dir/activations.h5.partial" 2>&1) || fail "inspect activations: $out"
+  [[ $out == *INCOMPLETE* ]] || fail "cap$np: activations.h5.partial not shown incomplete: $out"
   resume_and_compare "cap$np" "$np" "$dir" "$ref_cap"
   grep -q '^capture: 32 sequences x 128 tokens' "$RL_WORK/cap$np-resume.out" ||
     fail "cap$np-resume: capture was not redone"
