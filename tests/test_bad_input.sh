@@ -110,7 +110,7 @@ fi
 
 if run_ok --seq-len 256 >"$TMP/eval.out" 2>"$TMP/eval.err"; then
     cat "$TMP/eval.out"
-    ppl=$(sed -n 's/^fp32 perplexity: //p' "$TMP/eval.out")
+    ppl=$(sed -n 's/^fp32 perplexity: \([0-9.]*\) ± [0-9.]*$/\1/p' "$TMP/eval.out")
     windows=$(sed -n 's/^windows: \([0-9]*\) of 256 tokens.*/\1/p' "$TMP/eval.out")
     if [[ $windows == 198 ]] && python3 -c "import sys; p = float('$ppl'); sys.exit(abs(p / 4.4606 - 1) > 1e-3)"; then
         echo "ok   eval-generated.txt at T 256: perplexity $ppl (expected 4.4606 within 0.1%), $windows windows"
@@ -138,7 +138,7 @@ fi
 # The comparison path, with llama2.c files standing in for the quantized checkpoint: the
 # model against itself gives KL 0 and full agreement; a perturbed copy gives KL > 0.
 same=$(run_ok --seq-len 128 --sequences 4 --checkpoint "$MODEL")
-if [[ $same == *"mean KL(fp32 || quantized): 0.000000 nats/token over 512 positions"* &&
+if [[ $same == *"mean KL(fp32 || quantized): 0.000000 ± 0.000000 nats/token over 512 positions"* &&
       $same == *"top-1 agreement: 100.00%"* &&
       $(sed -n 's/^fp32 perplexity: //p' <<<"$same") == $(sed -n 's/^quantized perplexity: //p' <<<"$same") ]]; then
     echo "ok   model against itself: KL 0, agreement 100%, equal perplexities"
@@ -161,7 +161,7 @@ open(sys.argv[2], "wb").write(data)
 EOF2
 noisy=$(run_ok --seq-len 128 --sequences 4 --checkpoint "$TMP/noisy.bin")
 kl=$(sed -n 's/^mean KL(fp32 || quantized): \([0-9.]*\) .*/\1/p' <<<"$noisy")
-agree=$(sed -n 's/^top-1 agreement: \([0-9.]*\)%/\1/p' <<<"$noisy")
+agree=$(sed -n 's/^top-1 agreement: \([0-9.]*\)% ± [0-9.]*%$/\1/p' <<<"$noisy")
 if python3 -c "import sys; sys.exit(not (0 < float('$kl') < 1 and 50 < float('$agree') < 100))"; then
     echo "ok   perturbed wq: KL $kl nats/token, top-1 agreement $agree%"
     passed=$((passed + 1))
