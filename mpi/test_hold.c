@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mpi_check.h"
 #include "stop.h"
 
 #define MAX_FIRED 64
@@ -46,7 +47,7 @@ void test_hold(const char *fmt, ...) {
 
     int rank = 0, initialized = 0;
     MPI_Initialized(&initialized);
-    if (initialized) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (initialized) MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
     char held[PATH_MAX], release[96];
     snprintf(held, sizeof held, "%s/held.%s.%d", dir, point, rank);
     snprintf(release, sizeof release, "release.%s", point);
