@@ -36,7 +36,9 @@ static void print_help(FILE *out) {
             "                     --cpus-per-task (default $OPENBLAS_NUM_THREADS, else 1)\n"
             "  -h, --help         this help\n\n"
             "A stopped job (SIGTERM, SIGINT, SIGUSR1) saves its state and exits 75: run the same\n"
-            "command again to resume. Exit codes: 0 done, 2 bad input, 3 runtime failure, 75 stopped.\n");
+            "command again to resume. Exit codes: 0 done, 2 bad input, 3 runtime failure, 75 stopped.\n"
+            "mpirun exits 1 when it is itself sent SIGTERM or SIGINT, even when the ranks exit 75:\n"
+            "with NUPES_EXIT_FILE=PATH in the environment, rank 0 writes its exit code to PATH.\n");
 }
 
 typedef struct {

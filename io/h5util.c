@@ -145,9 +145,16 @@ nq_status h5u_reserve(hid_t file, const char *path, size_t bytes) {
 }
 
 void h5u_release(const char *path) {
+    int const fd = open(path, O_WRONLY | O_CLOEXEC);
     struct stat sb;
-    if (stat(path, &sb) == 0 && truncate(path, sb.st_size) != 0) { /* the reserve stays until unlinked */
+    if (fd < 0) return;
+    /* Blocks kept beyond the end: punched out (ext4, xfs, tmpfs), else a truncation to the
+     * same size frees them on file systems that do that; at worst they stay until unlink. */
+    if (fstat(fd, &sb) == 0 &&
+        fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, sb.st_size, (off_t)1 << 50) != 0 &&
+        ftruncate(fd, sb.st_size) != 0) {
     }
+    close(fd);
 }
 
 nq_status h5u_close_file(hid_t file, const char *path) {
