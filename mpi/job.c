@@ -174,11 +174,28 @@ static char *toml_with_blas(const char *toml, const Job *job) {
 }
 
 /* Root: the run directory is resumed, created, or refused (another config). */
+/* Root, before the run directory is written: every weight the job will read is finite
+ * (model_file.c checks a block the first time it is handed out). Done here, not as the
+ * capture reaches each block, so that a NaN in the last block of a 7B model is exit 2
+ * before the capture starts, not after an hour of it; root reads the whole model for the
+ * fingerprint just before anyway. */
+static nq_status check_weights_finite(Job *job) {
+    HeadWeights head;
+    nq_status st = model_head(job->model, &head);
+    for (int l = 0; l < job->c->n_layers && st == NQ_OK; l++) {
+        BlockWeights w;
+        st = model_block(job->model, l, &w);
+        if (st == NQ_OK) model_release_block(job->model, l);
+    }
+    return st;
+}
+
 static nq_status prepare_run_dir(Job *job, const JobOptions *opt) {
     if (job->layout.world_rank != 0) return NQ_OK;
     uint64_t model_hash = 0;
     nq_status st = plan_check_run_dir_space(job->run_dir, job->c, job->cfg->mode, job->N, job->T);
     if (st == NQ_OK) st = model_content_hash(job->model, &model_hash);
+    if (st == NQ_OK) st = check_weights_finite(job);
     Fingerprint fp;
     char *settings = st == NQ_OK ? fingerprint_job_settings(job->cfg, job->layout.data_parallel, job->c) : NULL;
     if (st == NQ_OK && !settings) st = nq_fail(NQ_ERR_RUNTIME, "out of memory printing the fingerprint's settings");

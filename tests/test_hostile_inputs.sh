@@ -84,6 +84,9 @@ open(out + "/inf.bin", "wb").write(inf)
 EOF
 expect nan-quantize 2 "nan.bin: block 2 wq\[3\]\[5\] = nan, expected a finite weight" \
   "$NUPES_BIN" "${job_args[@]}" --set "model.path=$work/nan.bin" --set "run.dir=$work/r4"
+# found before any work: no capture was started, no run.toml written
+[ -e "$work/r4/run.toml" ] || compgen -G "$work/r4/activations.h5*" >/dev/null &&
+  fail "nan-quantize: the run directory was written before the NaN was found: $(ls -A "$work/r4")"
 expect nan-eval 2 "nan.bin: block 2 wq\[3\]\[5\] = nan, expected a finite weight" \
   "$NUPES_BIN" $(eval_args "$work/nan.bin" "$NUPES_DATA/calib-generated.txt" "$NUPES_DATA/tok512.bin")
 expect inf-eval 2 "inf.bin: tok_embeddings\[7\]\[1\] = inf, expected a finite weight" \
