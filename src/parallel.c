@@ -11,12 +11,13 @@ static int clamp_threads(int n) {
     return n < 1 ? 1 : n > PARALLEL_MAX_THREADS ? PARALLEL_MAX_THREADS : n;
 }
 
-/* A positive count from the environment variable, else 0. */
+/* A positive count from the environment variable (at most PARALLEL_MAX_THREADS), else 0. */
 static int env_threads(const char *name) {
     const char *v = getenv(name);
     char *end = NULL;
     long const n = v ? strtol(v, &end, 10) : 0;
-    return v && end != v && *end == '\0' && n > 0 && n <= PARALLEL_MAX_THREADS ? (int)n : 0;
+    if (!v || end == v || *end != '\0' || n <= 0) return 0;
+    return n < PARALLEL_MAX_THREADS ? (int)n : PARALLEL_MAX_THREADS;
 }
 
 /* The variables first: OpenBLAS caps its own count at the cores it sees, while a rank may
