@@ -13,13 +13,13 @@ bash "$root/scripts/build.sh"
 # or SLURM; those that start daemons are RUN_SERIAL. NUPES_TEST_JOBS overrides.
 jobs=${NUPES_TEST_JOBS:-2}
 echo "== tests (release)"
-ctest --test-dir "$root/build" --output-on-failure --timeout 900 -j"$jobs"
+ctest --test-dir "$root/build" --output-on-failure --timeout 2700 -j"$jobs"
 
 echo "== build (AddressSanitizer + UBSan)"
 NUPES_SANITIZE=1 bash "$root/scripts/build.sh"
 # test_fuzz_smoke builds its own clang + ASan + UBSan targets whatever the build: it has
 # run under the sanitizers in the first pass, so it is not repeated here.
 echo "== tests (AddressSanitizer + UBSan)"
-ctest --test-dir "$root/build-asan" --output-on-failure --timeout 1800 -j"$jobs" -E '^test_fuzz_smoke$'
+ctest --test-dir "$root/build-asan" --output-on-failure --timeout 2700 -j"$jobs" -E '^test_fuzz_smoke$'
 
 echo "test.sh: all tests passed in both builds ($(( $(date +%s) - start )) s)"
