@@ -129,11 +129,8 @@ static void check_blas_kernel(Job *job, const char *log_path) {
         snprintf(job->blas_note, sizeof job->blas_note,
                  "BLAS kernel %s, but this run started on %s (run.toml): from here on the "
                  "result is " BLAS_NOT_IDENTICAL " to an uninterrupted run on %s", now, first, first);
-        fprintf(stderr, "nupes-mpi: warning: %s\n", job->blas_note);
-        job_log(job, "warning: %s", job->blas_note);
-        return;
     }
-    if (job->blas_note[0]) { /* ranks differ (gather_blas) */
+    if (job->blas_note[0]) { /* this kernel change, or ranks that differ (gather_blas) */
         fprintf(stderr, "nupes-mpi: warning: %s\n", job->blas_note);
         job_log(job, "warning: %s", job->blas_note);
         return;
