@@ -33,6 +33,7 @@
 
 typedef struct {
     ModelConfig c;
+    ActDtype dtype; /* of the activations file (calibration.activation_dtype) */
     int T, N, repeats;
     const char *dir;
 } Options;
@@ -86,7 +87,7 @@ static int run_capture(Model *m, const Options *o, const int *tokens, const char
     double const t0 = bench_now();
     Activations *act = NULL;
     nq_status st = activations_create(path, MPI_COMM_WORLD, o->c.n_layers, o->N, o->T, o->c.dim,
-                                      &act);
+                                      o->dtype, &act);
     if (st == NQ_OK) st = capture_run(m, tokens, o->N, o->T, act, 0);
     nq_status const closed = activations_close(act);
     if (st == NQ_OK) st = closed;
@@ -106,7 +107,7 @@ static int run_verify(const Options *o, int first, int count, const char *path, 
     MPI_Barrier(MPI_COMM_WORLD);
     double const t0 = bench_now();
     Activations *act = NULL;
-    nq_status st = activations_open(path, MPI_COMM_WORLD, o->c.n_layers, o->N, o->T, o->c.dim, &act);
+    nq_status st = activations_open(path, MPI_COMM_WORLD, o->c.n_layers, o->N, o->T, o->c.dim, o->dtype, &act);
     if (st == NQ_OK) st = activations_verify(act, first, count);
     nq_status const closed = activations_close(act);
     if (st == NQ_OK) st = closed;
@@ -115,13 +116,13 @@ static int run_verify(const Options *o, int first, int count, const char *path, 
     return st == NQ_OK ? 0 : -1;
 }
 
-static int run_hdf5(const Options *o, const float *x, int first, int count, const char *path,
+static int run_hdf5(const Options *o, float *x, int first, int count, const char *path,
                     double *seconds) {
     MPI_Barrier(MPI_COMM_WORLD);
     double const t0 = bench_now();
     Activations *act = NULL;
     nq_status st = activations_create(path, MPI_COMM_WORLD, o->c.n_layers, o->N, o->T, o->c.dim,
-                                      &act);
+                                      o->dtype, &act);
     for (int l = 0; l <= o->c.n_layers && st == NQ_OK; l++)
         st = activations_write(act, l, first, count, x);
     if (st == NQ_OK) st = activations_flush(act);
@@ -135,7 +136,7 @@ static int run_hdf5(const Options *o, const float *x, int first, int count, cons
 /* The same bytes at the offsets the HDF5 dataset would hold them (level-major). */
 static int run_plain(const Options *o, const float *x, int first, int count, const char *path,
                      double *seconds) {
-    size_t const per_seq = (size_t)o->T * o->c.dim * sizeof(float);
+    size_t const per_seq = (size_t)o->T * o->c.dim * act_dtype_bytes(o->dtype);
     if (rank_ == 0) {
         int const fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0644);
         if (fd >= 0) close(fd);
@@ -163,7 +164,7 @@ static int run_plain(const Options *o, const float *x, int first, int count, con
 static int parse_options(int argc, char **argv, Options *o) {
     o->c = (ModelConfig){.dim = 512, .hidden_dim = 1376, .n_layers = 4, .n_heads = 8,
                          .n_kv_heads = 8, .vocab_size = 512, .seq_len = 256};
-    o->T = 256, o->N = 64, o->repeats = 2, o->dir = ".";
+    o->T = 256, o->N = 64, o->repeats = 2, o->dir = ".", o->dtype = ACT_FP32;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
         int const n = atoi(v);
@@ -175,6 +176,8 @@ static int parse_options(int argc, char **argv, Options *o) {
         else if (!strcmp(k, "--sequences")) o->N = n;
         else if (!strcmp(k, "--repeats")) o->repeats = n;
         else if (!strcmp(k, "--dir")) o->dir = v;
+        else if (!strcmp(k, "--dtype") && (!strcmp(v, "fp32") || !strcmp(v, "fp16") || !strcmp(v, "bf16")))
+            o->dtype = v[1] == 'p' && v[2] == '3' ? ACT_FP32 : v[0] == 'f' ? ACT_FP16 : ACT_BF16;
         else return -1;
     }
     return (argc % 2 == 1 && o->repeats >= 1 && o->N >= size_) ? 0 : -1;
@@ -248,7 +251,7 @@ int main(int argc, char **argv) {
     if (parse_options(argc, argv, &o) != 0) {
         if (rank_ == 0)
             fprintf(stderr, "usage: %s [--dim 512] [--hidden 1376] [--layers 4] [--heads 8] "
-                            "[--seq-len 256] [--sequences 64] [--repeats 2] [--dir D]\n", argv[0]);
+                            "[--seq-len 256] [--sequences 64] [--repeats 2] [--dtype fp32|fp16|bf16] [--dir D]\n", argv[0]);
     } else {
         rc = bench(&o) == 0 ? 0 : 3;
     }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <sys/statvfs.h>
 
+#include "act_dtype_h5.h"
 #include "h5sum.h"
 #include "h5util.h"
 
@@ -14,6 +15,8 @@ struct Activations {
     hid_t inputs; /* /inputs */
     hid_t sums;   /* /checksums */
     hid_t xfer_collective;
+    hid_t type; /* the stored values' HDF5 type, also their memory type (act_dtype_h5.h) */
+    ActDtype dtype;
     uint64_t *sums_read; /* [L+1][N], read from the file at the first read (NULL before) */
     int L, N, T, d;
     int complete;
@@ -24,15 +27,22 @@ static nq_status fail(const Activations *a, const char *what) {
     return h5u_fail(NQ_ERR_RUNTIME, a->path, what);
 }
 
-static Activations *activations_new(const char *path, int L, int N, int T, int d) {
+static Activations *activations_new(const char *path, int L, int N, int T, int d, ActDtype dtype) {
     Activations *a = nq_calloc(1, sizeof *a, "activations handle");
     if (!a) return NULL;
     snprintf(a->path, sizeof a->path, "%s", path);
     a->file = a->inputs = a->sums = a->xfer_collective = H5I_INVALID_HID;
+    a->type = act_h5_type(dtype);
+    a->dtype = dtype;
     a->L = L;
     a->N = N;
     a->T = T;
     a->d = d;
+    if (a->type < 0) {
+        h5u_fail(NQ_ERR_RUNTIME, path, "cannot make the activations' HDF5 type");
+        free(a);
+        return NULL;
+    }
     return a;
 }
 
@@ -53,7 +63,7 @@ static nq_status create_inputs(Activations *a) {
         st = fail(a, "cannot set up the activation datasets");
         goto done;
     }
-    a->inputs = H5Dcreate2(a->file, "inputs", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    a->inputs = H5Dcreate2(a->file, "inputs", a->type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     if (a->inputs < 0) st = fail(a, "cannot create dataset /inputs");
     hsize_t const sum_dims[2] = {(hsize_t)a->L + 1, (hsize_t)a->N};
     hid_t const sum_space = st == NQ_OK ? H5Screate_simple(2, sum_dims, NULL) : -1;
@@ -67,16 +77,17 @@ done:
     return st;
 }
 
-nq_status activations_create(const char *path, MPI_Comm comm, int L, int N, int T, int d,
+nq_status activations_create(const char *path, MPI_Comm comm, int L, int N, int T, int d, ActDtype dtype,
                              Activations **out) {
     *out = NULL;
-    Activations *a = activations_new(path, L, N, T, d);
+    Activations *a = activations_new(path, L, N, T, d, dtype);
     if (!a) return NQ_ERR_RUNTIME;
     nq_status st = h5u_init();
     if (st == NQ_OK) st = h5u_open_mpio(path, comm, 1, "the activations file", &a->file);
     if (st == NQ_OK) st = create_inputs(a);
     if (st == NQ_OK) st = make_collective_xfer(a);
     if (st == NQ_OK) st = h5u_attr_write_int(a->file, a->path, "complete", 0);
+    if (st == NQ_OK) st = act_h5_write_dtype(a->file, a->path, dtype);
     if (st != NQ_OK) {
         activations_close(a);
         return st;
@@ -109,14 +120,15 @@ static nq_status open_inputs(Activations *a) {
     return NQ_OK;
 }
 
-nq_status activations_open(const char *path, MPI_Comm comm, int L, int N, int T, int d,
+nq_status activations_open(const char *path, MPI_Comm comm, int L, int N, int T, int d, ActDtype dtype,
                            Activations **out) {
     *out = NULL;
-    Activations *a = activations_new(path, L, N, T, d);
+    Activations *a = activations_new(path, L, N, T, d, dtype);
     if (!a) return NQ_ERR_RUNTIME;
     nq_status st = h5u_init();
     if (st == NQ_OK) st = h5u_open_mpio(path, comm, 0, "the activations file", &a->file);
     long long complete = 0;
+    if (st == NQ_OK) st = act_h5_check_dtype(a->file, a->path, dtype);
     if (st == NQ_OK) st = open_inputs(a);
     if (st == NQ_OK) st = make_collective_xfer(a);
     if (st == NQ_OK) st = h5u_attr_read_int(a->file, a->path, "/", "complete", &complete);
@@ -134,6 +146,7 @@ nq_status activations_close(Activations *a) {
     h5u_close(a->inputs);
     h5u_close(a->sums);
     h5u_close(a->xfer_collective);
+    h5u_close(a->type);
     free(a->sums_read);
     nq_status const st = h5u_close_file(a->file, a->path);
     free(a);
@@ -167,12 +180,13 @@ static hid_t slab_of(Activations *a, int sums, int level, int first, int count) 
 
 static hid_t slab(Activations *a, int level, int first, int count) { return slab_of(a, 0, level, first, count); }
 
-/* Collective: the checksums of the sequences this rank writes, beside them. */
-static nq_status write_sums(Activations *a, int level, int first, int count, const float *data) {
-    size_t const per_seq = (size_t)a->T * a->d;
+/* Collective: the checksums of the sequences this rank writes (their stored bytes), beside
+ * them. */
+static nq_status write_sums(Activations *a, int level, int first, int count, const void *stored) {
+    size_t const per_seq = (size_t)a->T * a->d * act_dtype_bytes(a->dtype);
     uint64_t *sums = nq_calloc((size_t)(count > 0 ? count : 1), sizeof *sums, "activation checksums");
     if (!sums) return NQ_ERR_RUNTIME;
-    for (int i = 0; i < count; i++) sums[i] = h5sum_bytes(data + (size_t)i * per_seq, per_seq * sizeof(float));
+    for (int i = 0; i < count; i++) sums[i] = h5sum_bytes((const char *)stored + (size_t)i * per_seq, per_seq);
     hsize_t const n = (hsize_t)(count > 0 ? count : 1);
     hid_t const mem = H5Screate_simple(1, &n, NULL);
     hid_t const file = slab_of(a, 1, level, first, count);
@@ -202,26 +216,28 @@ static nq_status load_sums(Activations *a) {
     return NQ_OK;
 }
 
-static nq_status check_sequence(Activations *a, int level, int seq, const float *data) {
-    size_t const per_seq = (size_t)a->T * a->d;
+static nq_status check_sequence(Activations *a, int level, int seq, const void *stored) {
+    size_t const per_seq = (size_t)a->T * a->d * act_dtype_bytes(a->dtype);
     uint64_t const want = a->sums_read[(size_t)level * a->N + seq];
-    if (h5sum_bytes(data, per_seq * sizeof(float)) == want) return NQ_OK;
+    if (h5sum_bytes(stored, per_seq) == want) return NQ_OK;
     return nq_fail(NQ_ERR_INPUT, "%s: /inputs level %d sequence %d: checksum mismatch (damaged file)", a->path,
                    level, seq);
 }
 
-nq_status activations_write(Activations *a, int level, int first, int count, const float *data) {
+nq_status activations_write(Activations *a, int level, int first, int count, float *data) {
     hsize_t const n = (hsize_t)(count > 0 ? count : 1) * a->T * a->d;
+    size_t const values = (size_t)count * a->T * a->d;
+    void *const stored = act_encode_in_place(a->dtype, data, values);
     hid_t const mem = H5Screate_simple(1, &n, NULL);
     hid_t const file = slab(a, level, first, count);
     nq_status st = NQ_OK;
     if (mem < 0 || file < 0 || (count == 0 && H5Sselect_none(mem) < 0)) {
         st = fail(a, "cannot select the sequences to write");
-    } else if (H5Dwrite(a->inputs, H5T_NATIVE_FLOAT, mem, file, a->xfer_collective, data) < 0) {
+    } else if (H5Dwrite(a->inputs, a->type, mem, file, a->xfer_collective, stored) < 0) {
         /* MPI-IO's error names no errno: tell a full file system apart (fault test). */
         struct statvfs fs;
         int const full = statvfs(a->path, &fs) == 0 &&
-                         (double)fs.f_bavail * (double)fs.f_frsize < (double)n * sizeof(float);
+                         (double)fs.f_bavail * (double)fs.f_frsize < (double)n * act_dtype_bytes(a->dtype);
         char what[128];
         snprintf(what, sizeof what, "write of /inputs level %d failed%s", level,
                  full ? ", the file system is full" : "");
@@ -229,7 +245,8 @@ nq_status activations_write(Activations *a, int level, int first, int count, con
     }
     if (mem >= 0) H5Sclose(mem);
     if (file >= 0) H5Sclose(file);
-    if (st == NQ_OK) st = write_sums(a, level, first, count, data);
+    if (st == NQ_OK) st = write_sums(a, level, first, count, stored);
+    act_decode_in_place(a->dtype, data, values); /* data = what a read returns */
     return st;
 }
 
@@ -242,12 +259,14 @@ nq_status activations_read(Activations *a, int level, const int *seqs, int n, fl
     if (mem < 0) return fail(a, "cannot create a memory space");
     for (int i = 0; i < n && st == NQ_OK; i++) {
         hid_t const file = slab(a, level, seqs[i], 1);
-        if (file < 0 || H5Dread(a->inputs, H5T_NATIVE_FLOAT, mem, file, H5P_DEFAULT, out + i * per_seq) < 0) {
+        float *const seq = out + i * per_seq; /* the stored values land at its start */
+        if (file < 0 || H5Dread(a->inputs, a->type, mem, file, H5P_DEFAULT, seq) < 0) {
             char what[96];
             snprintf(what, sizeof what, "read of /inputs level %d sequence %d failed", level, seqs[i]);
             st = fail(a, what);
         }
-        if (st == NQ_OK) st = check_sequence(a, level, seqs[i], out + i * per_seq);
+        if (st == NQ_OK) st = check_sequence(a, level, seqs[i], seq);
+        if (st == NQ_OK) act_decode_in_place(a->dtype, seq, per_seq);
         if (file >= 0) H5Sclose(file);
     }
     H5Sclose(mem);

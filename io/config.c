@@ -49,6 +49,7 @@ static const char *const formats[] = {"auto", "llama2c", "hf", NULL};
 static const char *const methods[] = {"nupes", "powerquant", "rtn", NULL};   /* QuantMethod */
 static const char *const exponents[] = {"tensor", "channel", NULL};          /* 0, 1 */
 static const char *const modes[] = {"parallel", "sequential", "pipelined", NULL}; /* ReconMode */
+static const char *const act_dtypes[] = {"fp32", "fp16", "bf16", NULL};       /* ActDtype */
 
 #define FIELD(f) offsetof(NupesConfig, f), sizeof(((NupesConfig *)0)->f)
 #define ANY INT_MAX
@@ -71,6 +72,7 @@ static const ConfigKey keys[] = {
     {"calibration", "tokens", K_PATH, FIELD(calib_tokens), 0, 0, 0, 0, NULL, 0},
     {"calibration", "sequences", K_INT, FIELD(calib_sequences), 0, ANY, 0, 0, NULL, 1},
     {"calibration", "seq_len", K_INT, FIELD(calib_seq_len), 2, ANY, 0, 0, NULL, 1},
+    {"calibration", "activation_dtype", K_CHOICE, FIELD(activation_dtype), 0, 0, 0, 0, act_dtypes, 1},
     {"quantization", "method", K_CHOICE, FIELD(method), 0, 0, 0, 0, methods, 1},
     {"quantization", "bits", K_INT, FIELD(bits), 2, 8, 0, 0, NULL, 1},
     {"quantization", "group_size", K_INT, FIELD(group_size), 0, ANY, 0, 0, NULL, 1},
@@ -97,7 +99,8 @@ static const ConfigKey keys[] = {
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
 /* K_CHOICE stores an int into the enum fields. */
-_Static_assert(sizeof(QuantMethod) == sizeof(int) && sizeof(ReconMode) == sizeof(int),
+_Static_assert(sizeof(QuantMethod) == sizeof(int) && sizeof(ReconMode) == sizeof(int) &&
+                   sizeof(ActDtype) == sizeof(int) && ACT_FP32 == 0 && ACT_FP16 == 1 && ACT_BF16 == 2,
                "choice fields are ints");
 
 static void *field(NupesConfig *cfg, const ConfigKey *k) { return (char *)cfg + k->offset; }

@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "float16.h"
 #include "status.h"
 
 #define CONFIG_PATH_MAX 1024
@@ -34,6 +35,8 @@ typedef struct {
     char calib_tokens[CONFIG_PATH_MAX]; /* ... or an HDF5 file of int32 ids (one of the two) */
     int calib_sequences;                /* 0 = as many as the text gives; default 0 */
     int calib_seq_len;                  /* T, default 256 */
+    ActDtype activation_dtype;          /* activations.h5 and hand-ons: "fp32" (default) |
+                                           "fp16" | "bf16" (src/float16.h) */
     /* [quantization] */
     QuantMethod method;                 /* default nupes */
     int bits;                           /* 2..8, default 4 */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "act_dtype_h5.h"
 #include "atomic_file.h"
 #include "h5sum.h"
 #include "h5util.h"
@@ -14,6 +15,8 @@
 
 struct QLevelReader {
     hid_t file, set;
+    hid_t type; /* stored values' type, also their memory type */
+    ActDtype dtype;
     uint64_t *sums; /* [N] */
     int N, T, d;
     char path[PATH_MAX];
@@ -28,13 +31,13 @@ int qlevel_exists(const char *run_dir, int level) {
     return qlevel_path(run_dir, level, path, sizeof path) == NQ_OK && access(path, F_OK) == 0;
 }
 
-/* Collective: the checksums of this rank's sequences into /checksums [N]. */
-static nq_status write_sums(hid_t file, const char *path, hid_t dcpl, hid_t xfer, int N, int T, int d,
-                            int first, int count, const float *data) {
-    size_t const per_seq = (size_t)T * d;
+/* Collective: the checksums of this rank's sequences (their stored bytes, per_seq each)
+ * into /checksums [N]. */
+static nq_status write_sums(hid_t file, const char *path, hid_t dcpl, hid_t xfer, int N, size_t per_seq,
+                            int first, int count, const void *stored) {
     uint64_t *sums = nq_calloc((size_t)(count > 0 ? count : 1), sizeof *sums, "hand-on checksums");
     if (!sums) return NQ_ERR_RUNTIME;
-    for (int i = 0; i < count; i++) sums[i] = h5sum_bytes(data + (size_t)i * per_seq, per_seq * sizeof(float));
+    for (int i = 0; i < count; i++) sums[i] = h5sum_bytes((const char *)stored + (size_t)i * per_seq, per_seq);
     hsize_t const dims[1] = {(hsize_t)N}, start[1] = {(hsize_t)first}, size[1] = {(hsize_t)count};
     hsize_t const n_mem = (hsize_t)(count > 0 ? count : 1);
     hid_t const space = H5Screate_simple(1, dims, NULL), mem = H5Screate_simple(1, &n_mem, NULL);
@@ -53,8 +56,8 @@ static nq_status write_sums(hid_t file, const char *path, hid_t dcpl, hid_t xfer
     return st;
 }
 
-static nq_status write_shard(hid_t file, const char *path, int N, int T, int d, int first, int count,
-                             const float *data) {
+static nq_status write_shard(hid_t file, const char *path, ActDtype dtype, int N, int T, int d, int first,
+                             int count, float *data) {
     hsize_t const dims[3] = {(hsize_t)N, (hsize_t)T, (hsize_t)d};
     hsize_t const start[3] = {(hsize_t)first, 0, 0}, size[3] = {(hsize_t)count, (hsize_t)T, (hsize_t)d};
     hsize_t const n_mem = (hsize_t)(count > 0 ? count : 1) * T * d;
@@ -62,21 +65,27 @@ static nq_status write_shard(hid_t file, const char *path, int N, int T, int d, 
     hid_t const mem = H5Screate_simple(1, &n_mem, NULL);
     hid_t const dcpl = H5Pcreate(H5P_DATASET_CREATE);
     hid_t const xfer = H5Pcreate(H5P_DATASET_XFER);
+    hid_t const type = act_h5_type(dtype);
     hid_t set = H5I_INVALID_HID;
+    size_t const values = (size_t)count * T * d;
+    void *const stored = act_encode_in_place(dtype, data, values);
     nq_status st = NQ_OK;
-    if (space < 0 || mem < 0 || dcpl < 0 || xfer < 0 || H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0 ||
+    if (space < 0 || mem < 0 || dcpl < 0 || xfer < 0 || type < 0 || H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0 ||
         H5Pset_obj_track_times(dcpl, 0) < 0 || H5Pset_dxpl_mpio(xfer, H5FD_MPIO_COLLECTIVE) < 0) {
         st = h5u_fail(NQ_ERR_RUNTIME, path, "cannot set up the quantized activations");
         goto done;
     }
-    set = H5Dcreate2(file, "qinputs", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    set = H5Dcreate2(file, "qinputs", type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     herr_t const sel = count > 0 ? H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, size, NULL)
                                  : H5Sselect_none(space);
     if (set < 0 || sel < 0 || (count == 0 && H5Sselect_none(mem) < 0) ||
-        H5Dwrite(set, H5T_NATIVE_FLOAT, mem, space, xfer, data) < 0)
+        H5Dwrite(set, type, mem, space, xfer, stored) < 0)
         st = h5u_fail(NQ_ERR_RUNTIME, path, "write of /qinputs failed");
-    if (st == NQ_OK) st = write_sums(file, path, dcpl, xfer, N, T, d, first, count, data);
+    if (st == NQ_OK) st = write_sums(file, path, dcpl, xfer, N, (size_t)T * d * act_dtype_bytes(dtype), first, count, stored);
+    if (st == NQ_OK) st = act_h5_write_dtype(file, path, dtype);
 done:
+    act_decode_in_place(dtype, data, values);
+    h5u_close(type);
     h5u_close(set);
     h5u_close(space);
     h5u_close(mem);
@@ -85,8 +94,8 @@ done:
     return st;
 }
 
-nq_status qlevel_write(const char *run_dir, int level, MPI_Comm comm, int N, int T, int d,
-                       int first, int count, const float *data) {
+nq_status qlevel_write(const char *run_dir, int level, MPI_Comm comm, ActDtype dtype, int N, int T, int d,
+                       int first, int count, float *data) {
     char tmp[PATH_MAX], path[PATH_MAX];
     int rank = 0;
     MPI_CHECK(MPI_Comm_rank(comm, &rank));
@@ -100,7 +109,7 @@ nq_status qlevel_write(const char *run_dir, int level, MPI_Comm comm, int N, int
 
     hid_t file = H5I_INVALID_HID;
     st = h5u_open_mpio(tmp, comm, 1, "the quantized activations", &file);
-    if (st == NQ_OK) st = write_shard(file, tmp, N, T, d, first, count, data);
+    if (st == NQ_OK) st = write_shard(file, tmp, dtype, N, T, d, first, count, data);
     nq_status const closed = file >= 0 ? h5u_close_file(file, tmp) : NQ_OK;
     if (st == NQ_OK) st = closed;
     ok = st == NQ_OK;
@@ -115,16 +124,20 @@ nq_status qlevel_write(const char *run_dir, int level, MPI_Comm comm, int N, int
     return all_ok ? NQ_OK : (st != NQ_OK ? st : nq_fail(NQ_ERR_RUNTIME, "%s: rename failed", path));
 }
 
-nq_status qlevel_open(const char *run_dir, int level, int N, int T, int d, QLevelReader **out) {
+nq_status qlevel_open(const char *run_dir, int level, ActDtype dtype, int N, int T, int d, QLevelReader **out) {
     *out = NULL;
     QLevelReader *r = nq_calloc(1, sizeof *r, "quantized activations reader");
     if (!r) return NQ_ERR_RUNTIME;
     r->file = r->set = H5I_INVALID_HID;
+    r->type = act_h5_type(dtype);
+    r->dtype = dtype;
     r->N = N;
     r->T = T;
     r->d = d;
     nq_status st = qlevel_path(run_dir, level, r->path, sizeof r->path);
+    if (st == NQ_OK && r->type < 0) st = h5u_fail(NQ_ERR_RUNTIME, r->path, "cannot make the hand-on's HDF5 type");
     if (st == NQ_OK) st = h5u_open_read(r->path, &r->file);
+    if (st == NQ_OK) st = act_h5_check_dtype(r->file, r->path, dtype);
     int rank = 0;
     hsize_t dims[H5U_MAX_RANK] = {0};
     if (st == NQ_OK) st = h5u_shape(r->file, r->path, "qinputs", &rank, dims);
@@ -160,12 +173,15 @@ nq_status qlevel_read(QLevelReader *r, const int *seqs, int n, float *out) {
     nq_status st = mem >= 0 && space >= 0 ? NQ_OK : h5u_fail(NQ_ERR_RUNTIME, r->path, "cannot create a dataspace");
     for (int i = 0; i < n && st == NQ_OK; i++) {
         hsize_t const start[3] = {(hsize_t)seqs[i], 0, 0}, size[3] = {1, (hsize_t)r->T, (hsize_t)r->d};
+        float *const seq = out + (size_t)i * per_seq; /* the stored values land at its start */
         if (H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, size, NULL) < 0 ||
-            H5Dread(r->set, H5T_NATIVE_FLOAT, mem, space, H5P_DEFAULT, out + (size_t)i * per_seq) < 0)
+            H5Dread(r->set, r->type, mem, space, H5P_DEFAULT, seq) < 0)
             st = h5u_fail(NQ_ERR_RUNTIME, r->path, "read of /qinputs failed");
-        else if (h5sum_bytes(out + (size_t)i * per_seq, per_seq * sizeof(float)) != r->sums[seqs[i]])
+        else if (h5sum_bytes(seq, per_seq * act_dtype_bytes(r->dtype)) != r->sums[seqs[i]])
             st = nq_fail(NQ_ERR_INPUT, "%s: /qinputs sequence %d: checksum mismatch (damaged file)", r->path,
                          seqs[i]);
+        else
+            act_decode_in_place(r->dtype, seq, per_seq);
     }
     h5u_close(mem);
     h5u_close(space);
@@ -175,14 +191,15 @@ nq_status qlevel_read(QLevelReader *r, const int *seqs, int n, float *out) {
 void qlevel_close(QLevelReader *r) {
     if (!r) return;
     h5u_close(r->set);
+    h5u_close(r->type);
     if (r->file >= 0) h5u_close_file(r->file, r->path);
     free(r->sums);
     free(r);
 }
 
-nq_status qlevel_verify(const char *run_dir, int level, int N, int T, int d) {
+nq_status qlevel_verify(const char *run_dir, int level, ActDtype dtype, int N, int T, int d) {
     QLevelReader *r = NULL;
-    nq_status st = qlevel_open(run_dir, level, N, T, d, &r);
+    nq_status st = qlevel_open(run_dir, level, dtype, N, T, d, &r);
     float *buf = st == NQ_OK ? nq_calloc((size_t)T * d, sizeof(float), "hand-on being verified") : NULL;
     if (st == NQ_OK && !buf) st = NQ_ERR_RUNTIME;
     for (int s = 0; s < N && st == NQ_OK; s++) st = qlevel_read(r, &s, 1, buf);

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "float16.h" /* half_to_float, float_to_half, bf16_to_float, float_to_bf16 */
 #include "status.h"
 
 #define ST_MAX_DIMS 8
@@ -63,10 +64,6 @@ const float *safetensors_f32_view(const StTensor *t);
 /* Tells the kernel the pages of t are no longer needed (after conversion or release). */
 void safetensors_drop_pages(const SafetensorsFile *f, const StTensor *t);
 
-/* Scalar conversions (exposed for tests and writers). */
-float half_to_float(uint16_t h);
-float bf16_to_float(uint16_t b);
-uint16_t float_to_half(float x); /* round to nearest even; overflow -> inf */
-uint16_t float_to_bf16(float x); /* round to nearest even; NaN stays NaN */
+/* Scalar conversions: half_to_float, float_to_half, bf16_to_float, float_to_bf16 (src/float16.h). */
 
 #endif

@@ -83,7 +83,7 @@ static nq_status await_quantized_inputs(BlockRun *b) {
     if (job->layout.group_rank == 0)
         gather_note(&job->gather, "block %d: quantized inputs from step %d%s", b->l, recon_step(b->recon),
                     announced ? "" : " (no wait)");
-    return qlevel_open(job->run_dir, b->l, job->N, job->T, job->c->dim, &b->qinputs);
+    return qlevel_open(job->run_dir, b->l, job->cfg->activation_dtype, job->N, job->T, job->c->dim, &b->qinputs);
 }
 
 /* Mean squared error of the current quantization over the probe sequences. */

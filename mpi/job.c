@@ -262,7 +262,7 @@ static void remove_capture_file(const Job *job, const char *path) {
 /* Opens path (collective); NULL in *out and a message when it cannot be reused. */
 static nq_status open_existing(Job *job, const char *path, const char *what, Activations **out) {
     int const L = job->c->n_layers, d = job->c->dim;
-    nq_status st = agree(activations_open(path, MPI_COMM_WORLD, L, job->N, job->T, d, out));
+    nq_status st = agree(activations_open(path, MPI_COMM_WORLD, L, job->N, job->T, d, job->cfg->activation_dtype, out));
     if (st == NQ_ERR_INPUT) {
         /* A file killed before HDF5 wrote its superblock, or damaged: the fingerprint
          * matched, so it is ours: capture again. */
@@ -312,7 +312,7 @@ static nq_status open_or_capture(Job *job) {
         if (st == NQ_OK && act) st = agree(activations_levels_done(act, &levels_done));
         if (st != NQ_OK) return st;
     }
-    if (!act) st = agree(activations_create(partial, MPI_COMM_WORLD, L, job->N, job->T, d, &act));
+    if (!act) st = agree(activations_create(partial, MPI_COMM_WORLD, L, job->N, job->T, d, job->cfg->activation_dtype, &act));
     if (st != NQ_OK) return st;
     if (job->layout.world_rank == 0) {
         printf("capture: %d sequences x %d tokens through %d blocks into %s\n", job->N, job->T, L, partial);
@@ -325,7 +325,7 @@ static nq_status open_or_capture(Job *job) {
     /* Complete: every level durable (capture_run flushed), then the rename marks it. */
     if (job->layout.world_rank == 0) st = atomic_commit(partial, path);
     st = agree(st);
-    if (st == NQ_OK) st = agree(activations_open(path, MPI_COMM_WORLD, L, job->N, job->T, d, &job->act));
+    if (st == NQ_OK) st = agree(activations_open(path, MPI_COMM_WORLD, L, job->N, job->T, d, job->cfg->activation_dtype, &job->act));
     if (st == NQ_OK) job_log(job, "capture done: %d sequences of %d tokens", job->N, job->T);
     return st;
 }

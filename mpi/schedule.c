@@ -44,7 +44,7 @@ static nq_status hand_on(Job *job, int l, const BlockResult *r, MPI_Comm comm) {
         if (l == 0) {
             st = activations_read(job->act, 0, seqs, count, x);
         } else {
-            st = qlevel_open(job->run_dir, l, job->N, job->T, c->dim, &in);
+            st = qlevel_open(job->run_dir, l, job->cfg->activation_dtype, job->N, job->T, c->dim, &in);
             if (st == NQ_OK) st = qlevel_read(in, seqs, count, x);
         }
     }
@@ -57,7 +57,7 @@ static nq_status hand_on(Job *job, int l, const BlockResult *r, MPI_Comm comm) {
     }
     int ok = st == NQ_OK, all_ok = 0;
     MPI_CHECK(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_LAND, comm));
-    if (all_ok) st = qlevel_write(job->run_dir, l + 1, comm, job->N, job->T, c->dim, first, count, x);
+    if (all_ok) st = qlevel_write(job->run_dir, l + 1, comm, job->cfg->activation_dtype, job->N, job->T, c->dim, first, count, x);
     else if (st == NQ_OK) st = nq_fail(NQ_ERR_RUNTIME, "hand-on of block %d failed on another rank", l);
     qlevel_close(in);
     for (int i = 0; i < N_MATS; i++) free(weights[i]);
@@ -74,7 +74,7 @@ static nq_status drop_damaged_hand_ons(Job *job) {
     nq_status st = NQ_OK;
     for (int l = 1 + job->layout.world_rank; l < L && st == NQ_OK; l += job->layout.world_size) {
         if (!qlevel_exists(job->run_dir, l)) continue;
-        nq_status const v = qlevel_verify(job->run_dir, l, job->N, job->T, job->c->dim);
+        nq_status const v = qlevel_verify(job->run_dir, l, job->cfg->activation_dtype, job->N, job->T, job->c->dim);
         if (v == NQ_ERR_INPUT) {
             char path[PATH_MAX];
             qlevel_path(job->run_dir, l, path, sizeof path);
