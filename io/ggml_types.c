@@ -5,7 +5,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "safetensors.h" /* float_to_half, half_to_float */
+#include "float16.h"
+#include "quant_iq4.h" /* iq4_grid */
 
 static const GgmlTypeInfo type_table[] = {
     {GGML_F32, "f32", 1, 4, 1},
@@ -70,6 +71,50 @@ void ggml_encode_row(GgmlType type, const float *x, int64_t n, void *out) {
     }
 }
 
+static void put_half(unsigned char *o, float x) {
+    uint16_t const h = float_to_half(x);
+    memcpy(o, &h, 2);
+}
+
+/* 32 indices as 16 bytes: low nibbles the first 16, high nibbles the next 16. */
+static void pack_nibbles(const int8_t *codes, unsigned char *qs) {
+    for (int j = 0; j < 16; j++)
+        qs[j] = (unsigned char)((codes[j] & 15) | (codes[j + 16] & 15) << 4);
+}
+
+static void unpack_nibbles(const unsigned char *qs, float d, float *x) {
+    for (int j = 0; j < 16; j++) {
+        x[j] = d * (float)iq4_grid[qs[j] & 15];
+        x[j + 16] = d * (float)iq4_grid[qs[j] >> 4];
+    }
+}
+
+void ggml_encode_iq4nl_row(const int8_t *codes, const float *d, int64_t n, void *out) {
+    unsigned char *o = out;
+    for (int64_t b = 0; b < n / 32; b++, o += 18) {
+        put_half(o, d[b]);
+        pack_nibbles(codes + 32 * b, o + 2);
+    }
+}
+
+void ggml_encode_iq4xs_row(const int8_t *codes, const float *D, const int8_t *l, int64_t n,
+                           void *out) {
+    unsigned char *o = out;
+    for (int64_t b = 0; b < n / 256; b++, o += 136) {
+        put_half(o, D[b]);
+        uint16_t scales_h = 0;
+        unsigned char *scales_l = o + 4;
+        memset(scales_l, 0, 4);
+        for (int ib = 0; ib < 8; ib++) {
+            int const ls = l[8 * b + ib] + 32; /* 0..63 */
+            scales_l[ib / 2] |= (unsigned char)((ls & 15) << 4 * (ib % 2));
+            scales_h |= (uint16_t)((ls >> 4) << 2 * ib);
+            pack_nibbles(codes + 256 * b + 32 * ib, o + 8 + 16 * ib);
+        }
+        memcpy(o + 2, &scales_h, 2);
+    }
+}
+
 void ggml_decode_row(GgmlType type, const void *in, int64_t n, float *x) {
     const unsigned char *p = in;
     switch (type) {
@@ -88,6 +133,25 @@ void ggml_decode_row(GgmlType type, const void *in, int64_t n, float *x) {
             memcpy(&dh, blk, 2);
             float const d = half_to_float(dh);
             for (int i = 0; i < GGML_QK8_0; i++) x[b * GGML_QK8_0 + i] = d * (float)(int8_t)blk[2 + i];
+        }
+        break;
+    case GGML_IQ4_NL:
+        for (int64_t b = 0; b < n / 32; b++) {
+            uint16_t dh;
+            memcpy(&dh, p + 18 * b, 2);
+            unpack_nibbles(p + 18 * b + 2, half_to_float(dh), x + 32 * b);
+        }
+        break;
+    case GGML_IQ4_XS:
+        for (int64_t b = 0; b < n / 256; b++) {
+            const unsigned char *blk = p + 136 * b;
+            uint16_t dh, scales_h;
+            memcpy(&dh, blk, 2);
+            memcpy(&scales_h, blk + 2, 2);
+            for (int ib = 0; ib < 8; ib++) {
+                int const ls = ((blk[4 + ib / 2] >> 4 * (ib % 2)) & 15) | ((scales_h >> 2 * ib) & 3) << 4;
+                unpack_nibbles(blk + 8 + 16 * ib, half_to_float(dh) * (float)(ls - 32), x + 256 * b + 32 * ib);
+            }
         }
         break;
     default: break;

@@ -8,10 +8,16 @@
  *   Q8_0  {fp16 d; int8 q[32]}, x = d * q               block 32, 34 bytes
  *         (ggml's reference: d = max|x| / 127, q = round-half-away(x / d))
  *
- * The type ids are ggml's enum ggml_type values (ggml.h), which GGUF stores. IQ4_NL (20)
- * and IQ4_XS (23) are listed so that the table and the fallback rule know their block
- * sizes; their encoders come with the quantizers that learn codes on those grids (the
- * codes are then written as stored, not requantized here). */
+ *   IQ4_NL {fp16 d; uint8 qs[16]}, x[j] = d K[qs[j] & 15], x[j + 16] = d K[qs[j] >> 4]
+ *                                                       block 32, 18 bytes
+ *   IQ4_XS {fp16 D; uint16 scales_h; uint8 scales_l[4]; uint8 qs[128]}: sub-block ib of
+ *         32 has ls = low 4 bits (scales_l[ib / 2] >> 4 (ib % 2)) | 2 high bits
+ *         (scales_h >> 2 ib) << 4, dl = D (ls - 32), and its 16 bytes of qs as IQ4_NL's
+ *                                                       block 256, 136 bytes
+ * (K: src/quant_iq4.h's grid.) The type ids are ggml's enum ggml_type values (ggml.h),
+ * which GGUF stores. IQ4_NL and IQ4_XS are not encoded from floats here: the quantizers
+ * that learn codes on those grids hand over their codes and scales, written as learned
+ * (ggml_encode_iq4nl_row, ggml_encode_iq4xs_row), never requantized. */
 #ifndef NUPES_GGML_TYPES_H
 #define NUPES_GGML_TYPES_H
 
@@ -57,7 +63,17 @@ GgmlType ggml_fallback_type(GgmlType want, int64_t n);
  * type must be encodable and n a multiple of its block size. */
 void ggml_encode_row(GgmlType type, const float *x, int64_t n, void *out);
 
-/* Decodes one row back to floats (F32, F16, Q8_0), for tests and checks. */
+/* One row of n values (a multiple of 32) of learned IQ4_NL indices codes [n] (0..15)
+ * and block scales d [n / 32], stored as fp16 (d should be fp16 values already: the
+ * learner rounds them, so that what is written is what it evaluated). */
+void ggml_encode_iq4nl_row(const int8_t *codes, const float *d, int64_t n, void *out);
+
+/* One row of n values (a multiple of 256) of learned IQ4_XS indices codes [n], super-
+ * block scales D [n / 256] (fp16 values) and sub-block integers l [n / 32] in [-32, 31]. */
+void ggml_encode_iq4xs_row(const int8_t *codes, const float *D, const int8_t *l, int64_t n,
+                           void *out);
+
+/* Decodes one row back to floats (every type in the table), for tests and checks. */
 void ggml_decode_row(GgmlType type, const void *in, int64_t n, float *x);
 
 #endif

@@ -5,6 +5,7 @@
  *    rounding of d: |x| * 2^-11);
  *  - the exact bytes of a small GGUF file (header, key/values, tensor infos, alignment
  *    padding, data), laid out by hand from the format description;
+ *  - IQ4_NL / IQ4_XS blocks from learned codes and scales, byte by byte;
  *  - misuse of the streaming API (too many bytes, unfinished tensors) is an error. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +20,7 @@
 #include <cmocka.h>
 
 #include "ggml_types.h"
+#include "quant_iq4.h"
 #include "gguf_writer.h"
 #include "safetensors.h"
 
@@ -89,6 +91,52 @@ static void img_u64(Img *m, uint64_t v) { img_put(m, &v, 8); }
 static void img_str(Img *m, const char *s) {
     img_u64(m, strlen(s));
     img_put(m, s, strlen(s));
+}
+
+/* IQ4_NL and IQ4_XS rows from learned codes and scales: the bytes of one hand-made
+ * block of each, checked byte by byte against the layout llama.cpp reads (block_iq4_nl,
+ * block_iq4_xs in ggml-common.h), and random rows decoding to exactly what the learner
+ * evaluated (iq4_dequantize with the same scales). */
+static void test_iq4_rows(void **state) {
+    (void)state;
+    int8_t codes[512];
+    for (int i = 0; i < 512; i++) codes[i] = (int8_t)((i * 7 + i / 32) % 16);
+    /* IQ4_NL: d = 0.5 is fp16 0x3800; byte j = codes[j] | codes[j + 16] << 4 */
+    unsigned char nl[18 * 2];
+    float const d[2] = {0.5f, -0.25f};
+    ggml_encode_iq4nl_row(codes, d, 64, nl);
+    assert_int_equal(nl[0], 0x00);
+    assert_int_equal(nl[1], 0x38);
+    for (int j = 0; j < 16; j++) assert_int_equal(nl[2 + j], codes[j] | codes[j + 16] << 4);
+    assert_int_equal(nl[18], 0x00); /* -0.25 = 0xb400 */
+    assert_int_equal(nl[19], 0xb4);
+    float x[512], ref[512];
+    ggml_decode_row(GGML_IQ4_NL, nl, 64, x);
+    iq4_dequantize(1, 64, codes, d, ref);
+    assert_memory_equal(x, ref, 64 * sizeof(float));
+    /* IQ4_XS: D = 2^-10 (fp16 0x1400); l = ib - 4 gives ls = ib + 28: low nibbles
+     * 12, 13, 14, 15, 0, 1, 2, 3 and high bits 1, 1, 1, 1, 2, 2, 2, 2 */
+    float const D[2] = {1.0f / 1024.0f, 3.0f};
+    int8_t l[16];
+    for (int ib = 0; ib < 16; ib++) l[ib] = (int8_t)(ib < 8 ? ib - 4 : 31 - 9 * (ib - 8));
+    unsigned char xs[136 * 2];
+    ggml_encode_iq4xs_row(codes, D, l, 512, xs);
+    assert_int_equal(xs[0], 0x00);
+    assert_int_equal(xs[1], 0x14);
+    uint16_t const scales_h = (uint16_t)(xs[2] | xs[3] << 8);
+    assert_int_equal(scales_h, 1 | 1 << 2 | 1 << 4 | 1 << 6 | 2 << 8 | 2 << 10 | 2 << 12 | 2 << 14);
+    assert_int_equal(xs[4], 12 | 13 << 4);
+    assert_int_equal(xs[5], 14 | 15 << 4);
+    assert_int_equal(xs[6], 0 | 1 << 4);
+    assert_int_equal(xs[7], 2 | 3 << 4);
+    for (int ib = 0; ib < 8; ib++)
+        for (int j = 0; j < 16; j++)
+            assert_int_equal(xs[8 + 16 * ib + j], codes[32 * ib + j] | codes[32 * ib + j + 16] << 4);
+    ggml_decode_row(GGML_IQ4_XS, xs, 512, x);
+    float d_hat[16];
+    for (int ib = 0; ib < 16; ib++) d_hat[ib] = D[ib / 8] * (float)l[ib];
+    iq4_dequantize(1, 512, codes, d_hat, ref);
+    assert_memory_equal(x, ref, 512 * sizeof(float));
 }
 
 static void test_file_bytes(void **state) {
@@ -172,6 +220,7 @@ int main(void) {
         cmocka_unit_test(test_fallback),
         cmocka_unit_test(test_q8_0_block),
         cmocka_unit_test(test_f16_row),
+        cmocka_unit_test(test_iq4_rows),
         cmocka_unit_test(test_file_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
