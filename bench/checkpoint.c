@@ -69,9 +69,8 @@ static void count_codes(Case *k) {
             const QuantMatrix *q = &k->blocks[l].mat[i];
             size_t const n = (size_t)q->shape.rows * q->shape.cols;
             k->weights += (double)n;
-            k->entropy_bits += (double)n * quant_code_entropy(q->codes, n);
-            k->payload_bytes += (double)n + 4.0 * q->shape.rows * q->shape.groups +
-                                4.0 * q->shape.n_exponents;
+            k->entropy_bits += (double)n * quant_code_entropy(quant_matrix_array(q, "codes"), n);
+            k->payload_bytes += quantizer_raw_bits(q->desc, q->n_arrays) / 8;
         }
     }
 }
@@ -105,7 +104,7 @@ static int case_bundled(Case *k, const char *path) {
         ok = model_block(m, l, &w) == NQ_OK;
         Recon *r = ok ? recon_create(&k->c, &w, &p, l, 1, 8, 1) : NULL;
         ok = r && block_result_alloc(&k->blocks[l], &k->c, p.spec, l, 0) == NQ_OK;
-        if (ok) recon_result(r, &k->blocks[l]);
+        if (ok) ok = recon_result(r, &k->blocks[l]) == NQ_OK;
         if (ok && l == 0) {
             memcpy(k->norms, w.attn_norm, d * sizeof(float));
             memcpy(k->norms + d, w.ffn_norm, d * sizeof(float));
@@ -138,7 +137,7 @@ static int case_7b(Case *k) {
                          .n_kv_heads = 32, .vocab_size = 256, .seq_len = 512,
                          .rope_theta = 10000.0f, .norm_eps = 1e-5f, .tied_embeddings = 1};
     size_t const d = 4096, V = 256;
-    QuantSpec const spec = {4, 0, 0};
+    QuantSpec const spec = {.bits = 4};
     k->blocks = calloc(1, sizeof *k->blocks);
     k->head_memory = malloc((V * d + d) * sizeof(float));
     k->norms = malloc(2 * d * sizeof(float));
@@ -153,18 +152,23 @@ static int case_7b(Case *k) {
     for (int i = 0; i < N_MATS; i++) {
         QuantMatrix *q = &k->blocks[0].mat[i];
         size_t const n = (size_t)q->shape.rows * q->shape.cols;
-        float *w = malloc(n * sizeof *w), *z = malloc(n * sizeof *z);
-        if (!w || !z) {
-            free(w), free(z);
-            return -1;
+        size_t const ns = (size_t)q->shape.rows * q->shape.groups;
+        float *w = malloc(n * sizeof *w), *z = malloc(n * sizeof *z), *scales = malloc(ns * sizeof *scales);
+        int8_t *codes = malloc(n);
+        float a = 1.0f;
+        QuantLatents l = {z, scales, &a};
+        int ok = w && z && scales && codes;
+        if (ok) {
+            fill_normal(&rng, w, n, 1.0f / 64.0f);
+            quant_init_scales(spec, q->shape, w, scales);
+            QuantShape const part = quant_shape(spec, 256, q->shape.cols); /* search on 256 rows: faster */
+            quant_search_exponent(spec, part, w, scales, &a);
+            quant_normalise(spec, q->shape, w, scales, z);
+            q->quant->forward(spec, q->shape, &l, codes, NULL);
+            ok = q->quant->encode(spec, q->shape, &l, codes, q->desc, q->array) == NQ_OK;
         }
-        fill_normal(&rng, w, n, 1.0f / 64.0f);
-        quant_init_scales(spec, q->shape, w, q->scales);
-        QuantShape const part = quant_shape(spec, 256, q->shape.cols);
-        quant_search_exponent(spec, part, w, q->scales, q->exponents);
-        quant_normalise(spec, q->shape, w, q->scales, z);
-        quant_forward(spec, q->shape, z, q->scales, q->exponents, q->codes, NULL);
-        free(w), free(z);
+        free(w), free(z), free(scales), free(codes);
+        if (!ok) return -1;
     }
     count_codes(k);
     return 0;
@@ -224,7 +228,8 @@ static int read_checkpoint(const Case *k, const char *path) {
         }
         for (int i = 0; i < N_MATS; i++) {
             const QuantMatrix *q = &k->blocks[l].mat[i];
-            bad |= memcmp(b.mat[i].codes, q->codes, (size_t)q->shape.rows * q->shape.cols) != 0;
+            bad |= memcmp(quant_matrix_array(&b.mat[i], "codes"), quant_matrix_array(q, "codes"),
+                          (size_t)q->shape.rows * q->shape.cols) != 0;
         }
         block_result_free(&b);
     }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "checkpoint.h"
 #include "commands.h"
 #include "h5util.h"
 #include "model_file.h"
@@ -127,76 +128,57 @@ static void print_activations(hid_t f) {
     printf("\n");
 }
 
-/* Shannon entropy (bits per code) of the int8 codes of every quantized matrix of group g. */
-static double block_entropy(hid_t g) {
-    static const char *mats[] = {"wq", "wk", "wv", "wo", "w1", "w2", "w3"};
-    double hist[256] = {0}, total = 0;
-    for (size_t i = 0; i < sizeof mats / sizeof *mats; i++) {
-        char name[32];
-        snprintf(name, sizeof name, "%s/codes", mats[i]);
-        int rank = 0;
-        hsize_t dims[H5U_MAX_RANK];
-        if (!h5u_exists(g, name) || h5u_shape(g, "", name, &rank, dims) != NQ_OK || rank != 2) continue;
-        size_t const n = (size_t)(dims[0] * dims[1]);
-        int8_t *codes = malloc(n ? n : 1);
-        if (codes && h5u_read(g, "", name, H5U_I8, 2, dims, codes) == NQ_OK) {
-            for (size_t j = 0; j < n; j++) hist[(uint8_t)codes[j]]++;
-            total += (double)n;
-        }
-        free(codes);
-        nq_clear_error();
-    }
-    double h = 0;
-    for (int k = 0; k < 256; k++)
-        if (hist[k] > 0) h -= hist[k] / total * log2(hist[k] / total);
-    return total > 0 ? h : NAN;
-}
-
-/* Adds what zstd stores for the quantized matrices of group g (codes, scales, exponents:
- * H5Dget_storage_size) to *bytes and their weight count to *weights. */
-static void add_block_storage(hid_t g, unsigned long long *bytes, unsigned long long *weights) {
-    static const char *mats[] = {"wq", "wk", "wv", "wo", "w1", "w2", "w3"};
-    static const char *parts[] = {"codes", "scale", "exponent"};
-    for (size_t i = 0; i < sizeof mats / sizeof *mats; i++) {
-        for (size_t k = 0; k < sizeof parts / sizeof *parts; k++) {
-            char name[32];
-            snprintf(name, sizeof name, "%s/%s", mats[i], parts[k]);
-            if (!h5u_exists(g, name)) continue;
-            hid_t const d = H5Dopen2(g, name, H5P_DEFAULT);
-            if (d < 0) continue;
-            *bytes += H5Dget_storage_size(d);
-            hid_t const space = k == 0 ? H5Dget_space(d) : -1;
-            hsize_t dims[2] = {0, 0};
-            if (space >= 0 && H5Sget_simple_extent_ndims(space) == 2 && H5Sget_simple_extent_dims(space, dims, NULL) == 2)
-                *weights += dims[0] * dims[1];
-            if (space >= 0) H5Sclose(space);
-            H5Dclose(d);
-        }
-    }
-}
-
-static void print_checkpoint_blocks(hid_t f, long long n_layers, long long n_params) {
+/* Per block its losses and code entropy, then the stored bits per quantized weight: every
+ * array the checkpoint's quantizer describes (src/quantizer.h), as stored (compressed),
+ * read through the checkpoint reader. */
+static void print_checkpoint_blocks(const char *path, hid_t f, long long n_layers, long long n_params) {
     int const entropy = n_params <= ENTROPY_MAX_CODES;
-    unsigned long long bytes = 0, weights = 0;
+    CheckpointReader *r = NULL;
+    if (checkpoint_open(path, &r) != NQ_OK) {
+        printf("  blocks not summarised: %s\n", nq_last_error());
+        nq_clear_error();
+        return;
+    }
+    CheckpointStorage total = {0};
     for (long long l = 0; l < n_layers; l++) {
         char name[32];
         snprintf(name, sizeof name, "blocks/%04lld", l);
         hid_t g = -1;
-        if (!h5u_exists(f, name) || h5u_open_group(f, "", name, &g) != NQ_OK) {
+        if (!checkpoint_has_block(r, (int)l) || h5u_open_group(f, "", name, &g) != NQ_OK) {
             nq_clear_error();
             printf("  block %04lld  missing\n", l);
             continue;
         }
         printf("  block %04lld  loss %.3e -> %.3e", l, attr_double(g, "loss_init"), attr_double(g, "loss_final"));
-        if (entropy) printf(", code entropy %.3f bits", block_entropy(g));
-        printf("\n");
-        add_block_storage(g, &bytes, &weights);
         h5u_close(g);
+        CheckpointStorage s;
+        if (checkpoint_block_storage(r, (int)l, entropy, &s) != NQ_OK) {
+            printf(", unreadable: %s\n", nq_last_error());
+            nq_clear_error();
+            continue;
+        }
+        if (entropy) printf(", code entropy %.3f bits", s.weights ? s.code_bits / (double)s.weights : NAN);
+        printf("\n");
+        total.n_arrays = s.n_arrays;
+        for (int k = 0; k < s.n_arrays; k++) {
+            total.names[k] = s.names[k];
+            total.stored_bytes[k] += s.stored_bytes[k];
+        }
+        total.weights += s.weights;
     }
+    checkpoint_close(r);
     if (!entropy) printf("  (code entropy skipped: model too large to read every code)\n");
-    if (weights > 0)
-        printf("  stored:       %.3f bits per quantized weight (codes, scales and exponents as stored; "
-               "%llu weights)\n", 8.0 * (double)bytes / (double)weights, weights);
+    if (total.weights == 0) return;
+    unsigned long long bytes = 0;
+    char parts[256] = "";
+    size_t used = 0;
+    for (int k = 0; k < total.n_arrays; k++) {
+        bytes += total.stored_bytes[k];
+        used += (size_t)snprintf(parts + used, used < sizeof parts ? sizeof parts - used : 0, "%s%s %.3f",
+                                 k ? " + " : "", total.names[k], 8.0 * (double)total.stored_bytes[k] / (double)total.weights);
+    }
+    printf("  stored:       %.3f bits per quantized weight (%s, as stored; %llu weights)\n",
+           8.0 * (double)bytes / (double)total.weights, parts, total.weights);
 }
 
 static int inspect_checkpoint(const char *path, hid_t f) {
@@ -225,7 +207,7 @@ static int inspect_checkpoint(const char *path, hid_t f) {
     h5u_close(g);
     if (c.n_heads <= 0) c.n_heads = 1;
     print_model_config(&c);
-    print_checkpoint_blocks(f, c.n_layers, model_parameters(&c));
+    print_checkpoint_blocks(path, f, c.n_layers, model_parameters(&c));
     return NQ_OK;
 }
 

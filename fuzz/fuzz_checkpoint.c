@@ -76,7 +76,7 @@ int fuzz_checkpoint_seeds(const char *ckpt_path, const char *block_path, int par
     if (!weights) return -1;
     for (size_t i = 0; i < V * d + 3 * d; i++) weights[i] = (float)((int)(i % 7) - 3) * 0.25f;
     HeadWeights const head = {weights, weights + V * d, weights};
-    QuantSpec const spec = {3, 4, partial};
+    QuantSpec const spec = {.bits = 3, .group_size = 4, .per_row = partial};
     CheckpointMeta const meta = {"nupes", spec, "0123456789abcdef0123456789abcdef",
                                  "[quantization]\nbits = 3\n", partial ? "partial" : NULL,
                                  "OpenBLAS fuzz", "", 1, partial ? 1u << MAT_WV : 0};
@@ -89,9 +89,11 @@ int fuzz_checkpoint_seeds(const char *ckpt_path, const char *block_path, int par
             QuantMatrix *q = &b.mat[i];
             QuantShape const sh = quant_shape(spec, mat_rows(c, i), mat_cols(c, i));
             size_t const n = (size_t)sh.rows * (size_t)sh.cols;
-            for (size_t k = 0; q->quantized && k < n; k++) q->codes[k] = (int8_t)((int)(k % 7) - 3);
-            for (size_t k = 0; q->quantized && k < (size_t)sh.rows * (size_t)sh.groups; k++) q->scales[k] = 0.1f;
-            for (int k = 0; q->quantized && k < sh.n_exponents; k++) q->exponents[k] = 1.5f;
+            /* the arrays the quantizer describes: codes, then scales 0.1 and exponents 1.5 */
+            for (int a = 0; q->quantized && a < q->n_arrays; a++)
+                for (size_t k = 0; k < qarray_count(&q->desc[a]); k++)
+                    qarray_set_float(&q->desc[a], q->array[a], k,
+                                     a == 0 ? (float)((int)(k % 7) - 3) : a == 1 ? 0.1f : 1.5f);
             for (size_t k = 0; !q->quantized && k < n; k++) q->weight[k] = 0.5f;
         }
         b.loss_init = 1.0f;

@@ -22,20 +22,31 @@ nq_status quant_spec_check(const char *file, QuantSpec spec, const ModelConfig *
     (void)c; /* any group_size fits any shape: a row's last group may be shorter */
     if (spec.per_row != 0 && spec.per_row != 1)
         return nq_fail(NQ_ERR_INPUT, "%s: per_row = %d, expected 0 or 1", file, spec.per_row);
+    if (!quantizer_of(spec))
+        return nq_fail(NQ_ERR_INPUT, "%s: quantizer %d, expected 0..%d", file, spec.quantizer, QUANTIZER_COUNT - 1);
     return NQ_OK;
 }
 
 /* ------------------------------------------------------------------ writing */
 
+static H5UType h5_type_(QArrayType t) { return t == QA_I8 ? H5U_I8 : t == QA_F16 ? H5U_F16 : H5U_F32; }
+
+static void h5_dims_(const QArrayDesc *d, hsize_t *dims) {
+    for (int k = 0; k < d->rank; k++) dims[k] = (hsize_t)d->dims[k];
+}
+
+/* The arrays the matrix's quantizer describes, each a dataset of its name (or "weight"). */
 static nq_status write_matrix_(hid_t g, const char *file, const QuantMatrix *q, int zstd_level) {
     QuantShape const sh = q->shape;
     hsize_t const w_dims[2] = {(hsize_t)sh.rows, (hsize_t)sh.cols};
     if (!q->quantized) return h5u_write(g, file, "weight", H5U_F32, 2, w_dims, q->weight, zstd_level);
-    hsize_t const s_dims[2] = {(hsize_t)sh.rows, (hsize_t)sh.groups};
-    hsize_t const e_dims[1] = {(hsize_t)sh.n_exponents};
-    nq_status st = h5u_write(g, file, "codes", H5U_I8, 2, w_dims, q->codes, zstd_level);
-    if (st == NQ_OK) st = h5u_write(g, file, "scale", H5U_F32, 2, s_dims, q->scales, zstd_level);
-    if (st == NQ_OK) st = h5u_write(g, file, "exponent", H5U_F32, 1, e_dims, q->exponents, zstd_level);
+    nq_status st = NQ_OK;
+    for (int k = 0; k < q->n_arrays && st == NQ_OK; k++) {
+        hsize_t dims[2];
+        h5_dims_(&q->desc[k], dims);
+        st = h5u_write(g, file, q->desc[k].name, h5_type_(q->desc[k].type), q->desc[k].rank, dims, q->array[k],
+                       zstd_level);
+    }
     return st;
 }
 
@@ -97,22 +108,8 @@ nq_status block_file_save_owned(const char *path, const BlockResult *r, const ch
 
 /* ------------------------------------------------------------------ reading */
 
-/* Codes within [-m, m] (the dequantization table is indexed by them) and finite
- * positive exponents: a damaged but readable file must not crash a reader. */
-static nq_status check_values_(const char *file, const char *where, const QuantMatrix *q) {
-    int const m = quant_max_code(q->spec.bits);
-    size_t const n = (size_t)q->shape.rows * q->shape.cols;
-    for (size_t i = 0; i < n; i++)
-        if (q->codes[i] < -m || q->codes[i] > m)
-            return nq_fail(NQ_ERR_INPUT, "%s: %s/codes[%zu] = %d, expected a code in [%d, %d]", file,
-                           where, i, q->codes[i], -m, m);
-    for (int i = 0; i < q->shape.n_exponents; i++)
-        if (!(q->exponents[i] > 0) || !isfinite(q->exponents[i]))
-            return nq_fail(NQ_ERR_INPUT, "%s: %s/exponent[%d] = %g, expected a finite value > 0", file,
-                           where, i, q->exponents[i]);
-    return NQ_OK;
-}
-
+/* Every array the quantizer describes, with its type and shape checked, then the
+ * quantizer's value check (a damaged but readable file must not crash a reader). */
 static nq_status read_matrix_(hid_t g, const char *file, const char *where, int checked,
                               QuantMatrix *q) {
     QuantShape const sh = q->shape;
@@ -120,21 +117,28 @@ static nq_status read_matrix_(hid_t g, const char *file, const char *where, int 
     nq_status (*const read)(hid_t, const char *, const char *, H5UType, int, const hsize_t *, void *) =
         checked ? h5u_read_checked : h5u_read;
     if (!q->quantized) return read(g, file, "weight", H5U_F32, 2, w_dims, q->weight);
-    hsize_t const s_dims[2] = {(hsize_t)sh.rows, (hsize_t)sh.groups};
-    hsize_t const e_dims[1] = {(hsize_t)sh.n_exponents};
-    nq_status st = read(g, file, "codes", H5U_I8, 2, w_dims, q->codes);
-    if (st == NQ_OK) st = read(g, file, "scale", H5U_F32, 2, s_dims, q->scales);
-    if (st == NQ_OK) st = read(g, file, "exponent", H5U_F32, 1, e_dims, q->exponents);
-    if (st == NQ_OK) st = check_values_(file, where, q);
+    nq_status st = NQ_OK;
+    for (int k = 0; k < q->n_arrays && st == NQ_OK; k++) {
+        hsize_t dims[2];
+        h5_dims_(&q->desc[k], dims);
+        st = read(g, file, q->desc[k].name, h5_type_(q->desc[k].type), q->desc[k].rank, dims, q->array[k]);
+    }
+    if (st == NQ_OK)
+        st = q->quant->check(q->spec, sh, q->desc, (const void *const *)q->array, file, where);
     return st;
 }
 
-/* Bit i set when matrix i is stored fp32 ("weight" instead of "codes"). */
-static unsigned skip_mask_(hid_t g) {
+/* Bit i set when matrix i is stored fp32 ("weight" instead of the quantizer's first
+ * array, "codes" for the power quantizer). */
+static unsigned skip_mask_(hid_t g, QuantSpec spec) {
     unsigned mask = 0;
+    const Quantizer *quant = quantizer_of(spec);
+    QArrayDesc desc[QM_MAX_ARRAYS];
+    QuantShape const any = {1, 1, 1, 1};
+    if (quant) quant->describe(spec, any, RESULT_FORMAT_VERSION, desc);
     for (int i = 0; i < N_MATS; i++) {
         char name[32];
-        snprintf(name, sizeof name, "%s/codes", mat_names[i]);
+        snprintf(name, sizeof name, "%s/%s", mat_names[i], quant ? desc[0].name : "codes");
         int const has_codes = h5u_exists(g, name);
         snprintf(name, sizeof name, "%s/weight", mat_names[i]);
         if (!has_codes && h5u_exists(g, name)) mask |= 1u << i;
@@ -148,10 +152,10 @@ static nq_status read_metric_(hid_t g, const char *file, const char *where, cons
 }
 
 nq_status block_result_read_h5(hid_t g, const char *file, const ModelConfig *c, QuantSpec spec,
-                               int block, int checked, BlockResult *out) {
+                               int block, int checked, int format_version, BlockResult *out) {
     char where[512];
     if (H5Iget_name(g, where, sizeof where) < 0) snprintf(where, sizeof where, "block %d", block);
-    nq_status st = block_result_alloc(out, c, spec, block, skip_mask_(g));
+    nq_status st = block_result_alloc_version(out, c, spec, block, skip_mask_(g, spec), format_version);
     if (st != NQ_OK) return st;
     for (int i = 0; i < N_MATS && st == NQ_OK; i++) {
         hid_t mg;
@@ -247,10 +251,10 @@ nq_status block_file_load_expected(const char *path, const ModelConfig *c,
     hid_t f = -1;
     if (st == NQ_OK) st = h5u_open_read(path, &f);
     int block = -1;
-    QuantSpec spec = {0, 0, 0};
+    QuantSpec spec = {0, 0, 0, 0};
     if (st == NQ_OK) st = read_header_(f, path, c, &block, &spec);
     if (st == NQ_OK) st = h5sum_check_attrs(f, path, "/", 1);
-    if (st == NQ_OK) st = block_result_read_h5(f, path, c, spec, block, 1, out);
+    if (st == NQ_OK) st = block_result_read_h5(f, path, c, spec, block, 1, BLOCK_FILE_VERSION, out);
     if (st == NQ_OK && want) {
         st = check_expected_(f, path, block, spec, out, want);
         if (st != NQ_OK) block_result_free(out);

@@ -56,11 +56,13 @@ nq_status block_file_load_expected(const char *path, const ModelConfig *c,
 nq_status block_result_write_h5(hid_t g, const char *file, const BlockResult *r, int zstd_level);
 
 /* Reads the matrices and metrics under g into out (allocated here) for the model c and
- * quantization spec; a matrix stored as "weight" comes back unquantized. Codes outside
- * [-m, m] and non-positive exponents are refused (NQ_ERR_INPUT). checked: every dataset
- * must carry its checksum (files written with checksums), else checked when present. */
+ * quantization spec: the arrays the spec's quantizer describes for format_version (their
+ * names, element types and shapes are checked), then the quantizer's value check (power:
+ * codes outside [-m, m], negative scales and non-positive exponents are NQ_ERR_INPUT); a
+ * matrix stored as "weight" comes back unquantized. checked: every dataset must carry its
+ * checksum (files written with checksums), else checked when present. */
 nq_status block_result_read_h5(hid_t g, const char *file, const ModelConfig *c, QuantSpec spec,
-                               int block, int checked, BlockResult *out);
+                               int block, int checked, int format_version, BlockResult *out);
 
 /* Checks a spec read from a file against the model: bits 2..8, group_size >= 0 (a row's
  * last group is shorter when group_size does not divide it), per_row 0 or 1. */

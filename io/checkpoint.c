@@ -112,17 +112,23 @@ static nq_status check_meta_(const char *path, const CheckpointMeta *meta, const
     return st == NQ_OK ? NQ_OK : NQ_ERR_RUNTIME; /* a caller's bug, not bad input */
 }
 
-/* An upper bound of the file's size: every payload byte stored uncompressed (codes one
- * byte, fp32 four), plus 1% and 4 MiB for zstd's frame overhead and HDF5's metadata. */
+/* An upper bound of the file's size: every payload byte stored uncompressed (the
+ * quantizer's arrays at their element size), plus 1% and 4 MiB for zstd's frame overhead
+ * and HDF5's metadata. */
 static size_t size_bound_(const ModelConfig *c, QuantSpec spec, unsigned skip_mask) {
     size_t const d = (size_t)c->dim, V = (size_t)c->vocab_size;
     size_t per_block = 2 * d * sizeof(float);
+    const Quantizer *quant = quantizer_of(spec);
     for (int i = 0; i < N_MATS; i++) {
         QuantShape const sh = quant_shape(spec, mat_rows(c, i), mat_cols(c, i));
         size_t const n = (size_t)sh.rows * (size_t)sh.cols;
-        per_block += skip_mask & (1u << i)
-                         ? n * sizeof(float)
-                         : n + ((size_t)sh.rows * (size_t)sh.groups + (size_t)sh.n_exponents) * sizeof(float);
+        if (skip_mask & (1u << i) || !quant) {
+            per_block += n * sizeof(float);
+            continue;
+        }
+        QArrayDesc desc[QM_MAX_ARRAYS];
+        int const k = quant->describe(spec, sh, CHECKPOINT_VERSION, desc);
+        per_block += (size_t)(quantizer_raw_bits(desc, k) / 8);
     }
     size_t const payload = per_block * (size_t)c->n_layers + (V * d * (c->tied_embeddings ? 1 : 2) + d) * sizeof(float);
     return payload + payload / 100 + ((size_t)4 << 20);
@@ -174,9 +180,16 @@ static nq_status check_result_(const CheckpointWriter *w, const BlockResult *r) 
     for (int i = 0; i < N_MATS; i++) {
         const QuantMatrix *q = &r->mat[i];
         QuantShape const want = quant_shape(w->spec, mat_rows(&w->config, i), mat_cols(&w->config, i));
-        int const same_spec = !q->quantized || (q->spec.bits == w->spec.bits &&
-                                                q->spec.group_size == w->spec.group_size &&
-                                                q->spec.per_row == w->spec.per_row);
+        int same_spec = !q->quantized || (q->spec.bits == w->spec.bits &&
+                                          q->spec.group_size == w->spec.group_size &&
+                                          q->spec.per_row == w->spec.per_row &&
+                                          q->spec.quantizer == w->spec.quantizer);
+        if (same_spec && q->quantized) { /* arrays as this version stores them */
+            QArrayDesc desc[QM_MAX_ARRAYS];
+            int const n = q->quant->describe(q->spec, q->shape, CHECKPOINT_VERSION, desc);
+            same_spec = n == q->n_arrays;
+            for (int k = 0; k < n && same_spec; k++) same_spec = desc[k].type == q->desc[k].type;
+        }
         if (!same_spec || memcmp(&q->shape, &want, sizeof want) != 0)
             return nq_fail(NQ_ERR_RUNTIME, "%s: block %d %s: spec or shape [%d][%d] differs from the checkpoint's",
                            w->path, l, mat_names[i], q->shape.rows, q->shape.cols);
@@ -426,8 +439,44 @@ nq_status checkpoint_read_block(CheckpointReader *r, int l, BlockResult *out, fl
     if (checked) st = h5sum_check_attrs(g, r->path, name, 1);
     if (st == NQ_OK && attn_norm) st = read_(r, g, "attn_norm", 1, d, attn_norm);
     if (st == NQ_OK && ffn_norm) st = read_(r, g, "ffn_norm", 1, d, ffn_norm);
-    if (st == NQ_OK) st = block_result_read_h5(g, r->path, c, r->info.spec, l, checked, out);
+    /* the arrays as this file's version stores them (fp32 scales before version 3) */
+    if (st == NQ_OK) st = block_result_read_h5(g, r->path, c, r->info.spec, l, checked, r->info.format_version, out);
     h5u_close(g);
+    return st;
+}
+
+nq_status checkpoint_block_storage(CheckpointReader *r, int l, int want_entropy, CheckpointStorage *out) {
+    memset(out, 0, sizeof *out);
+    BlockResult b;
+    nq_status st = want_entropy ? checkpoint_read_block(r, l, &b, NULL, NULL) : NQ_OK;
+    if (st != NQ_OK) return st;
+    const ModelConfig *c = &r->info.config;
+    const Quantizer *quant = quantizer_of(r->info.spec);
+    for (int i = 0; i < N_MATS && st == NQ_OK; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "blocks/%04d/%s/weight", l, mat_names[i]);
+        if (h5u_exists(r->file, name)) continue; /* kept fp32 */
+        QuantShape const sh = quant_shape(r->info.spec, mat_rows(c, i), mat_cols(c, i));
+        QArrayDesc desc[QM_MAX_ARRAYS];
+        out->n_arrays = quant->describe(r->info.spec, sh, r->info.format_version, desc);
+        out->weights += (unsigned long long)sh.rows * (unsigned long long)sh.cols;
+        for (int k = 0; k < out->n_arrays; k++) {
+            out->names[k] = desc[k].name;
+            snprintf(name, sizeof name, "blocks/%04d/%s/%s", l, mat_names[i], desc[k].name);
+            hid_t const d = H5Dopen2(r->file, name, H5P_DEFAULT);
+            if (d < 0) {
+                st = h5u_fail(NQ_ERR_INPUT, r->path, "missing dataset");
+                break;
+            }
+            out->stored_bytes[k] += H5Dget_storage_size(d);
+            H5Dclose(d);
+        }
+        if (want_entropy && st == NQ_OK && b.mat[i].quantized) { /* array 0: the codes */
+            size_t const n = qarray_count(&b.mat[i].desc[0]);
+            out->code_bits += (double)n * quant_code_entropy(b.mat[i].array[0], n);
+        }
+    }
+    if (want_entropy) block_result_free(&b);
     return st;
 }
 

@@ -103,6 +103,19 @@ int checkpoint_has_block(CheckpointReader *r, int l);
 nq_status checkpoint_read_block(CheckpointReader *r, int l, BlockResult *out, float *attn_norm,
                                 float *ffn_norm);
 
+/* What block l's quantized matrices take in the file: per stored array of their
+ * quantizer (names[k]: "codes", "scale", ...) the bytes as stored (H5Dget_storage_size:
+ * compressed, chunk overhead included), the quantized weights, and with want_entropy the
+ * sum over matrices of n H(codes) in bits (reads the codes; without it code_bits = 0). */
+typedef struct {
+    int n_arrays;
+    const char *names[QM_MAX_ARRAYS];
+    unsigned long long stored_bytes[QM_MAX_ARRAYS];
+    unsigned long long weights;
+    double code_bits;
+} CheckpointStorage;
+nq_status checkpoint_block_storage(CheckpointReader *r, int l, int want_entropy, CheckpointStorage *out);
+
 /* tok_embeddings [V][d], norm_final [d]; output [V][d] is filled from /model/output when
  * untied and copied from the embeddings when tied (NULL to skip it). */
 nq_status checkpoint_read_head(CheckpointReader *r, float *tok_embeddings, float *norm_final,

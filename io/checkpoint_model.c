@@ -1,6 +1,6 @@
 /* The nupes-mpi checkpoint as a model backend: model_open(ckpt) gives fp32 weights.
  * The head (embeddings, final norm, classifier) is read once, on first use; block l is
- * read and dequantized (quant_dequantize, the 2^b-entry table) into its own buffer when
+ * read and dequantized (its quantizer's decode, src/quantizer.h) into its own buffer when
  * asked for, and freed by release_block. Only complete checkpoints are models. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,8 +48,13 @@ static nq_status load_block_(Model *m, int l, float **out) {
         free(buf);
         return st;
     }
-    for (int i = 0; i < N_MATS; i++) quant_matrix_dequantize(&r.mat[i], (float *)w.mat[i]);
+    nq_status dq = NQ_OK;
+    for (int i = 0; i < N_MATS && dq == NQ_OK; i++) dq = quant_matrix_dequantize(&r.mat[i], (float *)w.mat[i]);
     block_result_free(&r);
+    if (dq != NQ_OK) {
+        free(buf);
+        return dq;
+    }
     *out = buf;
     return NQ_OK;
 }

@@ -225,10 +225,27 @@ nq_status h5u_open_group(hid_t loc, const char *file, const char *name, hid_t *g
 
 /* ------------------------------------------------------------------ datasets */
 
+/* IEEE binary16 little-endian: HDF5 1.10 has no predefined half type, so it is built as
+ * h5py builds its float16 (sign bit 15, exponent bits 10..14 biased by 15, mantissa 0..9),
+ * once per process. */
+static hid_t half_type_(void) {
+    static hid_t t = -1;
+    if (t < 0) {
+        hid_t const h = H5Tcopy(H5T_IEEE_F32LE);
+        if (h >= 0 && H5Tset_fields(h, 15, 10, 5, 0, 10) >= 0 && H5Tset_size(h, 2) >= 0 &&
+            H5Tset_ebias(h, 15) >= 0 && H5Tset_precision(h, 16) >= 0)
+            t = h;
+        else if (h >= 0)
+            H5Tclose(h);
+    }
+    return t;
+}
+
 static hid_t file_type_(H5UType t) {
     switch (t) {
     case H5U_I8: return H5T_STD_I8LE;
     case H5U_I32: return H5T_STD_I32LE;
+    case H5U_F16: return half_type_();
     default: return H5T_IEEE_F32LE;
     }
 }
@@ -237,11 +254,16 @@ static hid_t mem_type_(H5UType t) {
     switch (t) {
     case H5U_I8: return H5T_NATIVE_INT8;
     case H5U_I32: return H5T_NATIVE_INT32;
+    case H5U_F16: return half_type_(); /* the bits as they are (little-endian machines) */
     default: return H5T_NATIVE_FLOAT;
     }
 }
 
-static size_t type_size_(H5UType t) { return t == H5U_I8 ? 1 : 4; }
+static size_t type_size_(H5UType t) { return t == H5U_I8 ? 1 : t == H5U_F16 ? 2 : 4; }
+
+static const char *type_name_(H5UType t) {
+    return t == H5U_F32 ? "float32" : t == H5U_F16 ? "float16" : t == H5U_I8 ? "int8" : "int32";
+}
 
 static void format_dims_(int rank, const hsize_t *dims, char *out, size_t size) {
     size_t used = 0;
@@ -347,11 +369,11 @@ static nq_status check_type_(hid_t dset, const char *file, const char *path, H5U
     H5T_class_t const cls = t < 0 ? H5T_NO_CLASS : H5Tget_class(t);
     size_t const size = t < 0 ? 0 : H5Tget_size(t);
     h5u_close(t);
-    H5T_class_t const want = type == H5U_F32 ? H5T_FLOAT : H5T_INTEGER;
+    H5T_class_t const want = type == H5U_F32 || type == H5U_F16 ? H5T_FLOAT : H5T_INTEGER;
     if (cls != want || size != type_size_(type))
         return nq_fail(NQ_ERR_INPUT, "%s: dataset %s has elements of %zu bytes (%s), expected %s", file,
                        path, size, cls == H5T_FLOAT ? "float" : cls == H5T_INTEGER ? "integer" : "other",
-                       type == H5U_F32 ? "float32" : type == H5U_I8 ? "int8" : "int32");
+                       type_name_(type));
     return NQ_OK;
 }
 

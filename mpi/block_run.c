@@ -370,8 +370,8 @@ nq_status block_run(Job *job, int l, BlockResult *out) {
                      "for it; lower reconstruction.lr_weights (now %g)", l, b.info.loss_init, loss_final,
                      DIVERGED_FACTOR, (double)job->params.lr_weights);
     if (st == NQ_OK) st = block_result_alloc(out, job->c, job->params.spec, l, job->params.skip_mask);
+    if (st == NQ_OK) st = recon_result(b.recon, out);
     if (st == NQ_OK) {
-        recon_result(b.recon, out);
         out->loss_init = (float)b.info.loss_init;
         out->loss_final = (float)loss_final;
         out->seconds = b.info.seconds + (job_now() - b.last_save);

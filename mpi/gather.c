@@ -48,25 +48,26 @@ static void recv_array(void *data, size_t count, MPI_Datatype type, size_t elem_
     }
 }
 
-/* The same walk over a result's arrays for sending and receiving. */
+/* The MPI type of a stored array's elements (fp16 travels as its 16-bit patterns). */
+static MPI_Datatype mpi_type(QArrayType t) {
+    return t == QA_I8 ? MPI_INT8_T : t == QA_F16 ? MPI_UINT16_T : MPI_FLOAT;
+}
+
+/* The same walk over a result's arrays for sending and receiving: every array its
+ * quantizer describes (both sides allocate them with block_result_alloc), in order. */
 static void transfer_tensors(BlockResult *r, int source) {
     for (int i = 0; i < N_MATS; i++) {
         QuantMatrix *q = &r->mat[i];
         size_t const n = (size_t)q->shape.rows * q->shape.cols;
-        size_t const ns = (size_t)q->shape.rows * q->shape.groups;
         if (!q->quantized) {
             if (source < 0) send_array(q->weight, n, MPI_FLOAT, sizeof(float));
             else recv_array(q->weight, n, MPI_FLOAT, sizeof(float), source);
             continue;
         }
-        if (source < 0) {
-            send_array(q->codes, n, MPI_INT8_T, 1);
-            send_array(q->scales, ns, MPI_FLOAT, sizeof(float));
-            send_array(q->exponents, (size_t)q->shape.n_exponents, MPI_FLOAT, sizeof(float));
-        } else {
-            recv_array(q->codes, n, MPI_INT8_T, 1, source);
-            recv_array(q->scales, ns, MPI_FLOAT, sizeof(float), source);
-            recv_array(q->exponents, (size_t)q->shape.n_exponents, MPI_FLOAT, sizeof(float), source);
+        for (int k = 0; k < q->n_arrays; k++) {
+            QArrayType const t = q->desc[k].type;
+            if (source < 0) send_array(q->array[k], qarray_count(&q->desc[k]), mpi_type(t), qarray_type_size(t));
+            else recv_array(q->array[k], qarray_count(&q->desc[k]), mpi_type(t), qarray_type_size(t), source);
         }
     }
 }

@@ -19,6 +19,8 @@
 #include "h5util.h"
 #include "model_config_read.h"
 #include "quant.h"
+#include "quantizer.h"
+#include "result.h"
 #include "run_dir.h"
 #include "text_windows.h"
 #include "tokenizer.h"
@@ -115,9 +117,10 @@ static void memory_compute(const ModelConfig *c, const NupesConfig *cfg, int D, 
 
 /* ---------------------------------------------------------------- run.dir files */
 
-/* Bytes of one block's quantized result: codes at ~bits/8 bytes (zstd stores int8 codes
- * near their entropy, below bits), scales and exponents fp32, skipped matrices fp32. raw:
- * the same with one byte per code, as root receives and compresses it. */
+/* Bytes of one block's quantized result: the arrays the quantizer describes (done files'
+ * format), int8 codes at ~bits/8 bytes (zstd stores them near their entropy, below bits),
+ * every other array at its element size; skipped matrices fp32. raw: the same with one
+ * byte per code, as root receives and compresses it. */
 static uint64_t done_block_bytes(const ModelConfig *c, const NupesConfig *cfg, int raw) {
     QuantSpec const spec = {.bits = cfg->bits, .group_size = cfg->group_size, .per_row = cfg->exponent_per_channel};
     uint64_t bytes = 0;
@@ -127,8 +130,14 @@ static uint64_t done_block_bytes(const ModelConfig *c, const NupesConfig *cfg, i
             bytes += 4 * n;
             continue;
         }
-        QuantShape const sh = quant_shape(spec, mat_rows(c, i), mat_cols(c, i));
-        bytes += (raw ? n : n * (uint64_t)cfg->bits / 8) + 4 * ((uint64_t)sh.rows * (uint64_t)sh.groups + (uint64_t)sh.n_exponents);
+        QArrayDesc desc[QM_MAX_ARRAYS];
+        int const k = quantizer_of(spec)->describe(spec, quant_shape(spec, mat_rows(c, i), mat_cols(c, i)),
+                                                   RESULT_FORMAT_VERSION, desc);
+        for (int a = 0; a < k; a++) {
+            uint64_t const count = qarray_count(&desc[a]);
+            bytes += desc[a].type == QA_I8 && !raw ? count * (uint64_t)cfg->bits / 8
+                                                   : count * qarray_type_size(desc[a].type);
+        }
     }
     return bytes;
 }

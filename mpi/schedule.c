@@ -36,7 +36,7 @@ static nq_status hand_on(Job *job, int l, const BlockResult *r, MPI_Comm comm) {
     for (int i = 0; i < N_MATS && st == NQ_OK; i++) {
         weights[i] = nq_calloc((size_t)mat_rows(c, i) * mat_cols(c, i), sizeof(float), "dequantized weights");
         if (!weights[i]) st = NQ_ERR_RUNTIME;
-        else quant_matrix_dequantize(&r->mat[i], weights[i]);
+        else st = quant_matrix_dequantize(&r->mat[i], weights[i]); /* the stored values, as eval sees them */
         w.mat[i] = weights[i];
     }
     for (int i = 0; i < count; i++) seqs[i] = first + i;

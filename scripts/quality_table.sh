@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The quality table of the bundled stories260K model (issue "NUPES numerics"): fp32, RTN,
 # PowerQuant and NUPES in parallel, sequential and pipelined mode at W4, W3 and W2, per
-# channel, every other setting from configs/stories260K.toml (500 iterations, batch 4,
+# channel, plus NUPES sequential with groups of 64 and of 32 inputs per scale (rows
+# nupes-sequential-g64, nupes-sequential-g32; the learned scale is on, as everywhere), every
+# other setting from configs/stories260K.toml (500 iterations, batch 4,
 # lr 1e-3 / 1e-4 / 1e-3, learn_scale true, pipelined switch 0.8), on 2 MPI ranks.
 # Prints a markdown table with, per row:
 #   perplexity, mean KL(fp32 || quantized) and top-1 agreement on data/eval-generated.txt
@@ -19,7 +21,8 @@
 # Usage: bash scripts/quality_table.sh [build-dir]          (default: build/)
 # Environment:
 #   BITS="4 3 2"   bit widths;  NP=2  ranks;  OUT=run/quality  where checkpoints and logs go
-#   ROWS="rtn powerquant nupes-parallel nupes-sequential nupes-pipelined"  rows to run
+#   ROWS="rtn powerquant nupes-parallel nupes-sequential nupes-pipelined nupes-sequential-g64
+#         nupes-sequential-g32"  rows to run; a row nupes-MODE-gN runs MODE with group_size N
 #   SET="key=value ..."  extra --set options for every NUPES row (hyperparameter trials)
 #   REUSE=1        keep a row's existing checkpoint (and its recorded wall time) if present
 #   CONFIG=configs/stories260K.toml  the job config (e.g. a frozen copy while it is edited)
@@ -32,7 +35,7 @@ bin="$build/nupes-mpi"
 bits_list=${BITS:-"4 3 2"}
 np=${NP:-2}
 out=${OUT:-$root/run/quality}
-rows=${ROWS:-"rtn powerquant nupes-parallel nupes-sequential nupes-pipelined"}
+rows=${ROWS:-"rtn powerquant nupes-parallel nupes-sequential nupes-pipelined nupes-sequential-g64 nupes-sequential-g32"}
 config=$(cd "$(dirname "${CONFIG:-$root/configs/stories260K.toml}")" && pwd)/$(basename "${CONFIG:-stories260K.toml}")
 read -r -a extra <<< "${SET:-}"
 mkdir -p "$out"
@@ -85,6 +88,9 @@ run_row() {
   local name=$1 bits=$2 dir="$out/$1-w$2" method mode kv set=()
   case $name in
     rtn|powerquant) method=$name mode=parallel ;;
+    nupes-*-g[0-9]*) method=nupes mode=${name#nupes-} mode=${mode%-g*}
+             set+=(--set "quantization.group_size=${name##*-g}")
+             for kv in ${extra[@]+"${extra[@]}"}; do set+=(--set "$kv"); done ;;
     nupes-*) method=nupes mode=${name#nupes-}
              for kv in ${extra[@]+"${extra[@]}"}; do set+=(--set "$kv"); done ;;
     *) echo "quality_table: unknown row '$name'" >&2; exit 2 ;;
@@ -111,7 +117,7 @@ run_row() {
 }
 
 "$bin" eval "${eval_args[@]}" > "$out/fp32.eval" 2>&1 || { cat "$out/fp32.eval" >&2; exit 3; }
-echo "stories260K, data/eval-generated.txt (every 256-token window); $np ranks; per channel;" \
+echo "stories260K, data/eval-generated.txt (every 256-token window); $np ranks; per channel unless -gN;" \
      "$config defaults (zstd level $(awk -F'[ =#]+' '/^zstd_level/ { print $2 }' "$config"))${SET:+ with $SET};" \
      "load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
 echo

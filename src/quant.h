@@ -25,6 +25,7 @@ typedef struct {
     int group_size; /* 0: one group per output row; else inputs per group (the last one of a
                        row may be shorter) */
     int per_row;    /* 1: one exponent per output row ("channel"); 0: one per tensor */
+    int quantizer;  /* row of quantizer_table (src/quantizer.h); 0: the power quantizer */
 } QuantSpec;
 
 /* A learned or final quantized matrix [rows][cols]. */

@@ -22,6 +22,7 @@ typedef struct {
 struct Recon {
     ModelConfig c;
     ReconParams p;
+    const Quantizer *quant; /* quantizer_of(p.spec) */
     int block, n_sequences, T;
     QuantShape shape[N_MATS];
     int quantized[N_MATS];
@@ -131,15 +132,14 @@ static int init_matrix(Recon *r, int i, const float *w) {
         return -1;
     if (r->p.learn_scale && learned_alloc(&r->s[i], ns, moments)) return -1;
 
-    quant_init_scales(r->p.spec, sh, w, r->scale0[i]);
+    /* a resume restores z, a and s from the state file: only the start scales here */
+    QuantInit const how = r->p.restoring && moments ? QUANT_INIT_SCALES
+                          : r->p.method == RECON_RTN ? QUANT_INIT_FIXED
+                                                     : QUANT_INIT_SEARCH;
+    QuantLatents start = {r->z[i].value, r->scale0[i], r->a[i].value};
+    r->quant->init(r->p.spec, sh, w, how, &start);
     memcpy(r->scale[i], r->scale0[i], ns * sizeof(float));
-    if (r->p.restoring && moments) return 0; /* z, a and s come from the state file */
-    quant_normalise(r->p.spec, sh, w, r->scale0[i], r->z[i].value);
-    if (r->p.method == RECON_RTN) {
-        for (int e = 0; e < sh.n_exponents; e++) r->a[i].value[e] = 1.0f;
-    } else {
-        quant_search_exponent(r->p.spec, sh, w, r->scale0[i], r->a[i].value);
-    }
+    if (how == QUANT_INIT_SCALES) return 0;
     for (size_t g = 0; r->s[i].value && g < ns; g++) r->s[i].value[g] = 1.0f;
     return 0;
 }
@@ -183,6 +183,12 @@ Recon *recon_create(const ModelConfig *c, const BlockWeights *fp, const ReconPar
     if (!r) return NULL;
     r->c = *c;
     r->p = *p;
+    r->quant = quantizer_of(p->spec);
+    if (!r->quant) {
+        nq_fail(NQ_ERR_RUNTIME, "quantizer %d, expected 0..%d", p->spec.quantizer, QUANTIZER_COUNT - 1);
+        free(r);
+        return NULL;
+    }
     if (r->p.method != RECON_NUPES) r->p.learn_scale = 0;
     r->block = block;
     r->n_sequences = n_sequences;
@@ -278,8 +284,8 @@ static void quantize_all(Recon *r, BlockWeights *w) {
         size_t const ns = scale_size(r, i);
         for (size_t g = 0; g < ns; g++)
             r->scale[i][g] = r->scale0[i][g] * (r->p.learn_scale ? r->s[i].value[g] : 1.0f);
-        quant_forward(r->p.spec, r->shape[i], r->z[i].value, r->scale[i], r->a[i].value,
-                      r->codes[i], r->w_hat[i]);
+        QuantLatents const l = {r->z[i].value, r->scale[i], r->a[i].value};
+        r->quant->forward(r->p.spec, r->shape[i], &l, r->codes[i], r->w_hat[i]);
         w->mat[i] = r->w_hat[i];
     }
 }
@@ -314,8 +320,9 @@ static void quant_backward_range(void *arg, int r0, int r1) {
     MatrixPass const *p = arg;
     Recon *r = p->r;
     int const i = p->i, groups = r->shape[i].groups;
-    quant_backward_rows(r->p.spec, r->shape[i], r0, r1, r->z[i].value, r->scale[i],
-                        r->a[i].value, r->codes[i], r->dw[i], NULL, r->da_rows + r0, r->ds[i]);
+    QuantLatents const l = {r->z[i].value, r->scale[i], r->a[i].value};
+    r->quant->backward_rows(r->p.spec, r->shape[i], r0, r1, &l, r->codes[i], r->dw[i], NULL,
+                            r->da_rows + r0, r->ds[i]);
     if (!r->p.learn_scale) return;
     /* that gave dL/dM; M = M0 * s, so dL/ds = dL/dM * M0 */
     for (size_t g = (size_t)r0 * groups; g < (size_t)r1 * groups; g++)
@@ -409,9 +416,9 @@ static void adam_quantize_range(void *arg, int r0, int r1) {
         QuantShape part = sh;
         part.rows = rows;
         part.n_exponents = r->p.spec.per_row ? rows : 1;
-        quant_forward(r->p.spec, part, z->value + off, r->scale_next[i] + goff,
-                      r->a[i].value + (r->p.spec.per_row ? c0 : 0), r->codes[i] + off,
-                      r->w_hat[i] + off);
+        QuantLatents const l = {z->value + off, r->scale_next[i] + goff,
+                                r->a[i].value + (r->p.spec.per_row ? c0 : 0)};
+        r->quant->forward(r->p.spec, part, &l, r->codes[i] + off, r->w_hat[i] + off);
     }
 }
 
@@ -444,7 +451,7 @@ void recon_apply(Recon *r) {
     lap(r, RECON_PHASE_ADAM, &clock);
 }
 
-void recon_result(Recon *r, BlockResult *out) {
+nq_status recon_result(Recon *r, BlockResult *out) {
     BlockWeights w;
     quantize_all(r, &w);
     for (int i = 0; i < N_MATS; i++) {
@@ -453,10 +460,15 @@ void recon_result(Recon *r, BlockResult *out) {
             memcpy(q->weight, r->fp_weight[i], mat_size(r, i) * sizeof(float));
             continue;
         }
-        memcpy(q->codes, r->codes[i], mat_size(r, i));
-        memcpy(q->scales, r->scale[i], scale_size(r, i) * sizeof(float));
-        memcpy(q->exponents, r->a[i].value, (size_t)r->shape[i].n_exponents * sizeof(float));
+        QuantLatents const l = {r->z[i].value, r->scale[i], r->a[i].value};
+        nq_status const st = r->quant->encode(r->p.spec, r->shape[i], &l, r->codes[i], q->desc, q->array);
+        if (st != NQ_OK) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", nq_last_error());
+            return nq_fail(st, "block %d, %s: %s", r->block, mat_names[i], why);
+        }
     }
+    return NQ_OK;
 }
 
 static int add_learned(ReconArray *arrays, int n, int max, const char *mat, const char *what,

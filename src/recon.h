@@ -20,6 +20,7 @@
 #include "block.h"
 #include "model.h"
 #include "quant.h"
+#include "quantizer.h"
 #include "result.h"
 
 typedef enum { RECON_RTN, RECON_POWERQUANT, RECON_NUPES } ReconMethod;
@@ -82,9 +83,10 @@ void recon_apply(Recon *r);
 /* Sum of squared errors of the current quantization on x, y [b][T][d] (no gradient). */
 double recon_eval_sse(Recon *r, const float *x, const float *y, int b);
 
-/* The current quantization (codes, scales M0 * s, exponents) into out, allocated by the
- * caller with block_result_alloc. */
-void recon_result(Recon *r, BlockResult *out);
+/* The current quantization (codes, scales M0 * s, exponents) encoded by the quantizer
+ * into out's stored arrays, allocated by the caller with block_result_alloc. NQ_ERR_INPUT
+ * when a value has no stored form (a scale beyond fp16's range), naming block and matrix. */
+nq_status recon_result(Recon *r, BlockResult *out);
 
 /* The optimiser state as named arrays, for saving and restoring: views into r (write into
  * them to restore, then call recon_set_step). The list is fixed for a given config. */

@@ -62,6 +62,21 @@ static int8_t random_code(int m) {
     return (int8_t)((rng_next() & 1) ? k : -k);
 }
 
+/* Element j of stored array `name` of q, as a float / set from a float (any stored type). */
+static float array_get(const QuantMatrix *q, const char *name, size_t j) {
+    for (int k = 0; k < q->n_arrays; k++)
+        if (!strcmp(q->desc[k].name, name)) return qarray_float(&q->desc[k], q->array[k], j);
+    fail_msg("no array %s", name);
+    return 0;
+}
+
+static void array_set(QuantMatrix *q, const char *name, size_t j, float v) {
+    for (int k = 0; k < q->n_arrays; k++)
+        if (!strcmp(q->desc[k].name, name)) qarray_set_float(&q->desc[k], q->array[k], j, v);
+}
+
+static int8_t *codes_of(const QuantMatrix *q) { return quant_matrix_array(q, "codes"); }
+
 static void fill_result(BlockResult *r) {
     for (int i = 0; i < N_MATS; i++) {
         QuantMatrix *q = &r->mat[i];
@@ -71,9 +86,9 @@ static void fill_result(BlockResult *r) {
             for (size_t j = 0; j < n; j++) q->weight[j] = rng_uniform(-1, 1);
             continue;
         }
-        for (size_t j = 0; j < n; j++) q->codes[j] = random_code(m);
-        for (int j = 0; j < q->shape.rows * q->shape.groups; j++) q->scales[j] = rng_uniform(0.01f, 2);
-        for (int j = 0; j < q->shape.n_exponents; j++) q->exponents[j] = rng_uniform(0.3f, 1.4f);
+        for (size_t j = 0; j < n; j++) codes_of(q)[j] = random_code(m);
+        for (int j = 0; j < q->shape.rows * q->shape.groups; j++) array_set(q, "scale", (size_t)j, rng_uniform(0.01f, 2));
+        for (int j = 0; j < q->shape.n_exponents; j++) array_set(q, "exponent", (size_t)j, rng_uniform(0.3f, 1.4f));
     }
     r->loss_init = rng_uniform(0, 1);
     r->loss_final = rng_uniform(0, 1);
@@ -190,9 +205,13 @@ static void assert_matrix_equal(const QuantMatrix *a, const QuantMatrix *b) {
     assert_int_equal(a->spec.bits, b->spec.bits);
     assert_int_equal(a->spec.group_size, b->spec.group_size);
     assert_int_equal(a->spec.per_row, b->spec.per_row);
-    assert_memory_equal(a->codes, b->codes, n);
-    assert_memory_equal(a->scales, b->scales, (size_t)a->shape.rows * a->shape.groups * sizeof(float));
-    assert_memory_equal(a->exponents, b->exponents, (size_t)a->shape.n_exponents * sizeof(float));
+    assert_int_equal(a->n_arrays, b->n_arrays);
+    for (int k = 0; k < a->n_arrays; k++) {
+        assert_string_equal(a->desc[k].name, b->desc[k].name);
+        assert_int_equal(a->desc[k].type, b->desc[k].type);
+        assert_memory_equal(a->array[k], b->array[k], qarray_count(&a->desc[k]) * qarray_type_size(a->desc[k].type));
+    }
+    assert_int_equal(qarray_count(&a->desc[0]), n); /* the codes */
 }
 
 static void assert_result_equal(const BlockResult *a, const BlockResult *b) {
@@ -206,9 +225,9 @@ static void assert_result_equal(const BlockResult *a, const BlockResult *b) {
 static double naive_dequant(const QuantMatrix *q, int r, int col) {
     int const m = quant_max_code(q->spec.bits);
     int const g = q->spec.group_size ? col / q->spec.group_size : 0;
-    double const M = q->scales[(size_t)r * q->shape.groups + g];
-    double const a = q->exponents[q->spec.per_row ? r : 0];
-    int const k = q->codes[(size_t)r * q->shape.cols + col];
+    double const M = array_get(q, "scale", (size_t)r * q->shape.groups + g);
+    double const a = array_get(q, "exponent", q->spec.per_row ? (size_t)r : 0);
+    int const k = codes_of(q)[(size_t)r * q->shape.cols + col];
     if (k == 0) return 0;
     return M * (k > 0 ? 1 : -1) * pow(fabs((double)k) / m, 1.0 / a);
 }
@@ -235,7 +254,7 @@ static void assert_model_matches(const Synthetic *s, const char *path) {
             size_t const n = (size_t)q->shape.rows * q->shape.cols;
             float *ref = malloc(n * sizeof(float));
             assert_non_null(ref);
-            if (q->quantized) quant_dequantize(q->spec, q->shape, q->codes, q->scales, q->exponents, ref);
+            if (q->quantized) assert_int_equal(quant_matrix_dequantize(q, ref), NQ_OK);
             else memcpy(ref, q->weight, n * sizeof(float));
             assert_memory_equal(w.mat[i], ref, n * sizeof(float));
             for (int r = 0; q->quantized && r < q->shape.rows; r++)
@@ -456,13 +475,13 @@ static void test_out_of_range_codes_refused(void **state) {
     rng_state = 99;
     Synthetic s;
     synthetic_make(&s, 1, spec4, -1);
-    s.blocks[1].mat[MAT_W3].codes[17] = 100;
+    codes_of(&s.blocks[1].mat[MAT_W3])[17] = 100;
     char path[8192];
     path_in_tmp(path, sizeof path, "range.h5");
     assert_int_equal(write_checkpoint(&s, path, ~0u, NULL), NQ_OK);
     assert_model_refused(path, "/blocks/0001/w3/codes[17] = 100, expected a code in [-7, 7]");
-    s.blocks[1].mat[MAT_W3].codes[17] = 0;
-    s.blocks[0].mat[MAT_WK].exponents[0] = 0;
+    codes_of(&s.blocks[1].mat[MAT_W3])[17] = 0;
+    array_set(&s.blocks[0].mat[MAT_WK], "exponent", 0, 0.0f);
     assert_int_equal(write_checkpoint(&s, path, ~0u, NULL), NQ_OK);
     assert_model_refused(path, "/blocks/0000/wk/exponent[0] = 0, expected a finite value > 0");
     synthetic_free(&s);
@@ -651,7 +670,7 @@ static int write_plugin_fixture(const char *dir) {
     snprintf(expected, sizeof expected, "%s/plugin-codes.i8", dir);
     const QuantMatrix *wq = &s.blocks[0].mat[MAT_WQ];
     size_t const n_wq = (size_t)wq->shape.rows * wq->shape.cols;
-    if (st == NQ_OK && atomic_write_file(expected, wq->codes, n_wq) != NQ_OK) st = NQ_ERR_RUNTIME;
+    if (st == NQ_OK && atomic_write_file(expected, codes_of(wq), n_wq) != NQ_OK) st = NQ_ERR_RUNTIME;
     model_close(m);
     synthetic_free(&s);
     if (st != NQ_OK) fprintf(stderr, "fixture: %s\n", nq_last_error());

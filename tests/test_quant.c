@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "quant.h"
+#include "quantizer.h"
 #include "rng.h"
 
 static const float test_exponents[] = {0.2f, 0.37f, 0.5f, 0.8f, 1.0f, 1.23f, 1.5f};
@@ -120,7 +121,7 @@ static void test_forward_matches_brute_force(void **state) {
         for (int gi = 0; gi < n_shapes; gi++)
             for (int per_row = 0; per_row <= 1; per_row++)
                 for (int rep = 0; rep < 3; rep++) {
-                    QuantSpec const s = {bits, shapes[gi].group, per_row};
+                    QuantSpec const s = {bits, shapes[gi].group, per_row, QUANTIZER_POWER};
                     QuantShape const sh = quant_shape(s, 7, shapes[gi].cols);
                     int const group = s.group_size ? s.group_size : shapes[gi].cols;
                     assert_int_equal(sh.groups, (shapes[gi].cols + group - 1) / group);
@@ -182,7 +183,7 @@ static void test_exponent_one_is_rtn(void **state) {
     rng_seed(&rng, 7, 1);
     for (int bits = QUANT_MIN_BITS; bits <= QUANT_MAX_BITS; bits++) {
         int const m = quant_max_code(bits);
-        QuantSpec const s = {bits, 16, 0};
+        QuantSpec const s = {bits, 16, 0, QUANTIZER_POWER};
         enum { R = 4, C = 64 };
         QuantShape const sh = quant_shape(s, R, C);
         float w[R * C], scales[R * 4], z[R * C], w_hat[R * C], one = 1.0f;
@@ -205,7 +206,7 @@ static void test_exponent_one_is_rtn(void **state) {
 /* One row of four groups of 8: all zero; constant; +-amax with exact zeros; mixed. */
 static void test_edge_groups(void **state) {
     (void)state;
-    QuantSpec const s = {4, 8, 0};
+    QuantSpec const s = {4, 8, 0, QUANTIZER_POWER};
     QuantShape const sh = quant_shape(s, 1, 32);
     int const m = quant_max_code(4);
     float w[32] = {0}, scales[4], z[32], w_hat[32], deq[32], a = 0.6f;
@@ -285,7 +286,7 @@ static void test_search_vs_dense_scan(void **state) {
     fill_weights(&rng, w, R * C);
     for (int bits = 2; bits <= 8; bits += 2) {
         for (int per_row = 0; per_row <= 1; per_row++) {
-            QuantSpec const s = {bits, bits % 2 ? 32 : 0, per_row};
+            QuantSpec const s = {bits, bits % 2 ? 32 : 0, per_row, QUANTIZER_POWER};
             QuantShape const sh = quant_shape(s, R, C);
             float a[R];
             quant_init_scales(s, sh, w, scales);
@@ -378,7 +379,7 @@ static void test_backward_vs_naive(void **state) {
                 /* per channel, groups of 8, per-row exponents, and ragged groups of 12 and
                  * 24 on rows of 64 (last groups of 4 and 16) */
                 static const int group[] = {0, 8, 0, 12, 24};
-                QuantSpec const s = {bits, group[variant], variant == 2 || variant == 4};
+                QuantSpec const s = {bits, group[variant], variant == 2 || variant == 4, QUANTIZER_POWER};
                 float a[6];
                 for (int r = 0; r < 6; r++) a[r] = exps[(e + r) % 5];
                 check_backward_spec(s, 6, 64, a, &rng);
@@ -398,7 +399,7 @@ static void test_timing_7b_matrix(void **state) {
     (void)state;
     int const rows = 4096, cols = 11008;
     size_t const n = (size_t)rows * cols;
-    QuantSpec const s = {4, 0, 0};
+    QuantSpec const s = {4, 0, 0, QUANTIZER_POWER};
     QuantShape const sh = quant_shape(s, rows, cols);
     float *z = malloc(n * 4), *w_hat = malloc(n * 4), *dz = malloc(n * 4);
     float *scales = malloc((size_t)rows * 4), *a_rows = malloc((size_t)rows * 4), a = 0.7f;
@@ -424,7 +425,7 @@ static void test_timing_7b_matrix(void **state) {
     quant_dequantize(s, sh, codes, scales, &a, dz);
     double const t_deq = seconds_since(t0);
     assert_memory_equal(dz, w_hat, n * 4);
-    QuantSpec const s_rows = {4, 0, 1};
+    QuantSpec const s_rows = {4, 0, 1, QUANTIZER_POWER};
     clock_gettime(CLOCK_MONOTONIC, &t0);
     quant_forward(s_rows, quant_shape(s_rows, rows, cols), z, scales, a_rows, codes, w_hat);
     double const t_fwd_rows = seconds_since(t0);

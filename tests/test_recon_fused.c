@@ -22,6 +22,7 @@
 #include "model_file.h"
 #include "parallel.h"
 #include "quant.h"
+#include "quantizer.h"
 #include "recon.h"
 #include "rng.h"
 #include "synth_model.h"
@@ -71,7 +72,7 @@ static void test_backward_rows_split(void **state) {
     Rng rng;
     rng_seed(&rng, 9, 1);
     for (int variant = 0; variant < 4; variant++) {
-        QuantSpec const s = {variant < 2 ? 4 : 3, variant % 2 ? 8 : 0, variant >= 2};
+        QuantSpec const s = {variant < 2 ? 4 : 3, variant % 2 ? 8 : 0, variant >= 2, QUANTIZER_POWER};
         QuantShape const sh = quant_shape(s, ROWS, COLS);
         for (int i = 0; i < ROWS * COLS; i++) z[i] = uniform(&rng, -1, 1), dw[i] = uniform(&rng, -1, 1);
         for (int i = 0; i < ROWS * sh.groups; i++) scales[i] = uniform(&rng, 0.1f, 1);
@@ -160,7 +161,7 @@ static Snapshot snapshot(Recon *r, const ModelConfig *c, QuantSpec spec) {
     int const n = recon_state_arrays(r, arrays, 64);
     BlockResult res;
     assert_int_equal(block_result_alloc(&res, c, spec, 2, 0), NQ_OK);
-    recon_result(r, &res);
+    assert_int_equal(recon_result(r, &res), NQ_OK);
     Snapshot s = {NULL, 0};
     for (int i = 0; i < n; i++) s.size += arrays[i].count * 4;
     for (int i = 0; i < N_MATS; i++) s.size += (size_t)res.mat[i].shape.rows * res.mat[i].shape.cols;
@@ -173,7 +174,7 @@ static Snapshot snapshot(Recon *r, const ModelConfig *c, QuantSpec spec) {
     }
     for (int i = 0; i < N_MATS; i++) {
         size_t const k = (size_t)res.mat[i].shape.rows * res.mat[i].shape.cols;
-        memcpy(s.bytes + at, res.mat[i].codes, k);
+        memcpy(s.bytes + at, quant_matrix_array(&res.mat[i], "codes"), k);
         at += k;
     }
     block_result_free(&res);

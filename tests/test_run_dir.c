@@ -442,9 +442,11 @@ static nq_status make_result(const ModelConfig *c, int l, int pattern, BlockResu
     for (int i = 0; i < N_MATS; i++) {
         QuantMatrix *q = &r->mat[i];
         size_t const n = (size_t)q->shape.rows * q->shape.cols;
-        for (size_t j = 0; j < n; j++) q->codes[j] = (int8_t)(pattern ? (j % 2 ? pattern : -pattern) : 0);
-        for (int j = 0; j < q->shape.rows * q->shape.groups; j++) q->scales[j] = 0.1f;
-        for (int j = 0; j < q->shape.n_exponents; j++) q->exponents[j] = 1.0f;
+        int8_t *codes = quant_matrix_array(q, "codes");
+        for (size_t j = 0; j < n; j++) codes[j] = (int8_t)(pattern ? (j % 2 ? pattern : -pattern) : 0);
+        for (int k = 1; k < q->n_arrays; k++) /* scales 0.1, exponents 1 */
+            for (size_t j = 0; j < qarray_count(&q->desc[k]); j++)
+                qarray_set_float(&q->desc[k], q->array[k], j, strcmp(q->desc[k].name, "scale") ? 1.0f : 0.1f);
     }
     r->loss_init = 2.5e-3f;
     r->loss_final = 7.5e-4f;

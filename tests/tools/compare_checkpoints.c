@@ -41,14 +41,39 @@ static void diff_floats(const float *a, const float *b, size_t n, int relative, 
     }
 }
 
+/* Array `name` of a and b as floats (whatever their stored type), compared; the stored
+ * bits must match too when the bounds are 0. */
+static void diff_array(const QuantMatrix *a, const QuantMatrix *b, const char *name, int relative,
+                       double *max, Diff *d) {
+    for (int k = 0; k < a->n_arrays; k++) {
+        if (strcmp(a->desc[k].name, name) != 0) continue;
+        size_t const n = qarray_count(&a->desc[k]);
+        float *fa = malloc((n ? n : 1) * sizeof *fa), *fb = malloc((n ? n : 1) * sizeof *fb);
+        if (!fa || !fb) {
+            fprintf(stderr, "compare_checkpoints: out of memory\n");
+            exit(2);
+        }
+        for (size_t i = 0; i < n; i++) {
+            fa[i] = qarray_float(&a->desc[k], a->array[k], i);
+            fb[i] = qarray_float(&b->desc[k], b->array[k], i);
+        }
+        if (a->desc[k].type != b->desc[k].type ||
+            memcmp(a->array[k], b->array[k], n * qarray_type_size(a->desc[k].type)) != 0)
+            d->bit_mismatch = 1;
+        diff_floats(fa, fb, n, relative, max, d);
+        free(fa), free(fb);
+    }
+}
+
 static void diff_matrix(const QuantMatrix *a, const QuantMatrix *b, Diff *total) {
     Diff d = {0};
     size_t const n = (size_t)a->shape.rows * a->shape.cols;
     if (a->quantized) {
-        for (size_t i = 0; i < n; i++) d.codes_differ += a->codes[i] != b->codes[i];
+        const int8_t *ca = quant_matrix_array(a, "codes"), *cb = quant_matrix_array(b, "codes");
+        for (size_t i = 0; i < n; i++) d.codes_differ += ca[i] != cb[i];
         d.codes_total = n;
-        diff_floats(a->scales, b->scales, (size_t)a->shape.rows * a->shape.groups, 1, &d.scale_rel, &d);
-        diff_floats(a->exponents, b->exponents, (size_t)a->shape.n_exponents, 0, &d.exponent, &d);
+        diff_array(a, b, "scale", 1, &d.scale_rel, &d);
+        diff_array(a, b, "exponent", 0, &d.exponent, &d);
     } else {
         diff_floats(a->weight, b->weight, n, 1, &d.scale_rel, &d);
     }

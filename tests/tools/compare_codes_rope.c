@@ -23,26 +23,21 @@ static int interleaved_row(int r, int hs) {
     return h * hs + 2 * i + j;
 }
 
-/* Rows of m (codes, scales, per-row exponents) moved from the half to the interleaved layout. */
+/* Rows of m moved from the half to the interleaved layout: every stored array with one
+ * entry (or row of entries) per output row (codes, scales, per-row exponents). */
 static int unpermute(QuantMatrix *m, int hs) {
-    int const rows = m->shape.rows, cols = m->shape.cols, groups = m->shape.groups;
-    int8_t *codes = malloc((size_t)rows * cols);
-    float *scales = malloc((size_t)rows * groups * sizeof(float));
-    float *exps = malloc((size_t)m->shape.n_exponents * sizeof(float));
-    if (!codes || !scales || !exps) return -1;
-    memcpy(exps, m->exponents, (size_t)m->shape.n_exponents * sizeof(float));
-    for (int r = 0; r < rows; r++) {
-        int const to = interleaved_row(r, hs);
-        memcpy(codes + (size_t)to * cols, m->codes + (size_t)r * cols, (size_t)cols);
-        memcpy(scales + (size_t)to * groups, m->scales + (size_t)r * groups, (size_t)groups * sizeof(float));
-        if (m->shape.n_exponents == rows) exps[to] = m->exponents[r];
+    int const rows = m->shape.rows;
+    for (int k = 0; k < m->n_arrays; k++) {
+        const QArrayDesc *d = &m->desc[k];
+        if (d->dims[0] != (size_t)rows || (d->rank == 1 && rows == 1)) continue; /* per tensor */
+        size_t const row_bytes = (d->rank == 2 ? d->dims[1] : 1) * qarray_type_size(d->type);
+        unsigned char *moved = malloc((size_t)rows * row_bytes + 1), *src = m->array[k];
+        if (!moved) return -1;
+        for (int r = 0; r < rows; r++)
+            memcpy(moved + (size_t)interleaved_row(r, hs) * row_bytes, src + (size_t)r * row_bytes, row_bytes);
+        memcpy(src, moved, (size_t)rows * row_bytes);
+        free(moved);
     }
-    memcpy(m->codes, codes, (size_t)rows * cols);
-    memcpy(m->scales, scales, (size_t)rows * groups * sizeof(float));
-    memcpy(m->exponents, exps, (size_t)m->shape.n_exponents * sizeof(float));
-    free(codes);
-    free(scales);
-    free(exps);
     return 0;
 }
 
@@ -51,20 +46,27 @@ typedef struct {
     double scale, exponent;
 } Diff;
 
+/* Largest difference of array `name` of a and b as floats (relative or absolute). */
+static double max_diff(const QuantMatrix *a, const QuantMatrix *b, const char *name, int relative) {
+    double worst = 0;
+    for (int k = 0; k < a->n_arrays; k++) {
+        if (strcmp(a->desc[k].name, name) != 0) continue;
+        for (size_t i = 0; i < qarray_count(&a->desc[k]); i++) {
+            double const x = qarray_float(&a->desc[k], a->array[k], i), y = qarray_float(&b->desc[k], b->array[k], i);
+            double const m = fmax(fabs(x), fabs(y));
+            double const v = relative ? (m > 0 ? fabs(x - y) / m : 0) : fabs(x - y);
+            if (!(v <= worst)) worst = v;
+        }
+    }
+    return worst;
+}
+
 static void diff(const QuantMatrix *a, const QuantMatrix *b, const char *name, int l, Diff *t) {
-    size_t const n = (size_t)a->shape.rows * a->shape.cols, ns = (size_t)a->shape.rows * a->shape.groups;
+    size_t const n = (size_t)a->shape.rows * a->shape.cols;
     size_t differ = 0;
-    double s = 0, e = 0;
-    for (size_t i = 0; i < n; i++) differ += a->codes[i] != b->codes[i];
-    for (size_t i = 0; i < ns; i++) {
-        double const m = fmax(fabs(a->scales[i]), fabs(b->scales[i]));
-        double const v = m > 0 ? fabs((double)a->scales[i] - b->scales[i]) / m : 0;
-        if (!(v <= s)) s = v;
-    }
-    for (int i = 0; i < a->shape.n_exponents; i++) {
-        double const v = fabs((double)a->exponents[i] - b->exponents[i]);
-        if (!(v <= e)) e = v;
-    }
+    const int8_t *ca = quant_matrix_array(a, "codes"), *cb = quant_matrix_array(b, "codes");
+    for (size_t i = 0; i < n; i++) differ += ca[i] != cb[i];
+    double const s = max_diff(a, b, "scale", 1), e = max_diff(a, b, "exponent", 0);
     printf("block %d %s: codes %zu/%zu differ (%.3f%%), max scale rel diff %.3g, max exponent diff %.3g\n", l, name,
            differ, n, 100.0 * differ / n, s, e);
     t->total += n;

@@ -10,13 +10,16 @@
 
 #include "checkpoint.h"
 
+/* The stored array `field` as its quantizer describes it: integers as integers, floats
+ * (fp16 widened exactly) with %.9g. */
 static void print_tensor(const QuantMatrix *q, const char *field) {
-    size_t const n = !strcmp(field, "codes")   ? (size_t)q->shape.rows * q->shape.cols
-                     : !strcmp(field, "scale") ? (size_t)q->shape.rows * q->shape.groups
-                                               : (size_t)q->shape.n_exponents;
-    for (size_t i = 0; i < n; i++) {
-        if (!strcmp(field, "codes")) printf("%d\n", q->codes[i]);
-        else printf("%.9g\n", !strcmp(field, "scale") ? q->scales[i] : q->exponents[i]);
+    for (int k = 0; k < q->n_arrays; k++) {
+        const QArrayDesc *d = &q->desc[k];
+        if (strcmp(d->name, field) != 0) continue;
+        for (size_t i = 0; i < qarray_count(d); i++) {
+            if (d->type == QA_I8) printf("%d\n", (int)qarray_float(d, q->array[k], i));
+            else printf("%.9g\n", qarray_float(d, q->array[k], i));
+        }
     }
 }
 
