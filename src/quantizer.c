@@ -176,6 +176,8 @@ static const Quantizer power_quantizer = {
 
 const Quantizer *const quantizer_table[QUANTIZER_COUNT] = {
     [QUANTIZER_POWER] = &power_quantizer,
+    [QUANTIZER_IQ4_NL] = &iq4nl_quantizer,
+    [QUANTIZER_IQ4_XS] = &iq4xs_quantizer,
 };
 
 const Quantizer *quantizer_of(QuantSpec s) {

@@ -14,7 +14,8 @@
  * eval) reads and writes the arrays the table names, generically. Array 0 is always the
  * codes, int8 [rows][cols] (what zstd compresses towards their entropy). Numerics only here:
  * no HDF5, no MPI. Members: the power quantizer (RTN, PowerQuant, NUPES: src/quant.h),
- * row QUANTIZER_POWER of quantizer_table. */
+ * row QUANTIZER_POWER of quantizer_table; llama.cpp's IQ4_NL and IQ4_XS grids
+ * (src/quantizer_iq4.c), rows QUANTIZER_IQ4_NL and QUANTIZER_IQ4_XS. */
 #ifndef NUPES_QUANTIZER_H
 #define NUPES_QUANTIZER_H
 
@@ -85,7 +86,8 @@ typedef struct Quantizer {
                        const char *file, const char *where);
 } Quantizer;
 
-enum { QUANTIZER_POWER, QUANTIZER_COUNT };
+enum { QUANTIZER_POWER, QUANTIZER_IQ4_NL, QUANTIZER_IQ4_XS, QUANTIZER_COUNT };
+extern const Quantizer iq4nl_quantizer, iq4xs_quantizer; /* src/quantizer_iq4.c */
 extern const Quantizer *const quantizer_table[QUANTIZER_COUNT];
 
 /* The quantizer of spec (spec.quantizer indexes quantizer_table). */
