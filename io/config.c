@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "model.h"
+#include "quant_iq4.h" /* IQ4_GROUP */
+#include "quantizer.h" /* QUANTIZER_* */
 #include "toml_c.h"
 
 #define CONFIG_FILE_MAX (1 << 20) /* bytes; a job file is a few hundred */
@@ -50,6 +52,7 @@ static const char *const methods[] = {"nupes", "powerquant", "rtn", NULL};   /* 
 static const char *const exponents[] = {"tensor", "channel", NULL};          /* 0, 1 */
 static const char *const modes[] = {"parallel", "sequential", "pipelined", NULL}; /* ReconMode */
 static const char *const act_dtypes[] = {"fp32", "fp16", "bf16", NULL};       /* ActDtype */
+static const char *const grids[] = {"power", "iq4_nl", "iq4_xs", NULL}; /* QUANTIZER_* */
 
 #define FIELD(f) offsetof(NupesConfig, f), sizeof(((NupesConfig *)0)->f)
 #define ANY INT_MAX
@@ -77,6 +80,7 @@ static const ConfigKey keys[] = {
     {"quantization", "bits", K_INT, FIELD(bits), 2, 8, 0, 0, NULL, 1},
     {"quantization", "group_size", K_INT, FIELD(group_size), 0, ANY, 0, 0, NULL, 1},
     {"quantization", "exponent", K_CHOICE, FIELD(exponent_per_channel), 0, 0, 0, 0, exponents, 1},
+    {"quantization", "grid", K_CHOICE, FIELD(grid), 0, 0, 0, 0, grids, 1},
     {"quantization", "learn_scale", K_BOOL, FIELD(learn_scale), 0, 0, 0, 0, NULL, 1},
     {"quantization", "skip", K_SKIP, FIELD(skip_mask), 0, 0, 0, 0, NULL, 1},
     {"reconstruction", "mode", K_CHOICE, FIELD(mode), 0, 0, 0, 0, modes, 1},
@@ -99,6 +103,8 @@ static const ConfigKey keys[] = {
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
 /* K_CHOICE stores an int into the enum fields. */
+_Static_assert(QUANTIZER_POWER == 0 && QUANTIZER_IQ4_NL == 1 && QUANTIZER_IQ4_XS == 2,
+               "grids[] lists quantizer_table's rows in order");
 _Static_assert(sizeof(QuantMethod) == sizeof(int) && sizeof(ReconMode) == sizeof(int) &&
                    sizeof(ActDtype) == sizeof(int) && ACT_FP32 == 0 && ACT_FP16 == 1 && ACT_BF16 == 2,
                "choice fields are ints");
@@ -546,8 +552,28 @@ static nq_status make_absolute(char *path, const char *key, const char *source) 
     return NQ_OK;
 }
 
+/* llama.cpp's grids fix what the power grid leaves free: 16 levels (bits 4), blocks of
+ * 32 inputs (group_size 32, set here when left at its default), no exponent to search. */
+static nq_status check_grid(NupesConfig *cfg, const char *src) {
+    if (cfg->grid == QUANTIZER_POWER) return NQ_OK;
+    const char *g = grids[cfg->grid];
+    if (cfg->bits != 4)
+        return nq_fail(NQ_ERR_INPUT, "%s: quantization.bits = %d with grid = \"%s\", expected 4 (the "
+                       "grid has 16 levels)", src, cfg->bits, g);
+    if (cfg->group_size != 0 && cfg->group_size != IQ4_GROUP)
+        return nq_fail(NQ_ERR_INPUT, "%s: quantization.group_size = %d with grid = \"%s\", expected %d "
+                       "(llama.cpp's blocks) or unset", src, cfg->group_size, g, IQ4_GROUP);
+    if (cfg->method == METHOD_POWERQUANT)
+        return nq_fail(NQ_ERR_INPUT, "%s: quantization.method = \"powerquant\" with grid = \"%s\", "
+                       "expected \"nupes\" or \"rtn\" (the grid has no exponent to search)", src, g);
+    cfg->group_size = IQ4_GROUP;
+    return NQ_OK;
+}
+
 nq_status config_validate(NupesConfig *cfg) {
     const char *src = cfg->source_path[0] ? cfg->source_path : "config";
+    nq_status const grid_st = check_grid(cfg, src);
+    if (grid_st != NQ_OK) return grid_st;
     if (cfg->model_path[0] == '\0')
         return nq_fail(NQ_ERR_INPUT, "%s: model.path is required", src);
     if (cfg->calib_text[0] && cfg->calib_tokens[0])
@@ -686,6 +712,11 @@ char *config_result_keys_toml(const NupesConfig *cfg) { return print_keys(cfg, 1
 
 const char *config_method_name(QuantMethod m) {
     return (unsigned)m < sizeof methods / sizeof methods[0] - 1 ? methods[m] : "?";
+}
+
+QuantSpec config_quant_spec(const NupesConfig *cfg) {
+    return (QuantSpec){.bits = cfg->bits, .group_size = cfg->group_size,
+                       .per_row = cfg->exponent_per_channel, .quantizer = cfg->grid};
 }
 
 const char *config_mode_name(ReconMode m) {

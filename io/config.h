@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "float16.h"
+#include "quant.h"
 #include "status.h"
 
 #define CONFIG_PATH_MAX 1024
@@ -42,6 +43,8 @@ typedef struct {
     int bits;                           /* 2..8, default 4 */
     int group_size;                     /* 0 = per output channel (default) */
     int exponent_per_channel;           /* exponent = "channel" (1) | "tensor" (0, default) */
+    int grid;                           /* "power" (0, default) | "iq4_nl" | "iq4_xs": the
+                                           row of quantizer_table (src/quantizer.h) */
     int learn_scale;                    /* default 1 */
     unsigned skip_mask;                 /* bit i: matrix i (mat_names order) stays fp32 */
     /* [reconstruction] */
@@ -103,6 +106,8 @@ char *config_to_toml(const NupesConfig *cfg);
 char *config_result_keys_toml(const NupesConfig *cfg);
 
 const char *config_method_name(QuantMethod m);
+/* The quantizer spec the config asks for: bits, group_size, exponent, grid. */
+QuantSpec config_quant_spec(const NupesConfig *cfg);
 const char *config_mode_name(ReconMode m);
 
 #endif

@@ -51,9 +51,7 @@ static ReconParams recon_params_from(const NupesConfig *cfg) {
     ReconParams p = {0};
     p.method = cfg->method == METHOD_RTN ? RECON_RTN
                : cfg->method == METHOD_POWERQUANT ? RECON_POWERQUANT : RECON_NUPES;
-    p.spec.bits = cfg->bits;
-    p.spec.group_size = cfg->group_size;
-    p.spec.per_row = cfg->exponent_per_channel;
+    p.spec = config_quant_spec(cfg);
     p.learn_scale = cfg->learn_scale;
     p.skip_mask = cfg->skip_mask;
     p.iterations = cfg->iterations;

@@ -78,7 +78,7 @@ static uint64_t attention_floats(const ModelConfig *c, uint64_t b, uint64_t T) {
 
 /* Scales and exponents of every quantized matrix and what learning them adds. */
 static uint64_t scale_bytes(const ModelConfig *c, const NupesConfig *cfg, int learns) {
-    QuantSpec const spec = {.bits = cfg->bits, .group_size = cfg->group_size, .per_row = cfg->exponent_per_channel};
+    QuantSpec const spec = config_quant_spec(cfg);
     uint64_t bytes = 0;
     for (int i = 0; i < N_MATS; i++) {
         if (cfg->skip_mask & (1u << i)) continue;
@@ -122,7 +122,7 @@ static void memory_compute(const ModelConfig *c, const NupesConfig *cfg, int D, 
  * every other array at its element size; skipped matrices fp32. raw: the same with one
  * byte per code, as root receives and compresses it. */
 static uint64_t done_block_bytes(const ModelConfig *c, const NupesConfig *cfg, int raw) {
-    QuantSpec const spec = {.bits = cfg->bits, .group_size = cfg->group_size, .per_row = cfg->exponent_per_channel};
+    QuantSpec const spec = config_quant_spec(cfg);
     uint64_t bytes = 0;
     for (int i = 0; i < N_MATS; i++) {
         uint64_t const n = (uint64_t)mat_rows(c, i) * (uint64_t)mat_cols(c, i);
