@@ -70,6 +70,7 @@ static nq_status write_root_attrs_(hid_t f, const char *file, const BlockResult 
     QuantSpec const s = r->mat[0].spec;
     nq_status st = h5u_attr_write_string(f, file, "format", BLOCK_FILE_FORMAT);
     if (st == NQ_OK) st = h5u_attr_write_int(f, file, "format_version", BLOCK_FILE_VERSION);
+    if (st == NQ_OK) st = h5u_attr_write_string(f, file, "quantizer", r->mat[0].quant->name);
     if (st == NQ_OK) st = h5u_attr_write_int(f, file, "block", r->block);
     if (st == NQ_OK) st = h5u_attr_write_int(f, file, "bits", s.bits);
     if (st == NQ_OK) st = h5u_attr_write_int(f, file, "group_size", s.group_size);
@@ -200,8 +201,17 @@ static nq_status read_header_(hid_t f, const char *file, const ModelConfig *c, i
         st = nq_fail(NQ_ERR_INPUT, "%s: attribute format = \"%s\", expected \"%s\"", file, format,
                      BLOCK_FILE_FORMAT);
     if (st == NQ_OK) st = read_int_(f, file, "format_version", &version);
-    if (st == NQ_OK && version != BLOCK_FILE_VERSION)
+    if (st == NQ_OK && version == 2)
+        st = nq_fail(NQ_ERR_INPUT, "%s: format_version = 2 (fp32 scales and exponents), expected %d (fp16): written "
+                     "by an older nupes-mpi; a resumed run quantizes this block again", file, BLOCK_FILE_VERSION);
+    else if (st == NQ_OK && version != BLOCK_FILE_VERSION)
         st = nq_fail(NQ_ERR_INPUT, "%s: format_version = %d, expected %d", file, version, BLOCK_FILE_VERSION);
+    char *quantizer = NULL;
+    if (st == NQ_OK) st = h5u_attr_read_string(f, file, "/", "quantizer", &quantizer);
+    if (st == NQ_OK && (spec->quantizer = quantizer_find(quantizer)) < 0)
+        st = nq_fail(NQ_ERR_INPUT, "%s: quantizer = \"%s\", expected \"%s\"", file, quantizer,
+                     quantizer_table[QUANTIZER_POWER]->name);
+    free(quantizer);
     if (st == NQ_OK) st = read_int_(f, file, "block", block);
     if (st == NQ_OK && (*block < 0 || *block >= c->n_layers))
         st = nq_fail(NQ_ERR_INPUT, "%s: block = %d, expected 0..%d", file, *block, c->n_layers - 1);
@@ -226,7 +236,7 @@ static nq_status check_expected_(hid_t f, const char *file, int block, QuantSpec
         return nq_fail(NQ_ERR_INPUT, "%s: block = %d, expected %d (a file of another block)", file, block,
                        want->block);
     if (spec.bits != want->spec.bits || spec.group_size != want->spec.group_size ||
-        spec.per_row != want->spec.per_row)
+        spec.per_row != want->spec.per_row || spec.quantizer != want->spec.quantizer)
         return nq_fail(NQ_ERR_INPUT, "%s: bits %d, group_size %d, exponent %s; expected %d, %d, %s (another config)",
                        file, spec.bits, spec.group_size, spec.per_row ? "channel" : "tensor", want->spec.bits,
                        want->spec.group_size, want->spec.per_row ? "channel" : "tensor");

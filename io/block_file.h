@@ -2,15 +2,19 @@
  * root when a block's result arrives and read back on resume and for the checkpoint.
  *
  * Layout (every dataset chunked + zstd, filter 32015):
- *   /                attrs: format = "nupes-mpi-block", format_version = 2, block, bits,
- *                    group_size, exponent ("tensor" | "channel"), fingerprint (of the run
- *                    that wrote it), loss_init, loss_final, seconds, attrs_checksum
- *   every dataset    attr checksum (io/h5sum.h); version 1 files (no checksums) are refused
+ *   /                attrs: format = "nupes-mpi-block", format_version = 3, quantizer
+ *                    ("power"), block, bits, group_size, exponent ("tensor" | "channel"),
+ *                    fingerprint (of the run that wrote it), loss_init, loss_final, seconds,
+ *                    attrs_checksum
+ *   every dataset    attr checksum (io/h5sum.h)
+ *   /wq/<array>      the arrays the quantizer describes (src/quantizer.h); power:
  *   /wq/codes        int8 [out][in]        (quantized matrices)
- *   /wq/scale        float32 [out][groups]
- *   /wq/exponent     float32 [1] or [out]
- *   /wq/weight       float32 [out][in]     (matrices kept fp32, instead of the three above)
+ *   /wq/scale        float16 [out][groups]
+ *   /wq/exponent     float16 [1] or [out]
+ *   /wq/weight       float32 [out][in]     (matrices kept fp32, instead of the arrays above)
  *   ... wk wv wo w1 w2 w3 alike.
+ * Older versions are refused (a resumed run then computes the block again): version 1 had
+ * no checksums, version 2 fp32 scales and exponents.
  * The checkpoint stores a block the same way under /blocks/NNNN (see checkpoint.h), with
  * the same helpers below. */
 #ifndef NUPES_BLOCK_FILE_H
@@ -22,7 +26,7 @@
 #include "status.h"
 
 #define BLOCK_FILE_FORMAT "nupes-mpi-block"
-#define BLOCK_FILE_VERSION 2
+#define BLOCK_FILE_VERSION RESULT_FORMAT_VERSION
 
 /* Writes r to path atomically (temporary name, fsync, rename, fsync dir). zstd_level
  * 1..22. NQ_ERR_RUNTIME on I/O failure, with no file left behind. */

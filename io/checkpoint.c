@@ -14,14 +14,15 @@
 /* The formula of docs/design.md 3.1, stored in the file so that a numpy user can dequantize. */
 static const char dequant_text[] =
     "b = bits, m = 2**(b-1) - 1. For each matrix /blocks/NNNN/<w> (wq wk wv wo w1 w2 w3) "
-    "of shape [out][in]: k = codes (int8 [out][in], in [-m, m]); M = scale (float32 "
+    "of shape [out][in]: k = codes (int8 [out][in], in [-m, m]); M = scale (float16 "
     "[out][groups], groups = ceil(in / group_size); group g of row r covers columns "
     "g*group_size .. min((g+1)*group_size, in)-1, so the last group of a row is shorter "
     "when group_size does not divide in; the whole row when group_size = 0); a = exponent "
-    "(float32 [1]: one per tensor, or [out]: one per row). w[r][c] = M[r][c // group_size] "
-    "* sign(k[r][c]) * (|k[r][c]| / m) ** (1 / a). numpy: G = group_size or in; w = "
-    "np.repeat(M, G, axis=1)[:, :in] * np.sign(k) * (np.abs(k) / m) ** (1 / "
-    "a.reshape(-1, 1)). A matrix stored as 'weight' (float32 "
+    "(float16 [1]: one per tensor, or [out]: one per row). Both are widened to float32 "
+    "before use. w[r][c] = M[r][c // group_size] * sign(k[r][c]) * (|k[r][c]| / m) ** "
+    "(1 / a). numpy: G = group_size or in; M = scale[...].astype(np.float32); a = "
+    "exponent[...].astype(np.float32); w = np.repeat(M, G, axis=1)[:, :in] * np.sign(k) * "
+    "(np.abs(k) / m) ** (1 / a.reshape(-1, 1)). A matrix stored as 'weight' (float32 "
     "[out][in]) was not quantized. Weights are applied as y = x W^T.";
 
 struct CheckpointWriter {
@@ -43,6 +44,7 @@ static nq_status write_root_attrs_(hid_t f, const char *file, const CheckpointMe
     nq_status st = h5u_attr_write_string(f, file, "format", CHECKPOINT_FORMAT);
     if (st == NQ_OK) st = h5u_attr_write_int(f, file, "format_version", CHECKPOINT_VERSION);
     if (st == NQ_OK) st = h5u_attr_write_string(f, file, "method", meta->method ? meta->method : "");
+    if (st == NQ_OK) st = h5u_attr_write_string(f, file, "quantizer", quantizer_of(s)->name);
     if (st == NQ_OK) st = h5u_attr_write_int(f, file, "bits", s.bits);
     if (st == NQ_OK) st = h5u_attr_write_int(f, file, "group_size", s.group_size);
     if (st == NQ_OK) st = h5u_attr_write_string(f, file, "exponent", s.per_row ? "channel" : "tensor");
@@ -319,12 +321,25 @@ static nq_status read_model_config_(hid_t f, const char *file, ModelConfig *c) {
     return NQ_OK;
 }
 
+/* The quantizer by name (format_version 3 on); older checkpoints are the power quantizer's. */
+static nq_status read_quantizer_(hid_t f, const char *file, CheckpointInfo *info) {
+    info->spec.quantizer = QUANTIZER_POWER;
+    if (info->format_version < 3) return NQ_OK;
+    char name[32];
+    nq_status const st = read_choice_(f, file, "/", "quantizer", NULL, name, sizeof name);
+    if (st != NQ_OK) return st;
+    if ((info->spec.quantizer = quantizer_find(name)) < 0)
+        return nq_fail(NQ_ERR_INPUT, "%s: /: attribute quantizer = \"%s\", expected \"%s\"", file, name,
+                       quantizer_table[QUANTIZER_POWER]->name);
+    return NQ_OK;
+}
+
 static nq_status read_info_(hid_t f, const char *file, CheckpointInfo *info) {
     char format[32], exponent[16];
     nq_status st = read_choice_(f, file, "/", "format", CHECKPOINT_FORMAT, format, sizeof format);
     if (st == NQ_OK) st = read_int_attr_(f, file, "/", "format_version", CHECKPOINT_VERSION_UNCHECKED,
                                          CHECKPOINT_VERSION, &info->format_version);
-    int const checked = info->format_version >= CHECKPOINT_VERSION;
+    int const checked = info->format_version >= CHECKPOINT_VERSION_CHECKSUMS;
     if (st == NQ_OK && checked) st = h5sum_check_attrs(f, file, "/", 1);
     if (st == NQ_OK && checked) {
         hid_t g;
@@ -334,6 +349,7 @@ static nq_status read_info_(hid_t f, const char *file, CheckpointInfo *info) {
     }
     if (st == NQ_OK) st = read_choice_(f, file, "/", "status", "complete|partial", info->status, sizeof info->status);
     if (st == NQ_OK) st = read_choice_(f, file, "/", "method", "nupes|powerquant|rtn", info->method, sizeof info->method);
+    if (st == NQ_OK) st = read_quantizer_(f, file, info);
     if (st == NQ_OK) st = read_int_attr_(f, file, "/", "bits", QUANT_MIN_BITS, QUANT_MAX_BITS, &info->spec.bits);
     if (st == NQ_OK) st = read_int_attr_(f, file, "/", "group_size", 0, INT_MAX, &info->spec.group_size);
     if (st == NQ_OK) st = read_choice_(f, file, "/", "exponent", "tensor|channel", exponent, sizeof exponent);
@@ -379,7 +395,7 @@ nq_status checkpoint_open(const char *path, CheckpointReader **out) {
         checkpoint_close(r);
         return st;
     }
-    if (r->info.format_version < CHECKPOINT_VERSION)
+    if (r->info.format_version < CHECKPOINT_VERSION_CHECKSUMS)
         fprintf(stderr, "nupes-mpi: warning: %s: format_version %d has no checksums, its data cannot be "
                         "verified; re-run the job that wrote it (same config and run.dir) to rewrite it\n",
                 path, r->info.format_version);
@@ -392,13 +408,13 @@ const CheckpointInfo *checkpoint_info(const CheckpointReader *r) { return &r->in
 /* A float32 dataset, checksum required from format_version 2 on. */
 static nq_status read_(const CheckpointReader *r, hid_t loc, const char *name, int rank,
                        const hsize_t *dims, float *out) {
-    if (r->info.format_version >= CHECKPOINT_VERSION)
+    if (r->info.format_version >= CHECKPOINT_VERSION_CHECKSUMS)
         return h5u_read_checked(loc, r->path, name, H5U_F32, rank, dims, out);
     return h5u_read(loc, r->path, name, H5U_F32, rank, dims, out);
 }
 
 nq_status checkpoint_verify(CheckpointReader *r, int *n_datasets, int *n_attr_sets) {
-    if (r->info.format_version < CHECKPOINT_VERSION)
+    if (r->info.format_version < CHECKPOINT_VERSION_CHECKSUMS)
         return nq_fail(NQ_ERR_INPUT, "%s: format_version %d has no checksums and cannot be verified; re-run "
                        "the job that wrote it (same config and run.dir) to rewrite it with checksums",
                        r->path, r->info.format_version);
@@ -435,7 +451,7 @@ nq_status checkpoint_read_block(CheckpointReader *r, int l, BlockResult *out, fl
     nq_status st = h5u_open_group(r->file, r->path, name, &g);
     if (st != NQ_OK) return st;
     hsize_t const d[1] = {(hsize_t)c->dim};
-    int const checked = r->info.format_version >= CHECKPOINT_VERSION;
+    int const checked = r->info.format_version >= CHECKPOINT_VERSION_CHECKSUMS;
     if (checked) st = h5sum_check_attrs(g, r->path, name, 1);
     if (st == NQ_OK && attn_norm) st = read_(r, g, "attn_norm", 1, d, attn_norm);
     if (st == NQ_OK && ffn_norm) st = read_(r, g, "ffn_norm", 1, d, ffn_norm);

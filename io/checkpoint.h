@@ -1,9 +1,10 @@
 /* The quantized checkpoint (docs/design.md 5.3): one HDF5 file written by root, every dataset
  * chunked and zstd-compressed (filter 32015), readable by h5dump/h5py with the plugin.
  *
- *   /                attrs: format = "nupes-mpi", format_version = 2, status ("complete" |
- *                    "partial"), method, bits, group_size, exponent ("tensor" | "channel"),
- *                    fingerprint, config (TOML text), dequant (the formula of 3.1 as text)
+ *   /                attrs: format = "nupes-mpi", format_version = 3, status ("complete" |
+ *                    "partial"), method, quantizer ("power"), bits, group_size, exponent
+ *                    ("tensor" | "channel"), fingerprint, config (TOML text), dequant (the
+ *                    formula of 3.1 as text)
  *   /model           attrs: dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size,
  *                    seq_len, rope_theta, norm_eps, rope_style ("interleaved" | "half"),
  *                    tied_embeddings
@@ -11,10 +12,13 @@
  *                    (untied only)
  *   /blocks/0007     attrs loss_init, loss_final, seconds
  *   /blocks/0007/attn_norm [d], /blocks/0007/ffn_norm [d]
- *   /blocks/0007/wq/codes int8 [out][in], scale float32 [out][groups], exponent float32
- *                    [1] or [out]; a matrix kept fp32 has /blocks/0007/wq/weight instead.
+ *   /blocks/0007/wq/ the arrays the quantizer describes (src/quantizer.h); power: codes
+ *                    int8 [out][in], scale float16 [out][groups], exponent float16 [1] or
+ *                    [out]; a matrix kept fp32 has /blocks/0007/wq/weight instead.
  *
- * Checksums (format_version 2, io/h5sum.h): every dataset carries attribute checksum
+ * Versions: 3 stores scales and exponents as fp16 and names the quantizer; 2 (fp32 scales
+ * and exponents, the power quantizer) and 1 are still read exactly as they were written.
+ * Checksums (format_version >= 2, io/h5sum.h): every dataset carries attribute checksum
  * (XXH3-64 of its elements), and /, /model and /blocks/NNNN carry attrs_checksum over their
  * attributes. Readers verify what they read (a mismatch is NQ_ERR_INPUT naming the
  * object); checkpoint_verify reads the whole file. A format_version 1 checkpoint (written
@@ -33,8 +37,9 @@
 #include "status.h"
 
 #define CHECKPOINT_FORMAT "nupes-mpi"
-#define CHECKPOINT_VERSION 2
-#define CHECKPOINT_VERSION_UNCHECKED 1 /* before checksums: read with a warning */
+#define CHECKPOINT_VERSION RESULT_FORMAT_VERSION /* 3 */
+#define CHECKPOINT_VERSION_CHECKSUMS 2  /* from this version on every dataset has a checksum */
+#define CHECKPOINT_VERSION_UNCHECKED 1  /* before checksums: read with a warning */
 
 typedef struct {
     const char *method;      /* "nupes" | "powerquant" | "rtn" */

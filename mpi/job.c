@@ -18,6 +18,7 @@
 #include "capture.h"
 #include "fingerprint.h"
 #include "h5util.h"
+#include "half.h"
 #include "job_context.h"
 #include "mpi_check.h"
 #include "parallel.h"
@@ -174,13 +175,31 @@ static char *toml_with_blas(const char *toml, const Job *job) {
  * capture reaches each block, so that a NaN in the last block of a 7B model is exit 2
  * before the capture starts, not after an hour of it; root reads the whole model for the
  * fingerprint just before anyway. */
+/* A group's scale starts as its max |w| and is stored as fp16 (src/quantizer.h): a weight
+ * of a quantized matrix beyond HALF_MAX has no stored scale, refused here before any work. */
+static nq_status check_weights_storable(Job *job, int l, const BlockWeights *w) {
+    for (int i = 0; i < N_MATS; i++) {
+        if (job->cfg->skip_mask & (1u << i)) continue;
+        size_t const cols = (size_t)mat_cols(job->c, i), n = (size_t)mat_rows(job->c, i) * cols;
+        for (size_t j = 0; j < n; j++)
+            if (fabsf(w->mat[i][j]) > HALF_MAX)
+                return nq_fail(NQ_ERR_INPUT, "%s: block %d %s[%zu][%zu] = %g, expected |w| <= %g: the group "
+                               "scales are stored as fp16 (keep the matrix fp32 with quantization.skip)",
+                               model_path(job->model), l, mat_names[i], j / cols, j % cols,
+                               (double)w->mat[i][j], (double)HALF_MAX);
+    }
+    return NQ_OK;
+}
+
 static nq_status check_weights_finite(Job *job) {
     HeadWeights head;
     nq_status st = model_head(job->model, &head);
     for (int l = 0; l < job->c->n_layers && st == NQ_OK; l++) {
         BlockWeights w;
         st = model_block(job->model, l, &w);
-        if (st == NQ_OK) model_release_block(job->model, l);
+        if (st != NQ_OK) break;
+        st = check_weights_storable(job, l, &w);
+        model_release_block(job->model, l);
     }
     return st;
 }

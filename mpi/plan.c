@@ -142,6 +142,23 @@ static uint64_t done_block_bytes(const ModelConfig *c, const NupesConfig *cfg, i
     return bytes;
 }
 
+/* Bits per quantized weight of every stored array but the codes (array 0), as the done
+ * files and the checkpoint store them: the quantizer's description, summed over the
+ * quantized matrices of a block. */
+static double side_bits_per_weight(const ModelConfig *c, const NupesConfig *cfg) {
+    QuantSpec const spec = {.bits = cfg->bits, .group_size = cfg->group_size, .per_row = cfg->exponent_per_channel};
+    double bits = 0, weights = 0;
+    for (int i = 0; i < N_MATS; i++) {
+        if (cfg->skip_mask & (1u << i)) continue;
+        QArrayDesc desc[QM_MAX_ARRAYS];
+        int const k = quantizer_of(spec)->describe(spec, quant_shape(spec, mat_rows(c, i), mat_cols(c, i)),
+                                                   RESULT_FORMAT_VERSION, desc);
+        bits += quantizer_raw_bits(desc + 1, k - 1);
+        weights += (double)mat_rows(c, i) * (double)mat_cols(c, i);
+    }
+    return weights > 0 ? bits / weights : 0.0;
+}
+
 /* Ranks with no work in the configured layout, and a data_parallel that would use them. */
 static void idle_compute(const NupesConfig *cfg, Plan *p) {
     int const L = p->model.n_layers, R = p->world_size, B = p->batch;
@@ -556,6 +573,10 @@ void plan_print(const Plan *p, const NupesConfig *cfg, int64_t free_bytes, FILE 
     fprintf(out, "quantization: %s, %d bits, %s, exponent per %s; %s mode, %d iterations of batch %d\n",
             config_method_name(cfg->method), cfg->bits, grouping,
             cfg->exponent_per_channel ? "channel" : "tensor", config_mode_name(p->mode), p->iterations, p->batch);
+    double const side = side_bits_per_weight(c, cfg);
+    fprintf(out, "bits per quantized weight: at most %.3f = codes %d (int8 stored, zstd brings them near their "
+                 "entropy, below %d) + scales and exponents %.3f (fp16 as stored)\n",
+            cfg->bits + side, cfg->bits, cfg->bits, side);
     fprintf(out, "cluster: %d node%s x %d rank%s, %d thread%s per rank (OPENBLAS_NUM_THREADS)\n", p->nodes,
             p->nodes > 1 ? "s" : "", p->ranks_per_node, p->ranks_per_node > 1 ? "s" : "", p->threads,
             p->threads > 1 ? "s" : "");

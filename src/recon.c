@@ -38,6 +38,7 @@ struct Recon {
     float *w_hat[N_MATS];  /* [rows][cols] current quantized weights */
     int w_hat_fresh;       /* 1: codes, w_hat, scale are those of the current z, a, s (set by
                               recon_apply, which quantizes as it updates) */
+    int w_hat_stored;      /* 1: w_hat is decode(encode(...)), the values the result stores */
     double *da_rows;       /* [max rows] per-row exponent-gradient sums (threads) */
     float *dw[N_MATS];     /* [rows][cols] dL/dw_hat from block_backward; views into
                               grad_floats for quantized matrices, owned for skipped ones */
@@ -259,6 +260,7 @@ int recon_finished(const Recon *r) { return !learns(r) || r->step >= r->p.iterat
 void recon_set_step(Recon *r, int step) {
     r->step = step;
     r->w_hat_fresh = 0; /* the state may have been restored */
+    r->w_hat_stored = 0;
 }
 
 void recon_batch_indices(Recon *r, int *idx) {
@@ -267,9 +269,39 @@ void recon_batch_indices(Recon *r, int *idx) {
     r->sampler_drawn = r->step + 1;
 }
 
+/* w_hat of every quantized matrix replaced by what the block's result will store: the
+ * quantizer's decode of its encode (fp16 scales and exponents; the codes are the same).
+ * Done once the block is finished (RTN and PowerQuant: from the start), so that its final
+ * probe loss, the hand-on to the next block (computed from the stored result) and every
+ * later eval or export all see one model: the one in the file. While learning, w_hat
+ * keeps the fp32 values: the rounding would only add noise to the gradients. */
+static nq_status use_stored_values(Recon *r) {
+    for (int i = 0; i < N_MATS; i++) {
+        if (!r->quantized[i]) continue;
+        QArrayDesc desc[QM_MAX_ARRAYS];
+        void *arrays[QM_MAX_ARRAYS] = {0};
+        int const n = r->quant->describe(r->p.spec, r->shape[i], RESULT_FORMAT_VERSION, desc);
+        nq_status st = NQ_OK;
+        for (int k = 0; k < n && st == NQ_OK; k++) {
+            size_t const count = qarray_count(&desc[k]);
+            arrays[k] = nq_calloc(count ? count : 1, qarray_type_size(desc[k].type), "stored array");
+            if (!arrays[k]) st = NQ_ERR_RUNTIME;
+        }
+        QuantLatents const l = {r->z[i].value, r->scale[i], r->a[i].value};
+        if (st == NQ_OK) st = r->quant->encode(r->p.spec, r->shape[i], &l, r->codes[i], desc, arrays);
+        if (st == NQ_OK)
+            st = r->quant->decode(r->p.spec, r->shape[i], desc, (const void *const *)arrays, r->w_hat[i]);
+        for (int k = 0; k < n; k++) free(arrays[k]);
+        if (st != NQ_OK) return st;
+    }
+    r->w_hat_stored = 1;
+    return NQ_OK;
+}
+
 /* Codes and quantized weights from the current latents; fills w with the weights the
- * forward pass uses (quantized, or fp32 for skipped matrices). */
-static void quantize_all(Recon *r, BlockWeights *w) {
+ * forward pass uses (quantized, or fp32 for skipped matrices). A finished block uses the
+ * stored values (use_stored_values). NQ_ERR_INPUT when they cannot be stored. */
+static nq_status quantize_all(Recon *r, BlockWeights *w) {
     w->attn_norm = r->attn_norm;
     w->ffn_norm = r->ffn_norm;
     for (int i = 0; i < N_MATS; i++) {
@@ -286,8 +318,11 @@ static void quantize_all(Recon *r, BlockWeights *w) {
             r->scale[i][g] = r->scale0[i][g] * (r->p.learn_scale ? r->s[i].value[g] : 1.0f);
         QuantLatents const l = {r->z[i].value, r->scale[i], r->a[i].value};
         r->quant->forward(r->p.spec, r->shape[i], &l, r->codes[i], r->w_hat[i]);
+        r->w_hat_stored = 0;
         w->mat[i] = r->w_hat[i];
     }
+    if (recon_finished(r) && !r->w_hat_stored) return use_stored_values(r);
+    return NQ_OK;
 }
 
 static int ensure_acts(Recon *r, int b) {
@@ -331,7 +366,7 @@ static void quant_backward_range(void *arg, int r0, int r1) {
 
 double recon_eval_sse(Recon *r, const float *x, const float *y, int b) {
     BlockWeights w;
-    quantize_all(r, &w);
+    if (quantize_all(r, &w) != NQ_OK) return NAN;
     if (b > r->max_local || ensure_acts(r, b) != 0) return NAN;
     block_forward(&r->c, &w, x, r->y_quant, r->acts);
     return squared_error(r->y_quant, y, (size_t)b * r->T * r->c.dim);
@@ -341,7 +376,7 @@ double recon_accumulate_gradient(Recon *r, const float *x, const float *y, int b
                                  int total_sequences) {
     BlockWeights w;
     double clock = clock_start(r);
-    quantize_all(r, &w);
+    if (quantize_all(r, &w) != NQ_OK) return NAN;
     lap(r, RECON_PHASE_QUANTIZE, &clock);
     if (b > r->max_local || ensure_acts(r, b) != 0) return NAN;
     block_forward(&r->c, &w, x, r->y_quant, r->acts); /* timed inside, per phase */
@@ -447,13 +482,15 @@ void recon_apply(Recon *r) {
         r->scale_next[i] = used;
     }
     r->w_hat_fresh = 1;
+    r->w_hat_stored = 0;
     r->step++;
     lap(r, RECON_PHASE_ADAM, &clock);
 }
 
 nq_status recon_result(Recon *r, BlockResult *out) {
     BlockWeights w;
-    quantize_all(r, &w);
+    nq_status const quantized = quantize_all(r, &w);
+    if (quantized != NQ_OK) return quantized;
     for (int i = 0; i < N_MATS; i++) {
         QuantMatrix *q = &out->mat[i];
         if (!r->quantized[i]) {
@@ -462,9 +499,10 @@ nq_status recon_result(Recon *r, BlockResult *out) {
         }
         QuantLatents const l = {r->z[i].value, r->scale[i], r->a[i].value};
         nq_status const st = r->quant->encode(r->p.spec, r->shape[i], &l, r->codes[i], q->desc, q->array);
-        if (st != NQ_OK) {
+        if (st != NQ_OK) { /* the block and matrix in front of the quantizer's message */
             char why[256];
             snprintf(why, sizeof why, "%s", nq_last_error());
+            nq_clear_error();
             return nq_fail(st, "block %d, %s: %s", r->block, mat_names[i], why);
         }
     }

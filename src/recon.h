@@ -80,7 +80,9 @@ double *recon_grad_doubles(Recon *r, size_t *count);
 /* Adam step on the gradients, clamp z to [-1, 1], a to [0.2, 1.5], s to > 0; step + 1. */
 void recon_apply(Recon *r);
 
-/* Sum of squared errors of the current quantization on x, y [b][T][d] (no gradient). */
+/* Sum of squared errors of the current quantization on x, y [b][T][d] (no gradient). Once
+ * recon_finished, the quantization is the stored one (recon_result's values: fp16 scales
+ * and exponents). NAN on failure (nq_fail recorded). */
 double recon_eval_sse(Recon *r, const float *x, const float *y, int b);
 
 /* The current quantization (codes, scales M0 * s, exponents) encoded by the quantizer

@@ -30,7 +30,7 @@ typedef struct {
 
 /* The format_version whose arrays block_result_alloc describes (done files and the
  * checkpoint write this one; readers of older files pass theirs). */
-#define RESULT_FORMAT_VERSION 2
+#define RESULT_FORMAT_VERSION 3 /* 3: fp16 scales and exponents; 2: fp32 */
 
 /* Allocates the arrays of r for the model's shapes (zeroed), described as files of
  * RESULT_FORMAT_VERSION store them. skip_mask bit i keeps matrix i in fp32. Returns NQ_OK,

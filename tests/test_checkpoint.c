@@ -23,6 +23,8 @@
 #include "atomic_file.h"
 #include "block_file.h"
 #include "checkpoint.h"
+#include "half.h"
+#include "h5sum.h"
 #include "h5util.h"
 #include "h5zstd.h"
 #include "model_file.h"
@@ -444,9 +446,9 @@ static void test_damaged_checkpoints(void **state) {
     copy_file(good, bad, -1);
     h = open_rw(bad);
     assert_true(H5Adelete(h, "format_version") >= 0);
-    assert_int_equal(h5u_attr_write_int(h, bad, "format_version", 3), NQ_OK);
+    assert_int_equal(h5u_attr_write_int(h, bad, "format_version", 4), NQ_OK);
     H5Fclose(h);
-    assert_model_refused(bad, "format_version = 3, expected 1..2");
+    assert_model_refused(bad, "format_version = 4, expected 1..3");
 
     /* a dataset removed */
     copy_file(good, bad, -1);
@@ -586,6 +588,111 @@ static void test_block_file_roundtrip(void **state) {
     synthetic_free(&s);
 }
 
+
+/* Rewrites a format_version 3 file as version 2 wrote it: every fp16 scale and exponent
+ * dataset as float32 (the same values, widened exactly; checksummed), no quantizer
+ * attribute, format_version 2, the attribute checksums sealed again. root: "/" for a
+ * checkpoint (blocks under /blocks/NNNN), else a done file (matrices at the root). */
+static void downgrade_to_version_2(const char *path, const ModelConfig *c, int checkpoint) {
+    hid_t const f = open_rw(path);
+    for (int l = 0; l < (checkpoint ? c->n_layers : 1); l++) {
+        char where[32] = "/";
+        if (checkpoint) snprintf(where, sizeof where, "blocks/%04d", l);
+        hid_t const g = H5Gopen2(f, where, H5P_DEFAULT);
+        if (g < 0) continue; /* missing in a partial checkpoint */
+        for (int i = 0; i < N_MATS; i++) {
+            static const char *const side[] = {"scale", "exponent"};
+            for (int k = 0; k < 2; k++) {
+                char name[64];
+                snprintf(name, sizeof name, "%s/%s", mat_names[i], side[k]);
+                if (!h5u_exists(g, name)) continue;
+                int rank = 0;
+                hsize_t dims[H5U_MAX_RANK];
+                assert_int_equal(h5u_shape(g, path, name, &rank, dims), NQ_OK);
+                size_t const n = (size_t)dims[0] * (rank == 2 ? (size_t)dims[1] : 1);
+                uint16_t *h = malloc(n * 2);
+                float *v = malloc(n * 4);
+                assert_true(h && v);
+                assert_int_equal(h5u_read_checked(g, path, name, H5U_F16, rank, dims, h), NQ_OK);
+                for (size_t j = 0; j < n; j++) v[j] = half_to_float(h[j]);
+                assert_true(H5Ldelete(g, name, H5P_DEFAULT) >= 0);
+                assert_int_equal(h5u_write(g, path, name, H5U_F32, rank, dims, v, LEVEL), NQ_OK);
+                free(h), free(v);
+            }
+        }
+        if (checkpoint) {
+            assert_true(H5Adelete(g, "attrs_checksum") >= 0);
+            assert_int_equal(h5sum_seal_attrs(g, path), NQ_OK);
+        }
+        H5Gclose(g);
+    }
+    assert_true(H5Adelete(f, "quantizer") >= 0);
+    assert_true(H5Adelete(f, "format_version") >= 0);
+    assert_int_equal(h5u_attr_write_int(f, path, "format_version", 2), NQ_OK);
+    assert_true(H5Adelete(f, "attrs_checksum") >= 0);
+    assert_int_equal(h5sum_seal_attrs(f, path), NQ_OK);
+    assert_true(H5Fclose(f) >= 0);
+}
+
+/* A format_version 2 checkpoint (fp32 scales and exponents) is read exactly as written:
+ * its arrays described as float32, verified against their checksums, and the model it
+ * gives is bit for bit the one of the version 3 file holding the same values. A version
+ * 2 done file is refused with a message saying the block is quantized again. */
+static void test_format_version_2(void **state) {
+    (void)state;
+    rng_state = 0xabcdefull;
+    Synthetic s;
+    QuantSpec const spec = {.bits = 4, .group_size = 6, .per_row = 1};
+    synthetic_make(&s, 0, spec, MAT_W3);
+    char v3[8192], v2[8192];
+    path_in_tmp(v3, sizeof v3, "v3.h5");
+    path_in_tmp(v2, sizeof v2, "v2.h5");
+    assert_int_equal(write_checkpoint(&s, v3, ~0u, NULL), NQ_OK);
+    copy_file(v3, v2, -1);
+    downgrade_to_version_2(v2, &s.c, 1);
+
+    CheckpointReader *r;
+    assert_int_equal(checkpoint_open(v2, &r), NQ_OK);
+    assert_int_equal(checkpoint_info(r)->format_version, 2);
+    assert_int_equal(checkpoint_info(r)->spec.quantizer, QUANTIZER_POWER);
+    int n_datasets = 0, n_attr_sets = 0;
+    assert_int_equal(checkpoint_verify(r, &n_datasets, &n_attr_sets), NQ_OK);
+    BlockResult got;
+    assert_int_equal(checkpoint_read_block(r, 1, &got, NULL, NULL), NQ_OK);
+    const QuantMatrix *q = &got.mat[MAT_WQ], *want = &s.blocks[1].mat[MAT_WQ];
+    assert_int_equal(q->desc[1].type, QA_F32);
+    assert_int_equal(q->desc[2].type, QA_F32);
+    for (size_t j = 0; j < qarray_count(&q->desc[1]); j++)
+        assert_true(((const float *)q->array[1])[j] == array_get(want, "scale", j));
+    block_result_free(&got);
+    checkpoint_close(r);
+
+    Model *m2, *m3;
+    assert_int_equal(model_open(v2, "auto", &m2), NQ_OK);
+    assert_int_equal(model_open(v3, "auto", &m3), NQ_OK);
+    for (int l = 0; l < s.c.n_layers; l++) {
+        BlockWeights a, b;
+        assert_int_equal(model_block(m2, l, &a), NQ_OK);
+        assert_int_equal(model_block(m3, l, &b), NQ_OK);
+        for (int i = 0; i < N_MATS; i++)
+            assert_memory_equal(a.mat[i], b.mat[i], (size_t)mat_rows(&s.c, i) * mat_cols(&s.c, i) * sizeof(float));
+    }
+    model_close(m2);
+    model_close(m3);
+
+    /* done files: version 2 refused, saying what happens */
+    char done[8192];
+    path_in_tmp(done, sizeof done, "block-v2.h5");
+    assert_int_equal(block_file_save(done, &s.blocks[0], LEVEL), NQ_OK);
+    downgrade_to_version_2(done, &s.c, 0);
+    nq_clear_error();
+    assert_int_equal(block_file_load(done, &s.c, &got), NQ_ERR_INPUT);
+    print_message("    refused: %s\n", nq_last_error());
+    assert_non_null(strstr(nq_last_error(), "format_version = 2 (fp32 scales and exponents), expected 3 (fp16)"));
+    nq_clear_error();
+    synthetic_free(&s);
+}
+
 /* Every dataset carries filter 32015 at our level; low-entropy codes compress. */
 typedef struct {
     int datasets, filtered;
@@ -691,6 +798,7 @@ int main(void) {
         cmocka_unit_test(test_partial_checkpoint),
         cmocka_unit_test(test_damaged_checkpoints),
         cmocka_unit_test(test_out_of_range_codes_refused),
+        cmocka_unit_test(test_format_version_2),
         cmocka_unit_test(test_failed_write_keeps_earlier_checkpoint),
         cmocka_unit_test(test_block_file_roundtrip),
         cmocka_unit_test(test_datasets_filtered_and_compressed),

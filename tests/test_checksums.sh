@@ -195,11 +195,19 @@ cp "$ref" "$old"
 import sys, h5py, numpy as np
 with h5py.File(sys.argv[1], "r+") as f:
     f.attrs["format_version"] = np.int64(1)
+    del f.attrs["quantizer"]  # version 3 on
+    sides = []
     def strip(name, obj):
         for a in ("checksum", "attrs_checksum"):
             if a in obj.attrs:
                 del obj.attrs[a]
+        if isinstance(obj, h5py.Dataset) and name.split("/")[-1] in ("scale", "exponent"):
+            sides.append(name)
     f.visititems(strip)
+    for name in sides:  # version 1 stored fp32 scales and exponents
+        v = f[name][()].astype(np.float32)
+        del f[name]
+        f.create_dataset(name, data=v)
     del f.attrs["attrs_checksum"]
 EOF
 "$NUPES_BIN" verify "$old" >"$RL_WORK/old.out" 2>&1

@@ -72,7 +72,8 @@ tool HDF5_PLUGIN_PATH="$plugins" /usr/bin/python3 - "$ckpt" "$work/plugin-expect
 import sys, h5py, numpy as np
 path, expected_path = sys.argv[1:3]
 f = h5py.File(path, "r")
-assert f.attrs["format"] == "nupes-mpi" and int(f.attrs["format_version"]) == 2
+assert f.attrs["format"] == "nupes-mpi" and int(f.attrs["format_version"]) == 3
+assert f.attrs["quantizer"] == "power"
 assert f.attrs["status"] == "complete"
 print("   dequant:", f.attrs["dequant"][:80], "...")
 n = 0
@@ -95,6 +96,7 @@ for l in range(int(f["model"].attrs["n_layers"])):
         if "weight" in g:
             parts.append(g["weight"][()].astype(np.float32).ravel())
             continue
+        assert g["scale"].dtype == np.float16 and g["exponent"].dtype == np.float16, w  # IEEE half
         k = g["codes"][()].astype(np.float64)
         M = g["scale"][()].astype(np.float64)
         a = g["exponent"][()].astype(np.float64)

@@ -81,12 +81,19 @@ inf = bytearray(data)
 at = 28 + (7 * dim + 1) * 4
 inf[at:at + 4] = struct.pack("<f", float("inf"))
 open(out + "/inf.bin", "wb").write(inf)
+big = bytearray(data)  # beyond fp16, the type of the stored group scales
+at = wq + (dim * dim + 2 * dim + 3) * 4
+big[at:at + 4] = struct.pack("<f", 70000.0)
+open(out + "/big.bin", "wb").write(big)
 EOF
 expect nan-quantize 2 "nan.bin: block 2 wq\[3\]\[5\] = nan, expected a finite weight" \
   "$NUPES_BIN" "${job_args[@]}" --set "model.path=$work/nan.bin" --set "run.dir=$work/r4"
 # found before any work: no capture was started, no run.toml written
 [ -e "$work/r4/run.toml" ] || compgen -G "$work/r4/activations.h5*" >/dev/null &&
   fail "nan-quantize: the run directory was written before the NaN was found: $(ls -A "$work/r4")"
+expect big-quantize 2 "big.bin: block 1 wq\[2\]\[3\] = 70000, expected \|w\| <= 65504: the group scales are stored as fp16" \
+  "$NUPES_BIN" "${job_args[@]}" --set "model.path=$work/big.bin" --set "run.dir=$work/rbig"
+[ -e "$work/rbig/run.toml" ] && fail "big-quantize: the run directory was written: $(ls -A "$work/rbig")"
 expect nan-eval 2 "nan.bin: block 2 wq\[3\]\[5\] = nan, expected a finite weight" \
   "$NUPES_BIN" $(eval_args "$work/nan.bin" "$NUPES_DATA/calib-generated.txt" "$NUPES_DATA/tok512.bin")
 expect inf-eval 2 "inf.bin: tok_embeddings\[7\]\[1\] = inf, expected a finite weight" \

@@ -1,7 +1,9 @@
 /* The power quantizer against independent references (docs/design.md 8): codes against an
  * exhaustive nearest-code search in the power domain, values against pow(), the exponent
  * search against a dense scan, the STE gradients against a naive double loop of the 3.3
- * formulas; edge groups; and the time of the 7B-sized forward/backward (printed only). */
+ * formulas; edge groups; fp16 conversions against a search over all halves; every op of
+ * the ops table (src/quantizer.h) against the same references; and the time of the
+ * 7B-sized forward/backward (printed only). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +16,7 @@
 #include <time.h>
 
 #include "quant.h"
+#include "half.h"
 #include "quantizer.h"
 #include "rng.h"
 
@@ -386,6 +389,292 @@ static void test_backward_vs_naive(void **state) {
             }
 }
 
+
+// ----------------------------------------------------------------------------- fp16
+
+/* Every half in double, by its definition (an independent reference for half.h). */
+static double ref_half_value(uint16_t h) {
+    int const e = (h >> 10) & 0x1f, mant = h & 0x3ff;
+    double const sign = (h & 0x8000) ? -1.0 : 1.0;
+    if (e == 0x1f) return mant ? NAN : sign * INFINITY;
+    if (e == 0) return sign * ldexp((double)mant, -24);
+    return sign * ldexp(1024.0 + mant, e - 25);
+}
+
+/* The half nearest to x (ties to the even pattern), by search over the 31744 finite
+ * non-negative halves; 65520 and above (the midpoint past 65504) give inf. */
+static uint16_t ref_half_from(float x) {
+    double const ax = fabs((double)x);
+    uint16_t const sign = signbit(x) ? 0x8000 : 0;
+    if (ax >= 65520.0) return sign | 0x7c00;
+    uint16_t lo = 0, hi = 0x7bff; /* largest half <= ax, by bisection over ordered patterns */
+    while (lo < hi) {
+        uint16_t const mid = (uint16_t)((lo + hi + 1) / 2);
+        if (ref_half_value(mid) <= ax) lo = mid;
+        else hi = (uint16_t)(mid - 1);
+    }
+    uint16_t best = lo;
+    if (lo < 0x7bff) {
+        double const dl = ax - ref_half_value(lo), du = ref_half_value((uint16_t)(lo + 1)) - ax;
+        if (du < dl || (du == dl && (lo & 1))) best = (uint16_t)(lo + 1);
+    } else if (ax - 65504.0 > 0) {
+        best = 0x7bff; /* below 65520: still 65504 */
+    }
+    return sign | best;
+}
+
+static void check_half_from(float x) {
+    uint16_t const got = half_from_float(x), want = ref_half_from(x);
+    if (got != want) fail_msg("half_from_float(%.9g) = 0x%04x, reference 0x%04x", (double)x, got, want);
+}
+
+/* half_to_float on all 65536 patterns; half_from_float on every half, every midpoint
+ * between neighbours (ties to even) and its float neighbours, the overflow edge, the
+ * subnormal range and random floats, against the references above. */
+static void test_half_conversion(void **state) {
+    (void)state;
+    for (uint32_t h = 0; h < 65536; h++) {
+        double const want = ref_half_value((uint16_t)h);
+        float const got = half_to_float((uint16_t)h);
+        if (isnan(want)) assert_true(isnan(got) && isnan(half_round(got)));
+        else assert_true((double)got == want && !!signbit(got) == ((h & 0x8000) != 0));
+    }
+    for (uint16_t h = 0; h < 0x7bff; h++) {
+        float const v = half_to_float(h);
+        assert_int_equal(half_from_float(v), h);
+        assert_int_equal(half_from_float(-v), h | 0x8000);
+        float const mid = (float)((ref_half_value(h) + ref_half_value((uint16_t)(h + 1))) / 2); /* exact */
+        check_half_from(mid);
+        check_half_from(nextafterf(mid, 0.0f));
+        check_half_from(nextafterf(mid, INFINITY));
+        check_half_from(-mid);
+    }
+    static const float edges[] = {65504.0f, 65519.99f, 65520.0f, 65536.0f, 1e10f, INFINITY,
+                                  HALF_MIN_NORMAL, 2.9802322e-08f /* 2^-25 */, 2.98023259e-08f,
+                                  2.98023188e-08f, 1e-30f, 0.0f, -0.0f, 1.0f, 0.1f, 3.14159265f};
+    for (size_t i = 0; i < sizeof edges / sizeof *edges; i++) check_half_from(edges[i]), check_half_from(-edges[i]);
+    Rng rng;
+    rng_seed(&rng, 5, 16);
+    for (int i = 0; i < 200000; i++) { /* magnitudes from 2^-30 to 2^17 */
+        float const x = ldexpf(1.0f + rng_uniform_float(&rng), (int)rng_below(&rng, 48) - 30);
+        check_half_from(rng_below(&rng, 2) ? x : -x);
+    }
+    assert_true(isnan(half_to_float(half_from_float(NAN))));
+}
+
+// ----------------------------------------------------------------------------- ops table
+
+/* The power quantizer through its ops table (src/quantizer.h), every op against the naive
+ * references above on ragged shapes: init (scales = max |w| by a loop, z = w / M, a = the
+ * search or 1), forward (codes by brute force, values by pow), backward_rows (the 3.3
+ * formulas in double), encode (fp16 scales and exponents, each the nearest half by
+ * search), decode (M16 C_a16[k] by pow), the round trip, and check. */
+static double worst_da_ratio; /* largest |da - naive| / abs_da seen, printed */
+
+static void check_ops_spec(QuantSpec s, int rows, int cols, Rng *rng) {
+    const Quantizer *q = quantizer_of(s);
+    assert_non_null(q);
+    QuantShape const sh = quant_shape(s, rows, cols);
+    int const m = quant_max_code(s.bits), len = s.group_size ? s.group_size : cols;
+    size_t const n = (size_t)rows * cols, ng = (size_t)rows * sh.groups, ne = (size_t)sh.n_exponents;
+    float *w = malloc(n * 4), *z = malloc(n * 4), *w_hat = malloc(n * 4), *dw = malloc(n * 4), *dec = malloc(n * 4);
+    float *scales = malloc(ng * 4), *a = malloc(ne * 4), *a_ref = malloc(ne * 4);
+    double *dM = calloc(ng, 8), *da_rows = calloc((size_t)rows, 8);
+    int8_t *codes = malloc(n);
+    assert_true(w && z && w_hat && dw && dec && scales && a && a_ref && dM && da_rows && codes);
+    for (size_t i = 0; i < n; i++) w[i] = 0.05f * (2.0f * rng_uniform_float(rng) - 1.0f);
+    w[0] = 0.0f;
+
+    /* init: scales only, fixed (RTN), searched */
+    for (size_t i = 0; i < n; i++) z[i] = 7.0f; /* untouched by QUANT_INIT_SCALES */
+    QuantLatents l = {z, scales, a};
+    q->init(s, sh, w, QUANT_INIT_SCALES, &l);
+    assert_true(z[n - 1] == 7.0f);
+    q->init(s, sh, w, QUANT_INIT_FIXED, &l);
+    for (size_t e = 0; e < ne; e++) assert_true(a[e] == 1.0f);
+    q->init(s, sh, w, QUANT_INIT_SEARCH, &l);
+    quant_search_exponent(s, sh, w, scales, a_ref);
+    assert_memory_equal(a, a_ref, ne * 4);
+    for (int r = 0; r < rows; r++)
+        for (int g = 0; g < sh.groups; g++) {
+            float M = 0;
+            int const end = (g + 1) * len < cols ? (g + 1) * len : cols;
+            for (int c = g * len; c < end; c++) M = fmaxf(M, fabsf(w[(size_t)r * cols + c]));
+            assert_true(scales[(size_t)r * sh.groups + g] == M);
+            for (int c = g * len; c < end; c++) {
+                size_t const i = (size_t)r * cols + c;
+                double const want = M > 0 ? fmax(-1.0, fmin(1.0, (double)w[i] / M)) : 0.0;
+                assert_true(fabs(z[i] - want) <= 6e-8 * fabs(want));
+            }
+        }
+    for (size_t e = 0; e < ne; e++) a[e] = test_exponents[(e + (size_t)rng_below(rng, 7)) % N_TEST_EXPONENTS];
+    for (size_t g = 0; g < ng; g++) scales[g] = ldexpf(0.5f + rng_uniform_float(rng), -(int)rng_below(rng, 20));
+
+    /* forward */
+    q->forward(s, sh, &l, codes, w_hat);
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) {
+            size_t const i = (size_t)r * cols + c;
+            float const ar = a[s.per_row ? r : 0];
+            assert_int_equal(codes[i], ref_code(z[i], m, ar));
+            double const want = scales[(size_t)r * sh.groups + c / len] * ref_value(codes[i], m, ar);
+            assert_true(fabs(w_hat[i] - want) <= 2.4e-7 * fabs(want));
+        }
+
+    /* backward_rows, in two runs of rows, against the formulas of 3.3 */
+    for (size_t i = 0; i < n; i++) dw[i] = 2.0f * rng_uniform_float(rng) - 1.0f;
+    int const split = rows / 2;
+    q->backward_rows(s, sh, 0, split, &l, codes, dw, NULL, da_rows, dM);
+    q->backward_rows(s, sh, split, rows, &l, codes, dw, NULL, da_rows + split, dM);
+    for (int r = 0; r < rows; r++) {
+        double const ar = a[s.per_row ? r : 0];
+        double ref_da = 0, abs_da = 0; /* abs_da: sum of |dw w_hat| (|A| + |B|), the parts
+                                          A = (u/k) ln|z| / a and B = ln(k/m) / a^2 cancel */
+        for (int g = 0; g < sh.groups; g++) {
+            double ref_dM = 0, abs_dM = 0;
+            int const end = (g + 1) * len < cols ? (g + 1) * len : cols;
+            for (int c = g * len; c < end; c++) {
+                size_t const i = (size_t)r * cols + c;
+                double const cv = ref_value(codes[i], m, (float)ar);
+                ref_dM += dw[i] * cv, abs_dM += fabs(dw[i] * cv);
+                int const k = abs(codes[i]);
+                if (k == 0) continue;
+                double const az = fabs((double)z[i]), u = m * pow(az, ar);
+                double const A = (u / k) * log(az) / ar, B = log((double)k / m) / (ar * ar);
+                ref_da += (double)dw[i] * w_hat[i] * (A - B);
+                abs_da += fabs((double)dw[i] * w_hat[i]) * (fabs(A) + fabs(B));
+            }
+            assert_true(fabs(dM[(size_t)r * sh.groups + g] - ref_dM) <= 1e-6 * abs_dM + 1e-12);
+        }
+        double const ratio = fabs(da_rows[r] - ref_da) / (abs_da + 1e-300);
+        if (ratio > worst_da_ratio) worst_da_ratio = ratio;
+        /* measured: ratio <= 4.6e-8 over these shapes (the polynomial log/exp of quant.c,
+         * relative error < 2e-7, on the parts before they cancel); bound 2e-7 */
+        if (!(fabs(da_rows[r] - ref_da) <= 2e-7 * abs_da + 1e-12))
+            fail_msg("bits %d group %d per_row %d row %d: da %.10g, naive %.10g (sum |terms| %g)", s.bits,
+                     s.group_size, s.per_row, r, da_rows[r], ref_da, abs_da);
+    }
+
+    /* encode: codes as they are, scales and exponents each the nearest half */
+    QArrayDesc desc[QM_MAX_ARRAYS];
+    int const na = q->describe(s, sh, 3, desc);
+    assert_int_equal(na, 3);
+    assert_string_equal(desc[0].name, "codes"), assert_int_equal(desc[0].type, QA_I8);
+    assert_string_equal(desc[1].name, "scale"), assert_int_equal(desc[1].type, QA_F16);
+    assert_string_equal(desc[2].name, "exponent"), assert_int_equal(desc[2].type, QA_F16);
+    assert_int_equal(qarray_count(&desc[0]), n);
+    assert_int_equal(qarray_count(&desc[1]), ng);
+    assert_int_equal(qarray_count(&desc[2]), ne);
+    void *stored[3] = {malloc(n), malloc(ng * 2), malloc(ne * 2)};
+    assert_true(stored[0] && stored[1] && stored[2]);
+    assert_int_equal(q->encode(s, sh, &l, codes, desc, stored), NQ_OK);
+    assert_memory_equal(stored[0], codes, n);
+    for (size_t g = 0; g < ng; g++) assert_int_equal(((uint16_t *)stored[1])[g], ref_half_from(scales[g]));
+    for (size_t e = 0; e < ne; e++) assert_int_equal(((uint16_t *)stored[2])[e], ref_half_from(a[e]));
+
+    /* decode: M16 C_a16[k] in double */
+    assert_int_equal(q->decode(s, sh, desc, (const void *const *)stored, dec), NQ_OK);
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) {
+            size_t const i = (size_t)r * cols + c;
+            double const M16 = ref_half_value(((uint16_t *)stored[1])[(size_t)r * sh.groups + c / len]);
+            double const a16 = ref_half_value(((uint16_t *)stored[2])[s.per_row ? r : 0]);
+            double const want = M16 * ref_value(codes[i], m, (float)a16);
+            assert_true(fabs(dec[i] - want) <= 2.4e-7 * fabs(want));
+        }
+
+    /* round trip: latents holding the decoded side values encode to the same bytes */
+    for (size_t g = 0; g < ng; g++) scales[g] = qarray_float(&desc[1], stored[1], g);
+    for (size_t e = 0; e < ne; e++) a[e] = qarray_float(&desc[2], stored[2], e);
+    void *again[3] = {malloc(n), malloc(ng * 2), malloc(ne * 2)};
+    assert_true(again[0] && again[1] && again[2]);
+    assert_int_equal(q->encode(s, sh, &l, codes, desc, again), NQ_OK);
+    for (int k = 0; k < 3; k++) assert_memory_equal(again[k], stored[k], qarray_count(&desc[k]) * qarray_type_size(desc[k].type));
+    /* and the same side values as fp32 (format_version 2) decode to the same weights */
+    QArrayDesc desc2[QM_MAX_ARRAYS];
+    assert_int_equal(q->describe(s, sh, 2, desc2), 3);
+    assert_int_equal(desc2[1].type, QA_F32), assert_int_equal(desc2[2].type, QA_F32);
+    const void *v2[3] = {codes, scales, a};
+    assert_int_equal(q->decode(s, sh, desc2, v2, w_hat), NQ_OK);
+    assert_memory_equal(w_hat, dec, n * 4);
+
+    /* check: accepts these, refuses a code past m, a negative scale, a zero exponent */
+    assert_int_equal(q->check(s, sh, desc, (const void *const *)stored, "f.h5", "/x"), NQ_OK);
+    ((int8_t *)stored[0])[n - 1] = (int8_t)(m + 1);
+    nq_clear_error();
+    assert_int_equal(q->check(s, sh, desc, (const void *const *)stored, "f.h5", "/x"), NQ_ERR_INPUT);
+    assert_non_null(strstr(nq_last_error(), "/x/codes["));
+    ((int8_t *)stored[0])[n - 1] = 0;
+    ((uint16_t *)stored[1])[ng - 1] = half_from_float(-1.0f);
+    nq_clear_error();
+    assert_int_equal(q->check(s, sh, desc, (const void *const *)stored, "f.h5", "/x"), NQ_ERR_INPUT);
+    assert_non_null(strstr(nq_last_error(), "expected a finite value >= 0"));
+    ((uint16_t *)stored[1])[ng - 1] = 0;
+    ((uint16_t *)stored[2])[ne - 1] = 0;
+    nq_clear_error();
+    assert_int_equal(q->check(s, sh, desc, (const void *const *)stored, "f.h5", "/x"), NQ_ERR_INPUT);
+    assert_non_null(strstr(nq_last_error(), "exponent["));
+    nq_clear_error();
+    for (int k = 0; k < 3; k++) free(stored[k]), free(again[k]);
+    free(w), free(z), free(w_hat), free(dw), free(dec), free(scales), free(a), free(a_ref), free(dM), free(da_rows);
+    free(codes);
+}
+
+static void test_ops_table_power(void **state) {
+    (void)state;
+    Rng rng;
+    rng_seed(&rng, 23, 5);
+    assert_int_equal(quantizer_find("power"), QUANTIZER_POWER);
+    assert_int_equal(quantizer_find("iq4_nl"), -1);
+    static const struct { int group, cols; } shapes[] = {{0, 101}, {12, 101}, {32, 172}, {64, 40}, {8, 96}};
+    for (int bits = QUANT_MIN_BITS; bits <= QUANT_MAX_BITS; bits += 3)
+        for (size_t gi = 0; gi < sizeof shapes / sizeof *shapes; gi++)
+            for (int per_row = 0; per_row <= 1; per_row++) {
+                QuantSpec const s = {bits, shapes[gi].group, per_row, QUANTIZER_POWER};
+                check_ops_spec(s, 5, shapes[gi].cols, &rng);
+            }
+    printf("ops table: largest |da - naive| / sum |dw w_hat| (|A| + |B|) = %.3g\n", worst_da_ratio);
+}
+
+/* fp16 range of the stored scales: above 65504 refused with a message naming the value;
+ * tiny scales round to half subnormals or 0, every weight then within 2^-25 of
+ * M C_a[k] (measured bound: half the subnormal step 2^-24, times |C| <= 1). */
+static void test_fp16_range(void **state) {
+    (void)state;
+    const Quantizer *q = quantizer_table[QUANTIZER_POWER];
+    QuantSpec const s = {4, 8, 0, QUANTIZER_POWER};
+    enum { R = 2, C = 20 };
+    QuantShape const sh = quant_shape(s, R, C);
+    float z[R * C], scales[R * 3], a = 0.8f, dec[R * C];
+    int8_t codes[R * C], stored_codes[R * C];
+    uint16_t stored_scales[R * 3], stored_a[1];
+    void *stored[3] = {stored_codes, stored_scales, stored_a};
+    QArrayDesc desc[QM_MAX_ARRAYS];
+    q->describe(s, sh, 3, desc);
+    for (int i = 0; i < R * C; i++) z[i] = (float)(i % 9 - 4) / 4.0f;
+    QuantLatents const l = {z, scales, &a};
+    static const float tiny[] = {1e-5f, 3e-6f, 1e-7f, 4e-8f, 2.9e-8f, 1e-12f};
+    for (size_t t = 0; t < sizeof tiny / sizeof *tiny; t++) {
+        for (int g = 0; g < R * 3; g++) scales[g] = tiny[t] * (1.0f + 0.1f * g);
+        q->forward(s, sh, &l, codes, NULL);
+        assert_int_equal(q->encode(s, sh, &l, codes, desc, stored), NQ_OK);
+        assert_int_equal(q->decode(s, sh, desc, (const void *const *)stored, dec), NQ_OK);
+        int const m = quant_max_code(s.bits);
+        for (int i = 0; i < R * C; i++) {
+            double const exact = scales[(i / C) * 3 + (i % C) / 8] * ref_value(codes[i], m, half_round(a));
+            assert_true(fabs(dec[i] - exact) <= ldexp(1.0, -25) + 1e-6 * fabs(exact));
+        }
+    }
+    scales[4] = 70000.0f;
+    nq_clear_error();
+    assert_int_equal(q->encode(s, sh, &l, codes, desc, stored), NQ_ERR_INPUT);
+    assert_non_null(strstr(nq_last_error(), "scale[4] = 70000 cannot be stored as fp16"));
+    scales[4] = 65504.0f; /* the largest half: stored exactly */
+    assert_int_equal(q->encode(s, sh, &l, codes, desc, stored), NQ_OK);
+    assert_true(half_to_float(stored_scales[4]) == 65504.0f);
+    nq_clear_error();
+}
+
 // ----------------------------------------------------------------------------- timing
 
 static double seconds_since(struct timespec t0) {
@@ -452,6 +741,9 @@ int main(void) {
         cmocka_unit_test(test_check_finite_and_entropy),
         cmocka_unit_test(test_search_vs_dense_scan),
         cmocka_unit_test(test_backward_vs_naive),
+        cmocka_unit_test(test_half_conversion),
+        cmocka_unit_test(test_ops_table_power),
+        cmocka_unit_test(test_fp16_range),
         cmocka_unit_test(test_timing_7b_matrix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
