@@ -24,7 +24,7 @@
 #define H5U_CHUNK_BYTES (1u << 20) /* target chunk size */
 
 /* Stored little-endian. H5U_F16 is IEEE binary16 (h5py reads it as float16), passed in
- * memory as its uint16_t bit patterns (src/half.h): written and read without conversion. */
+ * memory as its uint16_t bit patterns (src/float16.h): written and read without conversion. */
 typedef enum { H5U_F32, H5U_I8, H5U_I32, H5U_F16 } H5UType;
 
 /* Switches off HDF5's error printing and registers the zstd filter. Call once per process

@@ -18,7 +18,7 @@
 #include "capture.h"
 #include "fingerprint.h"
 #include "h5util.h"
-#include "half.h"
+#include "float16.h"
 #include "job_context.h"
 #include "mpi_check.h"
 #include "parallel.h"

@@ -4,7 +4,8 @@
  * format's range become +-Inf (fp16 overflows above 65504, at 65520 and up); fp16
  * subnormals (multiples of 2^-24) are kept; NaN stays NaN (quiet), Inf stays Inf.
  * Decoding is exact (every 16-bit value is an fp32). Also the safetensors and GGUF
- * readers and writers' conversions (io/safetensors.h, io/ggml_types.c). */
+ * readers and writers' conversions (io/safetensors.h, io/ggml_types.c), and of the stored
+ * scales and exponents of quantized matrices (src/quantizer.h). */
 #ifndef NUPES_FLOAT16_H
 #define NUPES_FLOAT16_H
 
@@ -14,8 +15,13 @@
 /* The dtype of stored activations; fp32 stores the floats as they are. */
 typedef enum { ACT_FP32, ACT_FP16, ACT_BF16 } ActDtype;
 
+#define HALF_MAX 65504.0f                 /* largest finite fp16 */
+#define HALF_MIN_NORMAL 6.103515625e-05f  /* 2^-14 */
+
 uint16_t float_to_half(float x);
 float half_to_float(uint16_t h);
+/* The float nearest to x among fp16 values: what storing x as fp16 keeps. */
+static inline float half_round(float x) { return half_to_float(float_to_half(x)); }
 uint16_t float_to_bf16(float x);
 float bf16_to_float(uint16_t b);
 

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "half.h"
+#include "float16.h"
 
 size_t qarray_type_size(QArrayType t) { return t == QA_I8 ? 1 : t == QA_F16 ? 2 : 4; }
 
@@ -35,7 +35,7 @@ float qarray_float(const QArrayDesc *d, const void *a, size_t i) {
 void qarray_set_float(const QArrayDesc *d, void *a, size_t i, float v) {
     switch (d->type) {
     case QA_I8: ((int8_t *)a)[i] = (int8_t)v; break;
-    case QA_F16: ((uint16_t *)a)[i] = half_from_float(v); break;
+    case QA_F16: ((uint16_t *)a)[i] = float_to_half(v); break;
     default: ((float *)a)[i] = v; break;
     }
 }
@@ -87,7 +87,7 @@ static nq_status encode_half(float v, uint16_t *out, const char *what, size_t i)
         return nq_fail(NQ_ERR_INPUT, "%s[%zu] = %g cannot be stored as fp16, expected a finite value of "
                        "magnitude <= %g (weights that large are not a LLaMA model's)", what, i, (double)v,
                        (double)HALF_MAX);
-    *out = half_from_float(v);
+    *out = float_to_half(v);
     return NQ_OK;
 }
 

@@ -26,7 +26,7 @@
 #include "status.h"
 
 /* The element types of stored arrays (little-endian in files). QA_F16 is IEEE binary16,
- * held in memory as its uint16_t bit pattern (src/half.h). */
+ * held in memory as its uint16_t bit pattern (src/float16.h). */
 typedef enum { QA_I8, QA_F16, QA_F32 } QArrayType;
 size_t qarray_type_size(QArrayType t);
 const char *qarray_type_name(QArrayType t); /* "int8", "float16", "float32" */

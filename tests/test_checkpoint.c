@@ -23,7 +23,7 @@
 #include "atomic_file.h"
 #include "block_file.h"
 #include "checkpoint.h"
-#include "half.h"
+#include "float16.h"
 #include "h5sum.h"
 #include "h5util.h"
 #include "h5zstd.h"

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "quantizer.h"
 #include "status.h"
 
 #include <ftw.h>
@@ -197,7 +198,7 @@ static void test_unknown_key_and_section(void **state) {
     expect_load_error(REQUIRED "\n\n[quantization]\nbitz = 4\n", 8,
                       "unknown key quantization.bitz",
                       "(known keys in [quantization]: method, bits, group_size, exponent, "
-                      "learn_scale, skip)");
+                      "grid, learn_scale, skip)");
     expect_load_error("[model]\npath = \"m\"\n[quantisation]\nbits = 4\n", 3,
                       "unknown section [quantisation]", "known sections: model, tokenizer, "
                       "calibration, quantization, reconstruction, run, output, mpi, eval");
@@ -600,6 +601,33 @@ static void test_result_keys(void **state) {
     free(ka);
 }
 
+/* quantization.grid: llama.cpp's grids fix bits 4 and groups of 32 (set when left at 0),
+ * and refuse what they cannot honour, naming the key and what was expected. */
+static void test_grid(void **state) {
+    (void)state;
+    NupesConfig cfg;
+    assert_int_equal(load_text(REQUIRED "\n[quantization]\ngrid = \"iq4_nl\"\n", &cfg), NQ_OK);
+    assert_int_equal(config_validate(&cfg), NQ_OK);
+    assert_int_equal(cfg.group_size, 32);
+    QuantSpec const s = config_quant_spec(&cfg);
+    assert_int_equal(s.quantizer, QUANTIZER_IQ4_NL);
+    assert_int_equal(s.group_size, 32);
+    assert_int_equal(load_text(REQUIRED "\n[quantization]\ngrid = \"iq4_xs\"\nbits = 3\n", &cfg), NQ_OK);
+    nq_clear_error();
+    assert_int_equal(config_validate(&cfg), NQ_ERR_INPUT);
+    assert_error_has("job.toml: quantization.bits = 3 with grid = \"iq4_xs\", expected 4", NULL);
+    assert_int_equal(load_text(REQUIRED "\n[quantization]\ngrid = \"iq4_nl\"\ngroup_size = 64\n", &cfg), NQ_OK);
+    nq_clear_error();
+    assert_int_equal(config_validate(&cfg), NQ_ERR_INPUT);
+    assert_error_has("quantization.group_size = 64 with grid = \"iq4_nl\", expected 32", NULL);
+    assert_int_equal(load_text(REQUIRED "\n[quantization]\ngrid = \"iq4_nl\"\nmethod = \"powerquant\"\n", &cfg), NQ_OK);
+    nq_clear_error();
+    assert_int_equal(config_validate(&cfg), NQ_ERR_INPUT);
+    assert_error_has("method = \"powerquant\" with grid = \"iq4_nl\"", NULL);
+    expect_load_error(REQUIRED "\n[quantization]\ngrid = \"q4_0\"\n", 7, "quantization.grid",
+                      "\"power\", \"iq4_nl\", \"iq4_xs\"");
+}
+
 /* ------------------------------------------------------------------ the bundled example */
 
 static void test_bundled_config(void **state) {
@@ -655,6 +683,7 @@ int main(void) {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_model_shape),
         cmocka_unit_test(test_result_keys),
+        cmocka_unit_test(test_grid),
         cmocka_unit_test(test_bundled_config),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
