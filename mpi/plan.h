@@ -70,7 +70,7 @@ typedef struct {
     double switch_fraction;
     uint64_t params_block, params_blocks, params_head, params_total;
     PlanMemory mem;          /* the configured mode's layout */
-    uint64_t inputs_bytes;   /* activations.h5 /inputs [L+1][N][T][d] fp32 */
+    uint64_t inputs_bytes;   /* activations.h5 /inputs [L+1][N][T][d] (activation_dtype) */
     uint64_t qinputs_bytes;  /* qinputs/level-*.h5, levels 1..L-1 (sequential, pipelined) */
     uint64_t activation_bytes; /* what the configured mode writes to run.dir */
     uint64_t state_bytes;    /* state/block-NNNN.h5 of one block (z, Adam m, v, scales) */
@@ -127,7 +127,7 @@ nq_status plan_check_disk(const char *run_dir, uint64_t bytes);
 
 /* For the start of a real job (root): the activations this run still has to write (the
  * mode's total minus what activations.h5 already occupies) against the free space. */
-nq_status plan_check_run_dir_space(const char *run_dir, const ModelConfig *c, ReconMode mode, int N,
+nq_status plan_check_run_dir_space(const char *run_dir, const ModelConfig *c, ReconMode mode, ActDtype dtype, int N,
                                    int T);
 
 /* --dry-run: reads only the model's config (model_read_config; when the model is not
