@@ -228,12 +228,14 @@ double plan_pipelined_block_times(int L, int G, double f) {
 }
 
 /* One block on a group of D ranks: the matrix products of the rank with the largest batch
- * share, plus the element-wise pass every rank makes over the block's weights. */
+ * share, plus the element-wise work every rank does over the block's weights, both at the
+ * fractions of the sgemm peak bench/block_iteration measured (plan.h). */
 static double block_seconds(const Plan *p, int D) {
     if (p->iterations == 0) return 0;
     double const share = (double)((p->batch + D - 1) / D) / p->batch;
-    double const mm = (p->flops_projections + p->flops_attention) * share / (p->sgemm_gflops * 1e9);
-    double const ew = PLAN_ELEMENTWISE_BYTES_PER_WEIGHT * (double)block_weights(&p->model, 0, 0) / (p->memory_gbs * 1e9);
+    double const peak = p->sgemm_gflops * 1e9;
+    double const mm = (p->flops_projections + p->flops_attention) * share / (peak * PLAN_PRODUCTS_PEAK_FRACTION);
+    double const ew = PLAN_ELEMENTWISE_FLOP_PER_WEIGHT * (double)block_weights(&p->model, 0, 0) / peak;
     return p->iterations * (mm + ew);
 }
 

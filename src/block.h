@@ -49,8 +49,8 @@ void block_forward(const ModelConfig *c, const BlockWeights *w, const float *x, 
 /* A forward pass with no backward after it (capture, hand-on, docs/design.md 4) needs
  * none of BlockActs: BlockScratch holds one [N][d] buffer for h1, then O, then h2; Q, K,
  * V; U and G (Hh = silu(U) * G overwrites U); one head's [T][T] probabilities; the rope
- * tables: (3 d + 2 dkv + 2 f) floats per token + T^2, against BlockActs' (8 d + 4 dkv +
- * 5 f) per token + (H + 1) T^2 (7B, T 2048, one sequence: 0.37 GB instead of 1.41 GB). */
+ * tables: (2 d + 2 dkv + 2 f) floats per token + T^2, against BlockActs' (8 d + 4 dkv +
+ * 5 f) per token + (H + 1) T^2 (7B, T 2048, one sequence: 0.33 GB instead of 1.41 GB). */
 typedef struct BlockScratch BlockScratch;
 BlockScratch *block_scratch_create(const ModelConfig *c, int B, int T); /* NULL: see block_acts_create */
 void block_scratch_free(BlockScratch *s);                                /* NULL is fine */

@@ -127,8 +127,9 @@ peak = num(r"peak per rank ([0-9.]+) GB")
 total = num(r"  total +([0-9.]+) GB")
 checks["peak = reconstruction total + head"] = near(peak, total + head / 1e9, 2e-3)
 checks["per node = 4 x peak"] = near(num(r"per node \(4 ranks\) ([0-9.]+) GB"), 4 * peak, 2e-3)
-# capture: block weights + 4 sequences of this rank + one sequence's forward (CAPTURE_CHUNK 1)
-acts1 = 4 * (8 * T * d + 4 * T * d + 5 * T * f + T + T * (d // H)) + 4 * (H * T * T + T * T) + 4 * T * d
+# capture: block weights + 4 sequences of this rank + one sequence's forward-only scratch
+# (CAPTURE_CHUNK 1, in place: h, Q, K, V, U, G, one head's T x T, the rope tables)
+acts1 = 4 * (2 * T * d + 2 * T * d + 2 * T * f + T * T + T * (d // H))
 cap = 4 * W + 4 * 4 * T * d + acts1
 checks["capture memory (one sequence at a time)"] = near(num(r"capture \(before\):.* = ([0-9.]+) GB"), cap / 1e9, 5e-3)
 state = 12 * W  # z, Adam m and v (+ a few KB of scale state)
