@@ -68,7 +68,9 @@ checks["block activations (src/block.c's list)"] = near(num(r"block activations 
 # weights, z, Adam m v, w_hat + codes, dL/dw_hat; activations; attention; batch buffers
 total = 4 * W + 4 * W + 8 * W + 5 * W + 4 * W + acts + 4 * (B * H * T * T + T * T) + 16 * B * T * d
 checks["memory total"] = near(num(r"  total +([0-9.]+) GB"), total / 1e9, 2e-3)
-checks["activations 141.7 GB = 33 levels x N x T x d fp32"] = near(num(r"disk: activations ([0-9.]+) GB"), (L + 1) * N * T * d * 4 / 1e9)
+# configs/llama7b.toml stores the activations in fp16 (calibration.activation_dtype): 2 bytes
+checks["activations 70.9 GB = 33 levels x N x T x d fp16"] = near(num(r"disk: activations ([0-9.]+) GB"), (L + 1) * N * T * d * 2 / 1e9)
+checks["/inputs in fp16"] = "/inputs [33][128][2048][4096] fp16" in text
 checks["/inputs shape"] = "/inputs [33][128][2048][4096]" in text
 flops = 6 * W * B * T + 12 * B * H * T * T * hs
 checks["TFLOP per iteration"] = near(num(r"compute: ([0-9.]+) TFLOP per iteration"), flops / 1e12)
