@@ -38,6 +38,22 @@ static inline double bench_proc_status_bytes(const char *field) {
     return kb * 1024.0;
 }
 
+/* A "Field:   123 kB" line of /proc/meminfo in bytes (0 when unavailable). */
+static inline double bench_proc_meminfo_bytes(const char *field) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    double kb = 0;
+    size_t const len = strlen(field);
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, field, len) == 0 && line[len] == ':') {
+            kb = strtod(line + len + 1, NULL);
+            break;
+        }
+    fclose(f);
+    return kb * 1024.0;
+}
+
 static inline double bench_rss_bytes(void) { return bench_proc_status_bytes("VmRSS"); }
 static inline double bench_peak_rss_bytes(void) { return bench_proc_status_bytes("VmHWM"); }
 

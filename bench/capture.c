@@ -14,7 +14,11 @@
  *            and close: the reference the HDF5 bandwidth is divided by;
  *   check    what a resume does before reusing a captured file: each rank reads its shard
  *            of every level (page cache dropped first) and checks the sequence checksums.
- * Every rank writes its own shard; times are those of the slowest rank. */
+ * Every rank writes its own shard; times are those of the slowest rank. --dtype stores the
+ * activations as fp16 or bf16 (calibration.activation_dtype; the plain reference writes
+ * the same number of bytes). Peak RSS of the first capture (VmHWM reset before it, the
+ * largest rank) is printed against the plan's capture figure for this shape (mpi/plan.c:
+ * block weights + the rank's sequences + the forward-only scratch + the head). */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -29,6 +33,7 @@
 #include "capture.h"
 #include "layout.h"
 #include "model_file.h"
+#include "plan.h"
 #include "rng.h"
 
 typedef struct {
@@ -199,21 +204,30 @@ static int bench(const Options *o) {
     layout_shard(o->N, size_, rank_, &first, &count);
     size_t const per_seq = (size_t)o->T * o->c.dim;
     int *tokens = malloc((size_t)o->N * o->T * sizeof *tokens);
-    float *x = malloc((size_t)(count ? count : 1) * per_seq * sizeof *x);
-    if (!tokens || !x) return -1;
+    float *x = NULL; /* the write references' data, made after the first capture's peak RSS */
+    if (!tokens) return -1;
     Rng rng;
     rng_seed(&rng, 5, 0);
     for (size_t i = 0; i < (size_t)o->N * o->T; i++)
         tokens[i] = (int)rng_below(&rng, (uint64_t)o->c.vocab_size);
-    for (size_t i = 0; i < (size_t)count * per_seq; i++) x[i] = rng_uniform_float(&rng) - 0.5f;
 
-    double const bytes = 4.0 * (o->c.n_layers + 1) * o->N * (double)per_seq;
-    double best[4] = {INFINITY, INFINITY, INFINITY, INFINITY}, s;
+    double const bytes = (double)act_dtype_bytes(o->dtype) * (o->c.n_layers + 1) * o->N * (double)per_seq;
+    double best[4] = {INFINITY, INFINITY, INFINITY, INFINITY}, s, peak_rss = 0;
     for (int r = 0; r < o->repeats && ok; r++) {
+        if (r == 0) bench_reset_peak_rss();
         ok = run_capture(m, o, tokens, act_path, &s) == 0;
+        if (r == 0) {
+            double const mine = bench_peak_rss_bytes();
+            MPI_Allreduce(&mine, &peak_rss, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        }
         if (ok && s < best[0]) best[0] = s;
         ok = ok && run_verify(o, first, count, act_path, &s) == 0;
         if (ok && s < best[3]) best[3] = s;
+        if (ok && !x) {
+            x = malloc((size_t)(count ? count : 1) * per_seq * sizeof *x);
+            if (!x) return -1;
+            for (size_t i = 0; i < (size_t)count * per_seq; i++) x[i] = rng_uniform_float(&rng) - 0.5f;
+        }
         ok = ok && run_hdf5(o, x, first, count, act_path, &s) == 0;
         if (ok && s < best[1]) best[1] = s;
         ok = ok && run_plain(o, x, first, count, plain_path, &s) == 0;
@@ -222,9 +236,21 @@ static int bench(const Options *o) {
     if (ok && rank_ == 0) {
         double const tokens_n = (double)o->N * o->T;
         printf("\n== capture, %d rank%s: d %d, f %d, L %d, H %d; %d sequences x %d tokens; "
-               "%.1f MB of activations (best of %d)\n", size_, size_ > 1 ? "s" : "", o->c.dim,
+               "%.1f MB of %s activations (best of %d)\n", size_, size_ > 1 ? "s" : "", o->c.dim,
                o->c.hidden_dim, o->c.n_layers, o->c.n_heads, o->N, o->T, bytes * 1e-6,
-               o->repeats);
+               act_dtype_name(o->dtype), o->repeats);
+        NupesConfig cfg;
+        config_defaults(&cfg);
+        Plan plan;
+        ModelConfig pc = o->c;
+        pc.tied_embeddings = 1;
+        if (plan_compute(&pc, &cfg, size_, o->N, o->T, &plan) == NQ_OK)
+            printf("   peak RSS of the capture (largest rank): %.2f GiB; the plan: %.2f GiB (block weights "
+                   "%.2f + sequences %.2f + forward-only scratch %.2f + head %.2f)\n",
+                   peak_rss / 1073741824.0, (plan.mem.capture_total + plan.mem.head) / 1073741824.0,
+                   (plan.mem.capture_total - plan.mem.capture_shard - plan.mem.capture_forward) / 1073741824.0,
+                   plan.mem.capture_shard / 1073741824.0, plan.mem.capture_forward / 1073741824.0,
+                   plan.mem.head / 1073741824.0);
         printf("   %-34s %9s %11s %12s %9s\n", "what", "seconds", "MB/s", "tokens/s", "of plain");
         const char *names[4] = {"capture (model + HDF5 writes)", "HDF5 writes only",
                                 "plain pwrite + fsync", "resume check (read + XXH3)"};

@@ -227,6 +227,7 @@ static nq_status check_sequence(Activations *a, int level, int seq, const void *
 nq_status activations_write(Activations *a, int level, int first, int count, float *data) {
     hsize_t const n = (hsize_t)(count > 0 ? count : 1) * a->T * a->d;
     size_t const values = (size_t)count * a->T * a->d;
+    size_t const overflows = act_overflows(a->dtype, data, values); /* reported after the collectives */
     void *const stored = act_encode_in_place(a->dtype, data, values);
     hid_t const mem = H5Screate_simple(1, &n, NULL);
     hid_t const file = slab(a, level, first, count);
@@ -247,6 +248,11 @@ nq_status activations_write(Activations *a, int level, int first, int count, flo
     if (file >= 0) H5Sclose(file);
     if (st == NQ_OK) st = write_sums(a, level, first, count, stored);
     act_decode_in_place(a->dtype, data, values); /* data = what a read returns */
+    if (st == NQ_OK && overflows > 0)
+        st = nq_fail(NQ_ERR_RUNTIME,
+                     "%s: level %d: %zu activations beyond the %s range would be stored as Inf; "
+                     "run again with --restart and calibration.activation_dtype = \"bf16\" or \"fp32\"",
+                     a->path, level, overflows, act_dtype_name(a->dtype));
     return st;
 }
 

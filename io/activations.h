@@ -47,7 +47,9 @@ nq_status activations_set_complete(Activations *a);
 /* Collective: every rank writes sequences [first, first + count) of `level` (count may be
  * 0 on some ranks). data: [count][T][d]; it is used as the encoding buffer and left
  * holding the values stored (rounded to the dtype: exactly what a read returns), so that
- * a capture goes on with what a resumed capture reads back. */
+ * a capture goes on with what a resumed capture reads back. A finite value the dtype
+ * cannot hold (fp16: |x| >= 65520) is an NQ_ERR_RUNTIME error naming the level and the
+ * dtype to use instead, once the collective write is done. */
 nq_status activations_write(Activations *a, int level, int first, int count, float *data);
 
 /* Independent: reads sequences seqs[0..n) of `level` into out [n][T][d]. */

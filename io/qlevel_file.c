@@ -68,6 +68,7 @@ static nq_status write_shard(hid_t file, const char *path, ActDtype dtype, int N
     hid_t const type = act_h5_type(dtype);
     hid_t set = H5I_INVALID_HID;
     size_t const values = (size_t)count * T * d;
+    size_t const overflows = act_overflows(dtype, data, values); /* reported after the collectives */
     void *const stored = act_encode_in_place(dtype, data, values);
     nq_status st = NQ_OK;
     if (space < 0 || mem < 0 || dcpl < 0 || xfer < 0 || type < 0 || H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0 ||
@@ -85,6 +86,11 @@ static nq_status write_shard(hid_t file, const char *path, ActDtype dtype, int N
     if (st == NQ_OK) st = act_h5_write_dtype(file, path, dtype);
 done:
     act_decode_in_place(dtype, data, values);
+    if (st == NQ_OK && overflows > 0)
+        st = nq_fail(NQ_ERR_RUNTIME,
+                     "%s: %zu activations beyond the %s range would be stored as Inf; "
+                     "run again with --restart and calibration.activation_dtype = \"bf16\" or \"fp32\"",
+                     path, overflows, act_dtype_name(dtype));
     h5u_close(type);
     h5u_close(set);
     h5u_close(space);

@@ -21,27 +21,19 @@ static double now_seconds(void) {
 nq_status block_forward_in_place(const ModelConfig *c, const BlockWeights *w, float *x, int n,
                                  int T, int chunk) {
     size_t const per_seq = (size_t)T * c->dim;
-    float *y = nq_calloc((size_t)chunk * per_seq, sizeof(float), "block output chunk");
-    BlockActs *acts = NULL;
-    int acts_n = 0;
-    nq_status st = y ? NQ_OK : NQ_ERR_RUNTIME;
+    BlockScratch *scratch = NULL;
+    nq_status st = NQ_OK;
     for (int first = 0; first < n && st == NQ_OK; first += chunk) {
         int const b = n - first < chunk ? n - first : chunk;
-        if (b != acts_n) {
-            block_acts_free(acts);
-            acts = block_acts_create(c, b, T);
-            acts_n = b;
-            if (!acts) {
-                st = NQ_ERR_RUNTIME;
-                break;
-            }
+        if (!scratch || block_scratch_batch(scratch) != b) {
+            block_scratch_free(scratch);
+            scratch = block_scratch_create(c, b, T);
+            if (!scratch) st = NQ_ERR_RUNTIME;
         }
         float *xb = x + (size_t)first * per_seq;
-        block_forward(c, w, xb, y, acts);
-        memcpy(xb, y, (size_t)b * per_seq * sizeof(float));
+        if (st == NQ_OK) block_forward_only(c, w, xb, xb, scratch);
     }
-    block_acts_free(acts);
-    free(y);
+    block_scratch_free(scratch);
     return st;
 }
 

@@ -27,7 +27,8 @@
  * marks the file complete (renames it, io/run_dir.h). */
 nq_status capture_run(Model *m, const int *tokens, int N, int T, Activations *act, int levels_done);
 
-/* Runs block w over x [n][T][d] in place, `chunk` sequences at a time (bounded scratch). */
+/* Runs block w over x [n][T][d] in place, `chunk` sequences at a time: a forward-only pass
+ * (src/block.h BlockScratch, no buffers for a backward), bit-identical to block_forward. */
 nq_status block_forward_in_place(const ModelConfig *c, const BlockWeights *w, float *x, int n,
                                  int T, int chunk);
 

@@ -207,7 +207,7 @@ static nq_status check_weights_finite(Job *job) {
 static nq_status prepare_run_dir(Job *job, const JobOptions *opt) {
     if (job->layout.world_rank != 0) return NQ_OK;
     uint64_t model_hash = 0;
-    nq_status st = plan_check_run_dir_space(job->run_dir, job->c, job->cfg->mode, job->N, job->T);
+    nq_status st = plan_check_run_dir_space(job->run_dir, job->c, job->cfg->mode, job->cfg->activation_dtype, job->N, job->T);
     if (st == NQ_OK) st = model_content_hash(job->model, &model_hash);
     if (st == NQ_OK) st = check_weights_finite(job);
     Fingerprint fp;

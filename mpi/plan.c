@@ -14,6 +14,7 @@
 
 #include <zstd.h>
 
+#include "block.h"
 #include "calib_tokens.h"
 #include "capture.h"
 #include "h5util.h"
@@ -108,8 +109,8 @@ static void memory_compute(const ModelConfig *c, const NupesConfig *cfg, int D, 
                m->block_acts + m->attention + m->batch_buffers;
     uint64_t const n_local = ((uint64_t)N + (uint64_t)R - 1) / (uint64_t)R, chunk = CAPTURE_CHUNK;
     m->capture_shard = 4 * n_local * TT * d;
-    /* block_forward_in_place: an output chunk, the chunk's BlockActs and attention */
-    m->capture_forward = 4 * (chunk * TT * d + block_acts_floats(c, chunk, TT) + attention_floats(c, chunk, TT));
+    /* block_forward_in_place: a forward-only pass in place, on BlockScratch (src/block.h) */
+    m->capture_forward = block_scratch_bytes(c, (int)chunk, (int)TT);
     m->capture_total = 4 * W + m->capture_shard + m->capture_forward;
     m->head = (uint64_t)c->vocab_size * d * 4 * (c->tied_embeddings ? 1 : 2);
     m->rank_peak = (m->total > m->capture_total ? m->total : m->capture_total) + m->head;
@@ -187,10 +188,11 @@ static void flops_compute(const ModelConfig *c, const NupesConfig *cfg, int N, i
     p->flops_capture = (2.0 * W * (double)N * T + 4.0 * N * c->n_heads * T2 * hs) * c->n_layers;
 }
 
-/* Activation bytes the mode writes: /inputs always, quantized levels 1..L-1 when handed on. */
-static uint64_t activation_bytes(const ModelConfig *c, ReconMode mode, int N, int T, uint64_t *inputs,
-                                 uint64_t *qinputs) {
-    uint64_t const level = (uint64_t)N * (uint64_t)T * (uint64_t)c->dim * 4;
+/* Activation bytes the mode writes: /inputs always, quantized levels 1..L-1 when handed on,
+ * at calibration.activation_dtype's bytes per value. */
+static uint64_t activation_bytes(const ModelConfig *c, ReconMode mode, ActDtype dtype, int N, int T,
+                                 uint64_t *inputs, uint64_t *qinputs) {
+    uint64_t const level = (uint64_t)N * (uint64_t)T * (uint64_t)c->dim * act_dtype_bytes(dtype);
     *inputs = (uint64_t)(c->n_layers + 1) * level;
     *qinputs = (uint64_t)(c->n_layers > 1 ? c->n_layers - 1 : 0) * level;
     return *inputs + (mode == MODE_PARALLEL ? 0 : *qinputs);
@@ -222,7 +224,7 @@ nq_status plan_compute(const ModelConfig *c, const NupesConfig *cfg, int world_s
     p.params_head = (uint64_t)c->vocab_size * (uint64_t)c->dim * (c->tied_embeddings ? 1 : 2) + (uint64_t)c->dim;
     p.params_total = p.params_blocks + p.params_head;
     memory_compute(c, cfg, p.data_parallel[cfg->mode], n_sequences, world_size, T, &p.mem);
-    p.activation_bytes = activation_bytes(c, cfg->mode, n_sequences, T, &p.inputs_bytes, &p.qinputs_bytes);
+    p.activation_bytes = activation_bytes(c, cfg->mode, cfg->activation_dtype, n_sequences, T, &p.inputs_bytes, &p.qinputs_bytes);
     if (p.iterations > 0) /* z, Adam m and v of every quantized weight, and the scale state */
         p.state_bytes = 12 * block_weights(c, cfg->skip_mask, 1) + scale_bytes(c, cfg, 1);
     p.blocks_in_flight = cfg->mode == MODE_SEQUENTIAL ? 1 : (G < c->n_layers ? G : c->n_layers);
@@ -252,12 +254,14 @@ double plan_pipelined_block_times(int L, int G, double f) {
 }
 
 /* One block on a group of D ranks: the matrix products of the rank with the largest batch
- * share, plus the element-wise pass every rank makes over the block's weights. */
+ * share, plus the element-wise work every rank does over the block's weights, both at the
+ * fractions of the sgemm peak bench/block_iteration measured (plan.h). */
 static double block_seconds(const Plan *p, int D) {
     if (p->iterations == 0) return 0;
     double const share = (double)((p->batch + D - 1) / D) / p->batch;
-    double const mm = (p->flops_projections + p->flops_attention) * share / (p->sgemm_gflops * 1e9);
-    double const ew = PLAN_ELEMENTWISE_BYTES_PER_WEIGHT * (double)block_weights(&p->model, 0, 0) / (p->memory_gbs * 1e9);
+    double const peak = p->sgemm_gflops * 1e9;
+    double const mm = (p->flops_projections + p->flops_attention) * share / (peak * PLAN_PRODUCTS_PEAK_FRACTION);
+    double const ew = PLAN_ELEMENTWISE_FLOP_PER_WEIGHT * (double)block_weights(&p->model, 0, 0) / peak;
     return p->iterations * (mm + ew);
 }
 
@@ -397,9 +401,10 @@ nq_status plan_check_disk(const char *run_dir, uint64_t bytes) {
     return NQ_OK;
 }
 
-nq_status plan_check_run_dir_space(const char *run_dir, const ModelConfig *c, ReconMode mode, int N, int T) {
+nq_status plan_check_run_dir_space(const char *run_dir, const ModelConfig *c, ReconMode mode, ActDtype dtype, int N,
+                                   int T) {
     uint64_t inputs, qinputs;
-    uint64_t need = activation_bytes(c, mode, N, T, &inputs, &qinputs);
+    uint64_t need = activation_bytes(c, mode, dtype, N, T, &inputs, &qinputs);
     char path[PATH_MAX];
     struct stat sb;
     /* What the capture occupies already: complete, or in progress under its partial name
@@ -445,7 +450,7 @@ static void print_memory(const Plan *p, FILE *out) {
         fprintf(out, "  %-50s %9.2f GB\n", rows[i].name, gb(rows[i].bytes));
     fprintf(out, "  %-50s %9.2f GB\n", "total", gb(m->total));
     uint64_t const n_local = ((uint64_t)p->n_sequences + (uint64_t)p->world_size - 1) / (uint64_t)p->world_size;
-    fprintf(out, "  capture (before): block weights %.2f GB + its %llu sequences %.2f GB + forward of %d at a time %.2f GB = %.2f GB\n",
+    fprintf(out, "  capture (before): block weights %.2f GB + its %llu sequences %.2f GB + forward-only scratch of %d %.2f GB = %.2f GB\n",
             gb(4 * block_weights(&p->model, 0, 0)), (unsigned long long)n_local, gb(m->capture_shard), CAPTURE_CHUNK,
             gb(m->capture_forward), gb(m->capture_total));
     fprintf(out, "  every rank also holds the head (embeddings%s, fp32) from the capture on: %.2f GB\n",
@@ -463,10 +468,12 @@ static void print_disk(const Plan *p, const NupesConfig *cfg, int64_t free_bytes
     uint64_t const total = p->inputs_bytes + qin + state + done + p->checkpoint_bytes;
     fprintf(out, "disk in run.dir (%s), at most %.1f GB:\n", cfg->run_dir, gb(total));
     char name[80];
-    snprintf(name, sizeof name, "activations.h5 /inputs [%d][%d][%d][%d] fp32", L + 1, p->n_sequences, p->T, c->dim);
+    const char *const dtype = act_dtype_name(cfg->activation_dtype);
+    snprintf(name, sizeof name, "activations.h5 /inputs [%d][%d][%d][%d] %s", L + 1, p->n_sequences, p->T, c->dim, dtype);
     fprintf(out, "  %-50s %9.2f GB\n", name, gb(p->inputs_bytes));
+    snprintf(name, sizeof name, "qinputs/ hand-ons, levels 1..L-1 %s", dtype);
     if (p->mode != MODE_PARALLEL)
-        fprintf(out, "  %-50s %9.2f GB\n", "qinputs/ hand-ons, levels 1..L-1 fp32", gb(p->qinputs_bytes));
+        fprintf(out, "  %-50s %9.2f GB\n", name, gb(p->qinputs_bytes));
     else
         fprintf(out, "  %-50s %9.2f GB\n", "qinputs/ hand-ons (parallel mode: none)", 0.0);
     snprintf(name, sizeof name, "state/ %d block%s in flight x %.2f GB", p->blocks_in_flight,

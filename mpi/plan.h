@@ -7,10 +7,11 @@
  * directory will hold it (io/activations.h, io/qlevel_file.h). FLOPs per iteration:
  * 6 * weights * tokens for the seven projections (forward, weight and input gradients)
  * and 12 * B * H * T^2 * hs for attention (QK^T and PV forward, twice that backward; the
- * sgemm computes the masked half too). Time: the matrix products at the sgemm rate of a
- * 1-second probe, split over a group's data-parallel ranks by their share of the batch;
- * the element-wise quantizer and Adam pass (~40 bytes per weight per iteration, not
- * split: every rank applies the same step) at the memory bandwidth of a short probe.
+ * sgemm computes the masked half too). Time: the matrix products at the measured fraction
+ * of the sgemm rate of a 1-second probe (PLAN_PRODUCTS_PEAK_FRACTION), split over a
+ * group's data-parallel ranks by their share of the batch; the element-wise work (norms,
+ * quantizer gradients, Adam; not split: every rank applies the same step) at what it
+ * measured per weight relative to the same peak (below).
  * Gradient all-reduce is not counted; the done files and the checkpoint are timed at the
  * zstd rate of a short probe (root compresses them) plus an assumed file-system rate.
  *
@@ -27,7 +28,21 @@
 #include "status.h"
 
 #define PLAN_N_MODES 3 /* indexed by ReconMode: parallel, sequential, pipelined */
-#define PLAN_ELEMENTWISE_BYTES_PER_WEIGHT 40.0
+/* Measured by bench/block_iteration (bench/README.md), a 7B block at T 512, B 1, W4 per
+ * channel, learn_scale, on a quiet machine (SkylakeX kernel, 1 and 2 threads; issue 18):
+ * the whole iteration ran at 66-68% of the sgemm peak measured in the same run, its
+ * matrix products at 98%. The rest of the iteration is element-wise work whose time per
+ * weight does not depend on T or B: at that shape (2880 FLOP of products per weight) it
+ * took 2880 x (1/0.67 - 1/0.98) ~ 1360 FLOP's worth of sgemm-peak time per weight. The
+ * plan scales both with the sgemm probe of the machine it runs on: a dry run has no block
+ * to time, and a probe iteration at a small shape would measure the element-wise share of
+ * that shape, not the job's. At the configured B 4 x T 2048 the products are 17x larger
+ * per weight, so the iteration's planned fraction of the peak rises to ~95%. */
+#define PLAN_ITERATION_PEAK_FRACTION 0.67
+#define PLAN_PRODUCTS_PEAK_FRACTION 0.98
+#define PLAN_BENCH_FLOP_PER_WEIGHT 2880.0
+#define PLAN_ELEMENTWISE_FLOP_PER_WEIGHT \
+    (PLAN_BENCH_FLOP_PER_WEIGHT * (1.0 / PLAN_ITERATION_PEAK_FRACTION - 1.0 / PLAN_PRODUCTS_PEAK_FRACTION))
 #define PLAN_FS_MBS 500.0          /* assumed write rate of run.dir's file system, MB/s */
 #define PLAN_SIGNAL_MARGIN 300     /* nupes.sbatch's --signal=B:USR1@300 */
 #define PLAN_TIME_FACTOR 1.25      /* the suggested --time: estimate x this + the margin */
@@ -70,7 +85,7 @@ typedef struct {
     double switch_fraction;
     uint64_t params_block, params_blocks, params_head, params_total;
     PlanMemory mem;          /* the configured mode's layout */
-    uint64_t inputs_bytes;   /* activations.h5 /inputs [L+1][N][T][d] fp32 */
+    uint64_t inputs_bytes;   /* activations.h5 /inputs [L+1][N][T][d] (activation_dtype) */
     uint64_t qinputs_bytes;  /* qinputs/level-*.h5, levels 1..L-1 (sequential, pipelined) */
     uint64_t activation_bytes; /* what the configured mode writes to run.dir */
     uint64_t state_bytes;    /* state/block-NNNN.h5 of one block (z, Adam m, v, scales) */
@@ -127,7 +142,7 @@ nq_status plan_check_disk(const char *run_dir, uint64_t bytes);
 
 /* For the start of a real job (root): the activations this run still has to write (the
  * mode's total minus what activations.h5 already occupies) against the free space. */
-nq_status plan_check_run_dir_space(const char *run_dir, const ModelConfig *c, ReconMode mode, int N,
+nq_status plan_check_run_dir_space(const char *run_dir, const ModelConfig *c, ReconMode mode, ActDtype dtype, int N,
                                    int T);
 
 /* --dry-run: reads only the model's config (model_read_config; when the model is not

@@ -21,10 +21,21 @@ static void causal_softmax_row_(float *p, int t, int T) {
     for (int s = t + 1; s < T; s++) p[s] = 0.0f;
 }
 
-void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
-                       int B, int T, int H, int Hkv, int hs) {
-    int const d = H * hs, dkv = Hkv * hs, group = H / Hkv;
+/* One (sequence, head): p [T][T] = causal softmax(scale Q_h K_g^T), O_h = P V_g. */
+static void head_forward_(float *oh, float *p, const float *qh, const float *kg, const float *vg, int T,
+                          int d, int dkv, int hs) {
     float const scale = 1.0f / sqrtf((float)hs);
+    /* S = scale * Q_h K_g^T */
+    gemm(0, 1, T, T, hs, scale, qh, d, kg, dkv, 0.0f, p, T);
+    for (int t = 0; t < T; t++) causal_softmax_row_(p + (size_t)t * T, t, T);
+    /* O_h = P V_g */
+    gemm(0, 0, T, hs, T, 1.0f, p, T, vg, dkv, 0.0f, oh, d);
+}
+
+/* keep: att holds every (b, h)'s P [B][H][T][T]; else att is one [T][T] reused. */
+static void forward_(float *out, float *att, int keep, const float *q, const float *k, const float *v, int B,
+                     int T, int H, int Hkv, int hs) {
+    int const d = H * hs, dkv = Hkv * hs, group = H / Hkv;
     for (int b = 0; b < B; b++) {
         size_t const row0 = (size_t)b * T;
         for (int h = 0; h < H; h++) {
@@ -33,14 +44,20 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
             const float *kg = k + row0 * dkv + (size_t)g * hs; /* [T][hs], ld dkv */
             const float *vg = v + row0 * dkv + (size_t)g * hs; /* [T][hs], ld dkv */
             float *oh = out + row0 * d + (size_t)h * hs;       /* [T][hs], ld d */
-            float *p = att + ((size_t)b * H + h) * T * T;      /* [T][T] */
-            /* S = scale * Q_h K_g^T */
-            gemm(0, 1, T, T, hs, scale, qh, d, kg, dkv, 0.0f, p, T);
-            for (int t = 0; t < T; t++) causal_softmax_row_(p + (size_t)t * T, t, T);
-            /* O_h = P V_g */
-            gemm(0, 0, T, hs, T, 1.0f, p, T, vg, dkv, 0.0f, oh, d);
+            float *p = keep ? att + ((size_t)b * H + h) * T * T : att; /* [T][T] */
+            head_forward_(oh, p, qh, kg, vg, T, d, dkv, hs);
         }
     }
+}
+
+void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                       int B, int T, int H, int Hkv, int hs) {
+    forward_(out, att, 1, q, k, v, B, T, H, Hkv, hs);
+}
+
+void attention_forward_only(float *out, float *p, const float *q, const float *k, const float *v,
+                            int B, int T, int H, int Hkv, int hs) {
+    forward_(out, p, 0, q, k, v, B, T, H, Hkv, hs);
 }
 
 /* In place on dp (row t of dP): dS = P * (dP - sum_s P dP), zero above the diagonal. The

@@ -13,6 +13,12 @@
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                        int B, int T, int H, int Hkv, int hs);
 
+/* The same output without keeping the probabilities (capture, hand-on: no backward):
+ * p [T][T] scratch, reused by every (sequence, head). out is bit-identical to
+ * attention_forward's (the same products of the same shapes). */
+void attention_forward_only(float *out, float *p, const float *q, const float *k, const float *v,
+                            int B, int T, int H, int Hkv, int hs);
+
 /* dq: [B][T][H*hs], dk, dv: [B][T][Hkv*hs], overwritten with the gradients w.r.t. q, k, v
  * given dout [B][T][H*hs] and the forward's att, q, k, v. datt: [T][T] scratch. */
 void attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,

@@ -175,6 +175,105 @@ void block_forward(const ModelConfig *c, const BlockWeights *w, const float *x, 
     lap_(acts, BLOCK_PHASE_PROJECTIONS, &clock);
 }
 
+/* ------------------------------------------------------------ forward only */
+
+enum { SCR_H, SCR_Q, SCR_K, SCR_V, SCR_P, SCR_U, SCR_G, SCR_COS, SCR_SIN, N_SCR };
+
+struct BlockScratch {
+    int B, T;
+    int d, f, H, Hkv;
+    float *memory; /* the one allocation; t[] points into it */
+    float *t[N_SCR];
+};
+
+/* Element counts, each rounded up to 16 floats (64-byte alignment). */
+static size_t scratch_sizes_(const ModelConfig *c, int B, int T, size_t sizes[N_SCR]) {
+    size_t const N = (size_t)B * T, d = c->dim, f = c->hidden_dim;
+    size_t const hs = d / c->n_heads, dkv = (size_t)c->n_kv_heads * hs;
+    size_t const count[N_SCR] = {
+        [SCR_H] = N * d,   [SCR_Q] = N * d, [SCR_K] = N * dkv,       [SCR_V] = N * dkv,
+        [SCR_P] = (size_t)T * T, [SCR_U] = N * f, [SCR_G] = N * f,   [SCR_COS] = T * hs / 2,
+        [SCR_SIN] = T * hs / 2,
+    };
+    size_t total = 0;
+    for (int i = 0; i < N_SCR; i++) total += sizes[i] = (count[i] + 15) / 16 * 16;
+    return total;
+}
+
+size_t block_scratch_bytes(const ModelConfig *c, int B, int T) {
+    size_t sizes[N_SCR];
+    return scratch_sizes_(c, B, T, sizes) * sizeof(float) + sizeof(BlockScratch);
+}
+
+BlockScratch *block_scratch_create(const ModelConfig *c, int B, int T) {
+    char why[160];
+    if (model_config_check(c, why, sizeof why) != 0) {
+        nq_fail(NQ_ERR_INPUT, "block scratch: model config: %s", why);
+        return NULL;
+    }
+    if (B <= 0 || T <= 0) {
+        nq_fail(NQ_ERR_INPUT, "block scratch: B = %d, T = %d, expected both > 0", B, T);
+        return NULL;
+    }
+    size_t sizes[N_SCR];
+    size_t const total = scratch_sizes_(c, B, T, sizes);
+    BlockScratch *s = nq_calloc(1, sizeof *s, "block forward scratch");
+    if (!s) return NULL;
+    s->memory = nq_calloc(total, sizeof(float), "block forward scratch");
+    if (!s->memory) {
+        free(s);
+        return NULL;
+    }
+    float *p = s->memory;
+    for (int i = 0; i < N_SCR; i++) {
+        s->t[i] = p;
+        p += sizes[i];
+    }
+    s->B = B;
+    s->T = T;
+    s->d = c->dim;
+    s->f = c->hidden_dim;
+    s->H = c->n_heads;
+    s->Hkv = c->n_kv_heads;
+    rope_tables_init(s->t[SCR_COS], s->t[SCR_SIN], T, c->dim / c->n_heads, c->rope_theta);
+    return s;
+}
+
+void block_scratch_free(BlockScratch *s) {
+    if (!s) return;
+    free(s->memory);
+    free(s);
+}
+
+int block_scratch_batch(const BlockScratch *s) { return s->B; }
+
+/* block_forward's steps and products in its order, on fewer buffers: X1 is built in y
+ * (after its last read of x), h holds h1, O and h2 in turn, U becomes Hh. */
+void block_forward_only(const ModelConfig *c, const BlockWeights *w, const float *x, float *y,
+                        BlockScratch *s) {
+    assert(s->d == c->dim && s->f == c->hidden_dim && s->H == c->n_heads && s->Hkv == c->n_kv_heads);
+    float *const *t = s->t;
+    int const B = s->B, T = s->T, N = B * T;
+    int const d = c->dim, f = c->hidden_dim, H = c->n_heads, Hkv = c->n_kv_heads;
+    int const hs = d / H, dkv = Hkv * hs;
+
+    rmsnorm_forward(t[SCR_H], NULL, x, w->attn_norm, N, d, c->norm_eps);
+    linear_forward(t[SCR_Q], t[SCR_H], w->mat[MAT_WQ], N, d, d, 0);
+    linear_forward(t[SCR_K], t[SCR_H], w->mat[MAT_WK], N, d, dkv, 0);
+    linear_forward(t[SCR_V], t[SCR_H], w->mat[MAT_WV], N, d, dkv, 0);
+    rope_forward(t[SCR_Q], t[SCR_COS], t[SCR_SIN], B, T, H, hs, c->rope_style);
+    rope_forward(t[SCR_K], t[SCR_COS], t[SCR_SIN], B, T, Hkv, hs, c->rope_style);
+    attention_forward_only(t[SCR_H], t[SCR_P], t[SCR_Q], t[SCR_K], t[SCR_V], B, T, H, Hkv, hs);
+    if (y != x) memcpy(y, x, (size_t)N * d * sizeof(float)); /* residual: X1 in y */
+    linear_forward(y, t[SCR_H], w->mat[MAT_WO], N, d, d, 1);
+
+    rmsnorm_forward(t[SCR_H], NULL, y, w->ffn_norm, N, d, c->norm_eps);
+    linear_forward(t[SCR_U], t[SCR_H], w->mat[MAT_W1], N, d, f, 0);
+    linear_forward(t[SCR_G], t[SCR_H], w->mat[MAT_W3], N, d, f, 0);
+    swiglu_forward(t[SCR_U], t[SCR_U], t[SCR_G], (size_t)N * f);
+    linear_forward(y, t[SCR_U], w->mat[MAT_W2], N, f, d, 1);
+}
+
 /* dY -> dW2, dHh -> dU, dG -> dW1, dW3; dh2 -> dX1 (plus the residual dY). */
 static void ffn_backward_(const ModelConfig *c, const BlockWeights *w, BlockActs *acts,
                           const float *dy, BlockGrads *grads) {

@@ -9,6 +9,8 @@
 #ifndef NUPES_BLOCK_H
 #define NUPES_BLOCK_H
 
+#include <stddef.h>
+
 #include "model.h"
 
 /* Everything the forward pass keeps for the backward pass, plus scratch, for B sequences
@@ -43,6 +45,23 @@ int block_acts_seq_len(const BlockActs *acts);
  * Fills acts for a later block_backward. */
 void block_forward(const ModelConfig *c, const BlockWeights *w, const float *x, float *y,
                    BlockActs *acts);
+
+/* A forward pass with no backward after it (capture, hand-on, docs/design.md 4) needs
+ * none of BlockActs: BlockScratch holds one [N][d] buffer for h1, then O, then h2; Q, K,
+ * V; U and G (Hh = silu(U) * G overwrites U); one head's [T][T] probabilities; the rope
+ * tables: (2 d + 2 dkv + 2 f) floats per token + T^2, against BlockActs' (8 d + 4 dkv +
+ * 5 f) per token + (H + 1) T^2 (7B, T 2048, one sequence: 0.33 GB instead of 1.41 GB). */
+typedef struct BlockScratch BlockScratch;
+BlockScratch *block_scratch_create(const ModelConfig *c, int B, int T); /* NULL: see block_acts_create */
+void block_scratch_free(BlockScratch *s);                                /* NULL is fine */
+/* Bytes block_scratch_create allocates (mpi/plan.c counts the capture with it). */
+size_t block_scratch_bytes(const ModelConfig *c, int B, int T);
+int block_scratch_batch(const BlockScratch *s);
+
+/* y = the block on x, as block_forward computes it (bit for bit), for the B sequences s
+ * was created for. x, y: [B][T][d]; y may be x (in place). */
+void block_forward_only(const ModelConfig *c, const BlockWeights *w, const float *x, float *y,
+                        BlockScratch *s);
 
 /* dy: [B][T][d] gradient of the loss w.r.t. y of the last block_forward on acts.
  * Writes (overwrites, not accumulates) grads->mat[i] with the same shapes as w->mat[i]. */

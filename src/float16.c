@@ -1,5 +1,6 @@
 #include "float16.h"
 
+#include <math.h>
 #include <string.h>
 
 static float bits_to_float(uint32_t bits) {
@@ -68,6 +69,17 @@ const char *act_dtype_name(ActDtype t) {
     case ACT_BF16: return "bf16";
     default: return "fp32";
     }
+}
+
+size_t act_overflows(ActDtype t, const float *x, size_t n) {
+    if (t == ACT_FP32) return 0;
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint16_t const h = t == ACT_FP16 ? float_to_half(x[i]) : float_to_bf16(x[i]);
+        uint16_t const inf = t == ACT_FP16 ? 0x7c00 : 0x7f80;
+        count += (h & 0x7fff) == inf && isfinite(x[i]);
+    }
+    return count;
 }
 
 /* Value i moves from bytes [4i, 4i+4) to [2i, 2i+2): going up, no float is overwritten

@@ -30,6 +30,10 @@ size_t act_dtype_bytes(ActDtype t);
 /* "fp32", "fp16", "bf16" (config and file attribute spelling). */
 const char *act_dtype_name(ActDtype t);
 
+/* How many of x [n] are finite but would be stored as +-Inf (fp16: |x| >= 65520; bf16:
+ * within half a bf16 ulp of FLT_MAX; fp32: none). */
+size_t act_overflows(ActDtype t, const float *x, size_t n);
+
 /* In place: x [n] floats become n stored values at the start of the same memory (fp32:
  * unchanged). Returns the stored bytes' address (x itself). */
 void *act_encode_in_place(ActDtype t, float *x, size_t n);

@@ -1,6 +1,7 @@
 /* block_forward against the naive double forward, and block_backward's gradient of every
  * element of the seven matrices against central finite differences of the naive double
- * forward, for loss L = sum(R * Y) with a random R (so dY = R). */
+ * forward, for loss L = sum(R * Y) with a random R (so dY = R). block_forward_only (the
+ * capture's pass) against block_forward: bit for bit, out of place and in place. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -74,6 +75,55 @@ static double naive_loss(const Fixture *f, double *y) {
     return loss;
 }
 
+/* block_forward_only gives block_forward's y bit for bit, out of place and in place. */
+static void check_forward_only(const ModelConfig *c, const BlockWeights *w, int B, int T, const float *x,
+                               const float *y) {
+    size_t const nd = (size_t)B * T * c->dim;
+    BlockScratch *s = block_scratch_create(c, B, T);
+    assert_non_null(s);
+    assert_int_equal(block_scratch_batch(s), B);
+    assert_true(block_scratch_bytes(c, B, T) >= sizeof(float) * (nd + (size_t)T * T));
+    float *out = malloc(nd * sizeof(float)), *inplace = malloc(nd * sizeof(float));
+    assert_true(out && inplace);
+    memset(out, 0xff, nd * sizeof(float)); /* NaN: every element must be written */
+    memcpy(inplace, x, nd * sizeof(float));
+    block_forward_only(c, w, x, out, s);
+    block_forward_only(c, w, inplace, inplace, s);
+    assert_memory_equal(out, y, nd * sizeof(float));
+    assert_memory_equal(inplace, y, nd * sizeof(float));
+    free(out);
+    free(inplace);
+    block_scratch_free(s);
+}
+
+/* A shape whose products are cut into gemm()'s tiles (>= 2^22 multiply-adds). */
+static void test_forward_only_tiled(void **state) {
+    (void)state;
+    ModelConfig const c = {.dim = 256, .hidden_dim = 688, .n_layers = 1, .n_heads = 8, .n_kv_heads = 2,
+                           .vocab_size = 8, .seq_len = 96, .rope_theta = 10000.0f, .norm_eps = 1e-5f,
+                           .rope_style = ROPE_HALF};
+    int const B = 2, T = 96;
+    size_t const nd = (size_t)B * T * c.dim;
+    test_random_seed(0xf0f0);
+    BlockWeights w;
+    float *norms[2], *mats[N_MATS];
+    for (int i = 0; i < 2; i++) norms[i] = test_random_tensor(c.dim, 0.3f, 1.0f);
+    for (int m = 0; m < N_MATS; m++)
+        w.mat[m] = mats[m] = test_random_tensor((size_t)mat_rows(&c, m) * mat_cols(&c, m), 1.0f / sqrtf(mat_cols(&c, m)), 0.0f);
+    w.attn_norm = norms[0];
+    w.ffn_norm = norms[1];
+    float *x = test_random_tensor(nd, 1.0f, 0.0f), *y = malloc(nd * sizeof(float));
+    BlockActs *acts = block_acts_create(&c, B, T);
+    assert_true(y && acts);
+    block_forward(&c, &w, x, y, acts);
+    check_forward_only(&c, &w, B, T, x, y);
+    block_acts_free(acts);
+    for (int i = 0; i < 2; i++) free(norms[i]);
+    for (int m = 0; m < N_MATS; m++) free(mats[m]);
+    free(x);
+    free(y);
+}
+
 static void check_block(RopeStyle style, int n_kv_heads) {
     unsigned long long const seed = 0xb10c0000ULL + 10 * style + n_kv_heads;
     Fixture f;
@@ -97,6 +147,7 @@ static void check_block(RopeStyle style, int n_kv_heads) {
     for (size_t i = 0; i < nd; i++) max_err = fmax(max_err, fabs(y[i] - yref[i]));
     printf("  forward: max |Y - naive| = %.3g\n", max_err);
     assert_true(max_err < 1e-5);
+    check_forward_only(c, &f.w, f.B, f.T, f.x, y);
 
     /* backward, twice: grads are overwritten, not accumulated */
     BlockGrads grads, again;
@@ -151,6 +202,7 @@ int main(void) {
         cmocka_unit_test(test_half_gqa),
         cmocka_unit_test(test_interleaved_mha),
         cmocka_unit_test(test_half_mqa),
+        cmocka_unit_test(test_forward_only_tiled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -172,6 +172,12 @@ static void test_in_place(void **state) {
             assert_memory_equal(&x[i], &want, sizeof want);
         }
     }
+    float const big[6] = {65504.0f, 65519.99f, 65520.0f, -1e5f, INFINITY, NAN};
+    assert_int_equal(act_overflows(ACT_FP16, big, 6), 2); /* 65520 and -1e5: finite, stored as Inf */
+    assert_int_equal(act_overflows(ACT_BF16, big, 6), 0);
+    float const huge[2] = {FLT_MAX, -3.0e38f};
+    assert_int_equal(act_overflows(ACT_BF16, huge, 2), 1); /* FLT_MAX rounds up to Inf */
+    assert_int_equal(act_overflows(ACT_FP32, huge, 2), 0);
     assert_int_equal(act_dtype_bytes(ACT_FP32), 4);
     assert_int_equal(act_dtype_bytes(ACT_FP16), 2);
     assert_string_equal(act_dtype_name(ACT_BF16), "bf16");
