@@ -27,7 +27,8 @@ typedef struct {
     const char *dtype;  /* "f32" (default) | "f16" | "bf16" */
     const char *max_shard_size; /* safetensors: "5GB" (default, as transformers) */
     const char *tokenizer;      /* gguf */
-    const char *type;           /* gguf: "q8_0" (default) | "f16" | "f32" */
+    const char *type;           /* gguf: "q8_0" | "f16" | "f32"; NULL: the checkpoint's
+                                   grid (iq4_nl, iq4_xs) when it has one, else q8_0 */
     const char *embedding_type; /* gguf: NULL = type */
     const char *output_type;    /* gguf: NULL = type */
 } ExportOptions;
@@ -62,10 +63,14 @@ static void print_help(FILE *out) {
             "  --tokenizer TOK  llama2.c tokenizer.bin or SentencePiece tokenizer.model: required\n"
             "                   for gguf (stored inside); for safetensors, copied into the\n"
             "                   directory (tokenizer.model with tokenizer_config.json)\n"
-            "  --type T         gguf: the blocks' matrices as q8_0 (default), f16 or f32; rows\n"
-            "                   that are not whole blocks fall back to f16 as in llama.cpp\n"
-            "  --embedding-type T  gguf: token_embd (default: --type, as llama.cpp's converter)\n"
-            "  --output-type T  gguf: the output matrix of an untied model (default: --type)\n"
+            "  --type T         gguf: the blocks' matrices as q8_0, f16 or f32 (re-encoded from\n"
+            "                   the dequantized weights). Default: a checkpoint learned on\n"
+            "                   llama.cpp's iq4_nl or iq4_xs grid (quantization.grid) is written\n"
+            "                   in that type exactly as learned; any other source as q8_0. Rows\n"
+            "                   that are not whole blocks fall back as in llama.cpp (to f16)\n"
+            "  --embedding-type T  gguf: token_embd (default: --type; q8_0 for an iq4 grid)\n"
+            "  --output-type T  gguf: the output matrix of an untied model (default: as\n"
+            "                   --embedding-type)\n"
             "  --help           this text\n");
 }
 
@@ -80,10 +85,11 @@ static int check_gguf_options(ExportOptions *o) {
         return NQ_ERR_INPUT;
     }
     if (!o->embedding_type) o->embedding_type = o->type;
-    if (!o->output_type) o->output_type = o->type;
+    if (!o->output_type) o->output_type = o->embedding_type;
     const char *const opt[3] = {"--type", "--embedding-type", "--output-type"};
     const char *const val[3] = {o->type, o->embedding_type, o->output_type};
     for (int i = 0; i < 3; i++) {
+        if (!val[i]) continue; /* decided from the source in run_gguf */
         GgmlType t;
         if (ggml_type_parse(val[i], &t) != 0) {
             fprintf(stderr, "nupes-mpi export: %s = '%s', expected q8_0, f16 or f32\n", opt[i], val[i]);
@@ -104,7 +110,7 @@ static int parse_options(int argc, char **argv, ExportOptions *o) {
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    *o = (ExportOptions){.dtype = "f32", .type = "q8_0", .max_shard_size = "5GB"};
+    *o = (ExportOptions){.dtype = "f32", .max_shard_size = "5GB"};
     optind = 1;
     opterr = 0;
     int opt;
@@ -152,7 +158,7 @@ static int parse_options(int argc, char **argv, ExportOptions *o) {
         return NQ_ERR_INPUT;
     }
     if (strcmp(o->format, "gguf") == 0) return check_gguf_options(o);
-    if (strcmp(o->type, "q8_0") != 0 || o->embedding_type || o->output_type) {
+    if (o->type || o->embedding_type || o->output_type) {
         fprintf(stderr, "nupes-mpi export: --type, --embedding-type and --output-type are for --format gguf\n");
         return NQ_ERR_INPUT;
     }
@@ -178,20 +184,42 @@ static double seconds_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* What the weights are and what llama.cpp gets, in one line: a checkpoint on NUPES's power
- * grid has no llama.cpp type, so its dequantized weights are re-encoded. */
-static void print_gguf_source(const char *path, const char *type) {
+/* The grid a checkpoint was learned on, as a GGUF type (IQ4_NL, IQ4_XS), or -1: an fp32
+ * model, or NUPES's power grid, which llama.cpp does not have. */
+static int learned_gguf_type(const char *path) {
     CheckpointInfo info;
     if (checkpoint_read_info(path, &info) != NQ_OK) {
         nq_clear_error();
-        printf("gguf: %s is an fp32 model: its weights are written as %s\n", path, type);
+        return -1;
+    }
+    int const q = info.spec.quantizer;
+    checkpoint_info_free(&info);
+    return q == QUANTIZER_IQ4_NL ? GGML_IQ4_NL : q == QUANTIZER_IQ4_XS ? GGML_IQ4_XS : -1;
+}
+
+/* What the weights are and what llama.cpp gets, in one line. */
+static void print_gguf_source(const char *path, GgmlType type, int learned) {
+    CheckpointInfo info;
+    if (checkpoint_read_info(path, &info) != NQ_OK) {
+        nq_clear_error();
+        printf("gguf: %s is an fp32 model: its weights are written as %s\n", path, ggml_type_info(type)->name);
         return;
     }
-    printf("gguf: %s is a %s %d-bit checkpoint on the power grid, which llama.cpp does not have: "
-           "its dequantized weights are written as %s\n",
-           path, info.method, info.spec.bits, type);
+    if (learned >= 0 && (int)type == learned)
+        printf("gguf: %s is a %s checkpoint learned on llama.cpp's %s grid: its codes and scales are "
+               "written as learned, not requantized\n", path, info.method, ggml_type_info(type)->name);
+    else if (learned >= 0)
+        printf("gguf: %s is a %s checkpoint on llama.cpp's %s grid: its dequantized weights are "
+               "re-encoded as %s (--type)\n", path, info.method, ggml_type_info((GgmlType)learned)->name,
+               ggml_type_info(type)->name);
+    else
+        printf("gguf: %s is a %s %d-bit checkpoint on the power grid, which llama.cpp does not have: "
+               "its dequantized weights are written as %s\n", path, info.method, info.spec.bits,
+               ggml_type_info(type)->name);
     checkpoint_info_free(&info);
 }
+
+static int is_iq4_type(GgmlType t) { return t == GGML_IQ4_NL || t == GGML_IQ4_XS; }
 
 static nq_status run_gguf(const ExportOptions *o, Model *m) {
     /* general.name: the source's file or directory name, without its path */
@@ -200,13 +228,19 @@ static nq_status run_gguf(const ExportOptions *o, Model *m) {
     for (size_t n = strlen(name); n > 1 && name[n - 1] == '/'; n--) name[n - 1] = '\0';
     const char *slash = strrchr(name, '/');
     GgufExportOptions g = {.name = slash && slash[1] ? slash + 1 : name, .report = stdout};
-    ggml_type_parse(o->type, &g.type);
-    ggml_type_parse(o->embedding_type, &g.embedding_type);
-    ggml_type_parse(o->output_type, &g.output_type);
+    int const learned = learned_gguf_type(o->checkpoint);
+    g.type = GGML_Q8_0;
+    if (o->type) ggml_type_parse(o->type, &g.type);
+    else if (learned >= 0) g.type = (GgmlType)learned, g.codes_from = o->checkpoint;
+    GgmlType const side = is_iq4_type(g.type) ? GGML_Q8_0 : g.type; /* llama.cpp's own default */
+    g.embedding_type = g.output_type = side;
+    if (o->embedding_type) ggml_type_parse(o->embedding_type, &g.embedding_type);
+    g.output_type = g.embedding_type;
+    if (o->output_type) ggml_type_parse(o->output_type, &g.output_type);
     Tokenizer *tok = NULL;
     nq_status st = tokenizer_open(o->tokenizer, model_config(m)->vocab_size, &tok);
     if (st != NQ_OK) return st;
-    print_gguf_source(o->checkpoint, ggml_type_info(g.type)->name);
+    print_gguf_source(o->checkpoint, g.type, learned);
     st = export_gguf(m, tok, o->out, &g);
     tokenizer_free(tok);
     return st;
@@ -259,7 +293,7 @@ static nq_status run_export(const ExportOptions *o) {
     if (st == NQ_OK) {
         double const mb = (double)output_bytes(o->out) / 1e6;
         printf("export: %s -> %s (%s, %s, %d blocks, rope %s): %.1f MB in %.2f s\n", o->checkpoint, o->out,
-               o->format, llama2c ? "f32" : gguf ? o->type : o->dtype, c->n_layers,
+               o->format, llama2c ? "f32" : gguf ? (o->type ? o->type : "its grid") : o->dtype, c->n_layers,
                c->rope_style == ROPE_HALF ? "half" : "interleaved", mb, seconds_now() - t0);
     }
     model_close(m);

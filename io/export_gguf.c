@@ -10,8 +10,11 @@
 #include <unistd.h>
 
 #include "atomic_file.h"
+#include "checkpoint.h"
 #include "export_safetensors.h" /* export_permute_rope_rows */
+#include "float16.h"
 #include "gguf_writer.h"
+#include "quant_iq4.h"
 
 /* Per block, in the order written; -1: a norm. llama.cpp's names (llama-arch.cpp). */
 static const struct {
@@ -105,7 +108,10 @@ static nq_status add_tokenizer(GgufWriter *w, const Tokenizer *tok, const char *
 /* The types of every matrix, decided once (fallbacks reported once). */
 typedef struct {
     GgmlType embd, output, mat[N_MATS];
+    CheckpointReader *codes; /* open when some matrix is written from stored IQ4 codes */
 } TensorTypes;
+
+static int is_iq4(GgmlType t) { return t == GGML_IQ4_NL || t == GGML_IQ4_XS; }
 
 static nq_status add_tensors(GgufWriter *w, const ModelConfig *c, const TensorTypes *t) {
     int64_t const embd_ne[2] = {c->dim, c->vocab_size}, norm_ne[1] = {c->dim};
@@ -136,15 +142,65 @@ static nq_status write_matrix(GgufWriter *w, GgmlType type, const float *x, int6
     return st;
 }
 
+/* Row r of the file holds row source[r] of the stored matrix: the identity, or for q/k of
+ * a "half" (HF) model the rope un-permutation (export_permute_rope_rows on row numbers). */
+static void source_rows(const ModelConfig *c, int k, float *index, float *source) {
+    int const rows = mat_rows(c, k);
+    for (int r = 0; r < rows; r++) index[r] = (float)r; /* exact: rows < 2^24 */
+    if (c->rope_style == ROPE_HALF && (k == MAT_WQ || k == MAT_WK)) {
+        export_permute_rope_rows(index, k == MAT_WQ ? c->n_heads : c->n_kv_heads, rows, 1, 0, source);
+    } else {
+        memcpy(source, index, (size_t)rows * sizeof(float));
+    }
+}
+
+/* Matrix k of a block from its stored IQ4 arrays, row by row in the file's order. */
+static nq_status write_iq4_matrix(GgufWriter *w, const ModelConfig *c, int k, const QuantMatrix *q,
+                                  GgmlType type, float *scratch, void *buf) {
+    int const rows = mat_rows(c, k), cols = mat_cols(c, k), groups = iq4_groups(cols);
+    int const supers = cols / IQ4XS_SUPER;
+    float *index = scratch, *source = scratch + rows, *scales = scratch + 2 * rows; /* groups */
+    source_rows(c, k, index, source);
+    const int8_t *codes = quant_matrix_array(q, "codes");
+    const uint16_t *d = quant_matrix_array(q, "scale"), *D = quant_matrix_array(q, "super_scale");
+    const int8_t *sub = quant_matrix_array(q, "sub_scale");
+    if (!codes || (type == GGML_IQ4_NL ? !d : !D || !sub))
+        return nq_fail(NQ_ERR_INPUT, "%s: the checkpoint's %s has no stored %s arrays (learned on another grid)",
+                       gguf_mat_names[k], mat_names[k], ggml_type_info(type)->name);
+    size_t const row_bytes = ggml_row_bytes(type, cols);
+    nq_status st = NQ_OK;
+    for (int r = 0; r < rows && st == NQ_OK; r++) {
+        size_t const src = (size_t)source[r];
+        if (type == GGML_IQ4_NL) {
+            for (int g = 0; g < groups; g++) scales[g] = half_to_float(d[src * groups + g]);
+            ggml_encode_iq4nl_row(codes + src * cols, scales, cols, buf);
+        } else {
+            for (int b = 0; b < supers; b++) scales[b] = half_to_float(D[src * supers + b]);
+            ggml_encode_iq4xs_row(codes + src * cols, scales, sub + src * groups, cols, buf);
+        }
+        st = gguf_writer_tensor_data(w, buf, row_bytes);
+    }
+    return st;
+}
+
 static nq_status write_block(GgufWriter *w, Model *m, int l, const TensorTypes *t, float *scratch, void *buf) {
     const ModelConfig *c = model_config(m);
     BlockWeights b;
-    nq_status st = model_block(m, l, &b);
-    if (st != NQ_OK) return st;
+    BlockResult stored = {0};
+    nq_status st = t->codes ? checkpoint_read_block(t->codes, l, &stored, NULL, NULL) : NQ_OK;
+    if (st == NQ_OK) st = model_block(m, l, &b);
+    if (st != NQ_OK) {
+        block_result_free(&stored);
+        return st;
+    }
     for (int i = 0; i < N_BLOCK_TENSORS && st == NQ_OK; i++) {
         int const k = block_tensors[i].mat;
         if (k < 0) {
             st = gguf_writer_tensor_data(w, k == -1 ? b.attn_norm : b.ffn_norm, (size_t)c->dim * sizeof(float));
+            continue;
+        }
+        if (is_iq4(t->mat[k])) {
+            st = write_iq4_matrix(w, c, k, &stored.mat[k], t->mat[k], scratch, buf);
             continue;
         }
         const float *data = b.mat[k];
@@ -156,13 +212,17 @@ static nq_status write_block(GgufWriter *w, Model *m, int l, const TensorTypes *
         st = write_matrix(w, t->mat[k], data, mat_rows(c, k), mat_cols(c, k), buf);
     }
     model_release_block(m, l);
+    block_result_free(&stored);
     return st;
 }
 
 static nq_status write_file(GgufWriter *w, Model *m, const TensorTypes *t, FILE *f) {
     const ModelConfig *c = model_config(m);
     int64_t const widest = c->hidden_dim > c->dim ? c->hidden_dim : c->dim;
-    float *scratch = nq_calloc((size_t)c->dim * (size_t)c->dim, sizeof(float), "q/k permutation buffer");
+    /* q/k permutation of d x d weights, or an IQ4 matrix's row order and one row's scales */
+    size_t const scratch_floats = (size_t)c->dim * (size_t)c->dim > 3 * (size_t)widest
+                                      ? (size_t)c->dim * (size_t)c->dim : 3 * (size_t)widest;
+    float *scratch = nq_calloc(scratch_floats, sizeof(float), "q/k permutation buffer");
     void *buf = nq_calloc((size_t)widest, sizeof(float), "row encoding buffer");
     HeadWeights h;
     nq_status st = scratch && buf ? NQ_OK : NQ_ERR_RUNTIME;
@@ -183,19 +243,36 @@ nq_status export_gguf(Model *m, const Tokenizer *tok, const char *path, const Gg
     if (tokenizer_vocab_size(tok) != c->vocab_size)
         return nq_fail(NQ_ERR_INPUT, "%s: tokenizer has %d tokens, expected %d (the model's vocab_size)", path,
                        tokenizer_vocab_size(tok), c->vocab_size);
-    TensorTypes t;
+    TensorTypes t = {0};
+    nq_status st = NQ_OK;
+    if (is_iq4(o->embedding_type) || is_iq4(o->output_type) || (is_iq4(o->type) && !o->codes_from))
+        return nq_fail(NQ_ERR_INPUT, "%s: IQ4 types are written only from a checkpoint learned on that grid "
+                       "(quantization.grid), for the blocks' matrices", path);
     t.embd = matrix_type(o->embedding_type, "token_embd", c->dim, o);
     t.output = c->tied_embeddings ? o->output_type : matrix_type(o->output_type, "output", c->dim, o);
-    for (int k = 0; k < N_MATS; k++) {
+    BlockResult first = {0};
+    if (is_iq4(o->type)) { /* which matrices the checkpoint stores as codes (skip is global) */
+        st = checkpoint_open(o->codes_from, &t.codes);
+        if (st == NQ_OK) st = checkpoint_read_block(t.codes, 0, &first, NULL, NULL);
+    }
+    for (int k = 0; k < N_MATS && st == NQ_OK; k++) {
         char name[32];
         snprintf(name, sizeof name, "blk.*.%s", gguf_mat_names[k]);
         t.mat[k] = matrix_type(o->type, name, mat_cols(c, k), o);
+        if (is_iq4(t.mat[k]) && !first.mat[k].quantized) {
+            if (o->report)
+                fprintf(o->report, "gguf: %s: kept fp32 in the checkpoint (quantization.skip): written as f16\n", name);
+            t.mat[k] = GGML_F16;
+        }
     }
+    block_result_free(&first);
     char tmp[PATH_MAX];
-    nq_status st = atomic_tmp_name(path, tmp, sizeof tmp);
-    if (st != NQ_OK) return st;
-    GgufWriter *w = gguf_writer_new(path);
-    if (!w) return NQ_ERR_RUNTIME;
+    if (st == NQ_OK) st = atomic_tmp_name(path, tmp, sizeof tmp);
+    GgufWriter *w = st == NQ_OK ? gguf_writer_new(path) : NULL;
+    if (!w) {
+        checkpoint_close(t.codes);
+        return st != NQ_OK ? st : NQ_ERR_RUNTIME;
+    }
     st = add_metadata(w, c, o);
     if (st == NQ_OK) st = add_tokenizer(w, tok, path);
     if (st == NQ_OK) st = add_tensors(w, c, &t);
@@ -204,6 +281,7 @@ nq_status export_gguf(Model *m, const Tokenizer *tok, const char *path, const Gg
     if (st == NQ_OK) st = write_file(w, m, &t, f);
     if (f && fclose(f) != 0 && st == NQ_OK) st = nq_fail(NQ_ERR_RUNTIME, "%s: write failed: %s", path, strerror(errno));
     gguf_writer_free(w);
+    checkpoint_close(t.codes);
     if (st == NQ_OK) return atomic_commit(tmp, path);
     if (f) unlink(tmp);
     return st;

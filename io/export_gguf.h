@@ -16,7 +16,13 @@
  *
  * The tokenizer (llama2.c tokenizer.bin or SentencePiece tokenizer.model) is stored in
  * SentencePiece spelling with its scores and token kinds. The file is written under a
- * temporary name, fsynced and renamed. */
+ * temporary name, fsynced and renamed.
+ *
+ * IQ4_NL / IQ4_XS matrices come from a checkpoint learned on those grids: each row's
+ * stored indices and scales become its blocks (ggml_encode_iq4nl_row / _iq4xs_row), so
+ * llama.cpp computes the very weights that were learned. Rows that are not whole blocks
+ * fall back as llama.cpp's own quantizer does (IQ4_XS -> IQ4_NL -> F16, the F16 from the
+ * decoded weights), and so do matrices the checkpoint kept in fp32 (quantization.skip). */
 #ifndef NUPES_EXPORT_GGUF_H
 #define NUPES_EXPORT_GGUF_H
 
@@ -28,7 +34,10 @@
 #include "tokenizer.h"
 
 typedef struct {
-    GgmlType type;           /* block matrices */
+    GgmlType type;           /* block matrices; IQ4_NL / IQ4_XS only with codes_from */
+    const char *codes_from;  /* a checkpoint learned on that grid (quantization.grid): its
+                                stored codes and scales are written as they are, never
+                                requantized; NULL for the float types */
     GgmlType embedding_type; /* token_embd */
     GgmlType output_type;    /* output (untied models) */
     const char *name;        /* general.name */

@@ -49,28 +49,8 @@ expect_exit() { # expect_exit CODE NAME CMD...
 }
 
 # ---------------------------------------------------------------- node-llama-cpp
-# npm only: --omit=optional keeps the CUDA/Vulkan variants out (83 MB instead of 730 MB),
-# --ignore-scripts skips node-llama-cpp's postinstall (which may download or build).
-install_llamacpp() {
-    mkdir -p "$NPM_DIR" || return 1
-    (
-        flock 9
-        if [[ -f $NPM_DIR/node_modules/@node-llama-cpp/linux-x64/package.json &&
-              -f $NPM_DIR/node_modules/node-llama-cpp/package.json ]]; then exit 0; fi
-        echo '{"name": "nupes-llamacpp-tests", "private": true}' >"$NPM_DIR/package.json"
-        CI=true npm install --prefix "$NPM_DIR" -E --omit=optional --ignore-scripts --no-audit --no-fund \
-            node-llama-cpp@3.21.1 @node-llama-cpp/linux-x64@3.21.1 </dev/null
-    ) 9>"$NPM_DIR/.lock"
-}
-t0=$(date +%s)
-if ! install_llamacpp >"$TMP/npm.log" 2>&1; then
-    echo "FAIL npm install node-llama-cpp@3.21.1 into $NPM_DIR"; tail -20 "$TMP/npm.log"; exit 1
-fi
-echo "node-llama-cpp in $NPM_DIR ($(( $(date +%s) - t0 )) s)"
-llamacpp() { # llamacpp ARGS...: the evaluation script, no terminal, CI mode, no downloads
-    CI=true NODE_LLAMA_CPP_SKIP_DOWNLOAD=true NODE_LLAMA_CPP_DIR="$NPM_DIR" \
-        node "$HERE/eval_gguf.mjs" "$@" </dev/null
-}
+source "$HERE/harness.sh"
+llamacpp_install || exit 1
 
 # ---------------------------------------------------------------- fixture and exports
 CK=$TMP/run/checkpoint.h5

@@ -4,7 +4,7 @@ gguf.cpp / docs/gguf.md), independent of the C writer. Prints one JSON object:
    "tensors": [{"name", "ne", "type", "offset", "nbytes", "sha256", "values"?}]}
 Arrays of strings come back as lists of str (bytes decoded as UTF-8 with surrogateescape
 so any bytes survive), numeric arrays as lists. With --values NAME, that tensor's
-elements are decoded (F32, F16, Q8_0) and included."""
+elements are decoded (F32, F16, Q8_0, IQ4_NL, IQ4_XS) and included."""
 import hashlib
 import json
 import struct
@@ -50,7 +50,37 @@ def decode(t, raw, n):
             d = struct.unpack("<e", blk[:2])[0]
             out += [d * q for q in struct.unpack("<32b", blk[2:])]
         return out
+    if t == 20:  # IQ4_NL: {fp16 d; 16 bytes}, low nibbles elements 0..15, high 16..31
+        out = []
+        for b in range(n // 32):
+            blk = raw[18 * b:18 * b + 18]
+            d = struct.unpack("<e", blk[:2])[0]
+            out += iq4_values(d, blk[2:18])
+        return out
+    if t == 23:  # IQ4_XS: {fp16 D; u16 scales_h; u8 scales_l[4]; 128 bytes} per 256
+        out = []
+        for b in range(n // 256):
+            blk = raw[136 * b:136 * b + 136]
+            D = struct.unpack("<e", blk[:2])[0]
+            scales_h = struct.unpack("<H", blk[2:4])[0]
+            for ib in range(8):
+                ls = ((blk[4 + ib // 2] >> 4 * (ib % 2)) & 15) | (((scales_h >> 2 * ib) & 3) << 4)
+                out += iq4_values(f32(D * (ls - 32)), blk[8 + 16 * ib:24 + 16 * ib])
+        return out
     raise ValueError("type %d not decoded" % t)
+
+
+# llama.cpp's kvalues_iq4nl, from ggml's format definition
+IQ4_GRID = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113]
+
+
+def f32(x):
+    """x rounded to float32, as llama.cpp's float arithmetic rounds each product"""
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def iq4_values(d, qs):
+    return [f32(d * IQ4_GRID[q & 15]) for q in qs] + [f32(d * IQ4_GRID[q >> 4]) for q in qs]
 
 
 def read(path, values=()):
