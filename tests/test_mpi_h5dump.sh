@@ -66,7 +66,7 @@ check /blocks/0001/wk/exponent 1 wk exponent 1
 # `dequant` attribute's formula; measured max relative difference ~1e-7, bound 1e-6).
 "$NUPES_BIN" export --checkpoint "$ckpt" --format llama2c --out "$work/q.bin" > "$work/export.log" 2>&1 ||
   { cat "$work/export.log" >&2; fail "export of the gathered checkpoint failed"; }
-/usr/bin/python3 - "$ckpt" "$work/run/done" "$work/q.bin" <<'EOF_PY' || fail "format version 3 round trip (done files -> checkpoint -> export)"
+env ${preload:+LD_PRELOAD=$preload ASAN_OPTIONS=detect_leaks=0} /usr/bin/python3 - "$ckpt" "$work/run/done" "$work/q.bin" <<'EOF_PY' || fail "format version 3 round trip (done files -> checkpoint -> export)"
 import glob, struct, sys
 import h5py, numpy as np
 ckpt, done_dir, exported = sys.argv[1:4]
