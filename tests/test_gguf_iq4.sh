@@ -20,17 +20,7 @@ HERE=$SRC/tests/llamacpp
 NPM_DIR=${NUPES_NPM_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/nupes-npm/node-llama-cpp-3.21.1}
 TMP=$(mktemp -d /tmp/nupes-gguf-iq4.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
-pass=0
-fail=0
-ok() { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
-check() { # check NAME CMD...: passes when CMD exits 0
-    local name=$1
-    shift
-    if "$@" >"$TMP/check.log" 2>&1; then ok "$name"; sed 's/^/     /' "$TMP/check.log"
-    else bad "$name"; sed 's/^/     /' "$TMP/check.log"; fi
-}
-source "$HERE/harness.sh"
+source "$HERE/harness.sh" # ok, bad, check; llamacpp_install, llamacpp
 llamacpp_install || exit 1
 export ASAN_OPTIONS=${ASAN_OPTIONS:-}:detect_leaks=0
 TOK=$DATA/tok512.bin

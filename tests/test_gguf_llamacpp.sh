@@ -27,16 +27,7 @@ HERE=$SRC/tests/llamacpp
 NPM_DIR=${NUPES_NPM_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/nupes-npm/node-llama-cpp-3.21.1}
 TMP=$(mktemp -d /tmp/nupes-gguf.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
-pass=0
-fail=0
-ok() { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
-check() { # check NAME CMD...: passes when CMD exits 0
-    local name=$1
-    shift
-    if "$@" >"$TMP/check.log" 2>&1; then ok "$name"; sed 's/^/     /' "$TMP/check.log"
-    else bad "$name"; sed 's/^/     /' "$TMP/check.log"; fi
-}
+source "$HERE/harness.sh" # ok, bad, check; llamacpp_install, llamacpp
 expect_exit() { # expect_exit CODE NAME CMD...
     local code=$1 name=$2
     shift 2
@@ -49,7 +40,6 @@ expect_exit() { # expect_exit CODE NAME CMD...
 }
 
 # ---------------------------------------------------------------- node-llama-cpp
-source "$HERE/harness.sh"
 llamacpp_install || exit 1
 
 # ---------------------------------------------------------------- fixture and exports

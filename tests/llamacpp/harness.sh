@@ -2,6 +2,18 @@
 # installed with npm into a cache folder outside the source tree (reused when present;
 # nothing else is built or downloaded). Source after setting HERE (this folder), NPM_DIR
 # and TMP; then `llamacpp_install || exit 1` and `llamacpp ARGS...` (eval_gguf.mjs).
+# Also the tests' tally: ok NAME, bad NAME, check NAME CMD... (counts in $pass, $fail).
+
+pass=0
+fail=0
+ok() { echo "ok   $1"; pass=$((pass + 1)); }
+bad() { echo "FAIL $1"; fail=$((fail + 1)); }
+check() { # check NAME CMD...: passes when CMD exits 0
+    local name=$1
+    shift
+    if "$@" >"$TMP/check.log" 2>&1; then ok "$name"; sed 's/^/     /' "$TMP/check.log"
+    else bad "$name"; sed 's/^/     /' "$TMP/check.log"; fi
+}
 
 # npm only: --omit=optional keeps the CUDA/Vulkan variants out (83 MB instead of 730 MB),
 # --ignore-scripts skips node-llama-cpp's postinstall (which may download or build). The
