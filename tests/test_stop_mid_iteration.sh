@@ -10,6 +10,7 @@
 # mid-iteration however fast the machine is. 1 rank in parallel mode; 2 ranks in
 # sequential mode (one group of 2: the group agrees before the gradient sum) with the
 # signal to rank 1 only, so rank 0 finishes its share and learns of the stop there.
+# Also: the checkpoint assembly prints one progress line per block.
 set -u
 src=${NUPES_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$src/tests/resume_lib.sh"
@@ -45,6 +46,9 @@ echo "== uninterrupted references (parallel on 1 rank, sequential on 2)"
 args_for "$RL_WORK/ref-par"
 rl_run ref-par 1 "${ARGS[@]}"
 rl_expect_rc 0
+# The checkpoint assembly (minutes at 7B width) reports each block it adds.
+n=$(grep -cE '^checkpoint: block [1-5]/5 added, [0-9.]+ s, ETA [0-9]+ s$' "$RL_WORK/ref-par.out")
+[ "$n" = 5 ] || fail "ref-par: $n 'checkpoint: block N/5 added' lines, expected 5"
 args_for "$RL_WORK/ref-seq" --set reconstruction.mode=sequential
 rl_run ref-seq 2 "${ARGS[@]}"
 rl_expect_rc 0
