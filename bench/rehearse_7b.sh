@@ -289,7 +289,7 @@ report_mode() {
   p_block=$(plan_num "$mode" '^  total ')
   p_head=$(plan_num "$mode" 'classifier, fp32\) from the capture on:')
   p_cap=$(plan_num "$mode" 'forward of 1 at a time [0-9.]+ GB =')
-  p_act=$(plan_num "$mode" 'activations.h5 /inputs \[[0-9]+\]\[[0-9]+\]\[[0-9]+\]\[[0-9]+\] fp32')
+  p_act=$(plan_num "$mode" 'activations.h5 .inputs [^ ]+ fp32')
   p_state=$(plan_num "$mode" 'blocks? in flight x')
   p_done=$(plan_num "$mode" 'blocks x ~')
   p_ckpt=$(plan_num "$mode" 'checkpoint \(~, zstd codes \+ fp32 head\)')
