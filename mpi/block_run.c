@@ -137,7 +137,7 @@ static int setup_progress(void *ctx, int matrix, size_t done, size_t total) {
         return 1;
     }
     double const now = job_now(), spent = now - sp->start;
-    if (job->layout.world_rank == 0 && done < total && spent >= 2.0 && now - sp->last_print >= 2.0) {
+    if (job->layout.world_rank == 0 && done > 0 && done < total && spent >= 2.0 && now - sp->last_print >= 2.0) {
         double const rate = (double)done / spent;
         printf("block %d: setup %d/%d matrices, %.1f of %.1f M weights, %.2f M weights/s, ETA %.0f s\n",
                sp->b->l, matrix + 1, N_MATS, done * 1e-6, total * 1e-6, rate * 1e-6,
@@ -146,6 +146,14 @@ static int setup_progress(void *ctx, int matrix, size_t done, size_t total) {
         sp->last_print = now;
     }
     return 0;
+}
+
+/* Checked inside an iteration's forward and backward passes (seconds to minutes each at
+ * 7B width, more than SLURM's KillWait leaves): a stop signal abandons the iteration. */
+static int iteration_should_stop(void *ctx) {
+    BlockRun const *b = ctx;
+    test_hold("iteration:%04d:%d", b->l, recon_step(b->recon));
+    return stop_signalled();
 }
 
 /* Step 0 of block l: a fresh reconstruction from the model's fp32 weights; with restoring,
@@ -162,6 +170,8 @@ static nq_status create_recon(BlockRun *b, int restoring, int stoppable) {
     p.setup_progress = setup_progress;
     p.setup_ctx = &sp;
     p.restoring = restoring;
+    p.should_stop = iteration_should_stop;
+    p.stop_ctx = b;
     b->recon = recon_create(job->c, &w, &p, b->l, job->N, job->T, b->max_local);
     model_release_block(job->model, b->l);
     if (!b->recon) return sp.stopped ? NQ_STOPPED : NQ_ERR_RUNTIME;
@@ -290,6 +300,20 @@ static nq_status iterate(BlockRun *b) {
                     "lower reconstruction.lr_weights, now %g)", b->l, recon_step(b->recon),
                     (double)job->params.lr_weights);
             mpi_abort_job(NQ_ERR_RUNTIME, nq_last_error());
+        }
+        /* A stop signal abandoned the iteration: nothing learned has changed, so the state
+         * at this step is saved and a resume does the step again, to the same numbers.
+         * The group agrees first: a rank that finished its share must not wait in the
+         * gradient sum for one that abandoned its own. */
+        int abandoned = count > 0 && recon_iteration_abandoned(b->recon);
+        if (L->data_parallel > 1)
+            MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &abandoned, 1, MPI_INT, MPI_MAX, L->group_comm));
+        if (abandoned) {
+            if (L->group_rank == 0)
+                gather_note(&job->gather, "block %d: stopped during step %d: the step is dropped and done again on "
+                            "resume", b->l, recon_step(b->recon));
+            st = save_state(b);
+            return st == NQ_OK ? NQ_STOPPED : st;
         }
         if (L->data_parallel > 1) {
             size_t nf = 0, nd = 0;

@@ -443,6 +443,7 @@ static nq_status assemble_checkpoint(Job *job) {
                                  .status = "complete", .blas = job->blas, .blas_note = job->blas_note,
                                  .threads_per_rank = job->threads, .skip_mask = job->params.skip_mask};
     CheckpointWriter *w = NULL;
+    double const start = job_now();
     if (st == NQ_OK)
         st = checkpoint_create(job->cfg->output_path, &meta, job->c, &head, job->cfg->zstd_level, &w);
     for (int l = 0; l < job->c->n_layers && st == NQ_OK; l++) {
@@ -461,6 +462,12 @@ static nq_status assemble_checkpoint(Job *job) {
         if (st == NQ_OK) st = checkpoint_write_block(w, &r, fp.attn_norm, fp.ffn_norm);
         model_release_block(job->model, l);
         block_result_free(&r);
+        if (st == NQ_OK) { /* minutes at 7B width: never silent for more than a block */
+            double const spent = job_now() - start;
+            printf("checkpoint: block %d/%d added, %.1f s, ETA %.0f s\n", l + 1, job->c->n_layers, spent,
+                   spent / (l + 1) * (job->c->n_layers - l - 1));
+            fflush(stdout);
+        }
     }
     if (st == NQ_OK) {
         st = checkpoint_commit(w);

@@ -25,6 +25,15 @@ void job_log(Job *job, const char *fmt, ...) {
     }
 }
 
+void job_format_rate(char *out, size_t size, double iterations_per_second) {
+    if (iterations_per_second <= 0)
+        snprintf(out, size, "- it/s");
+    else if (iterations_per_second >= 1.0)
+        snprintf(out, size, "%.1f it/s", iterations_per_second);
+    else
+        snprintf(out, size, "%.1f s/it", 1.0 / iterations_per_second);
+}
+
 void job_print_status(Job *job, double iterations_per_second) {
     double const now = job_now();
     double const every = job->status_is_tty ? 1.0 : 30.0;
@@ -33,8 +42,10 @@ void job_print_status(Job *job, double iterations_per_second) {
     int const left = job->blocks_total - job->blocks_done;
     int const rounds = (left + job->layout.n_groups - 1) / job->layout.n_groups;
     double const eta = iterations_per_second > 0 ? rounds * job->params.iterations / iterations_per_second : 0;
-    printf("%sstatus: %d/%d blocks done, %.1f it/s, elapsed %.0f s, ETA %.0f s%s",
-           job->status_is_tty ? "\r" : "", job->blocks_done, job->blocks_total, iterations_per_second,
+    char rate[32];
+    job_format_rate(rate, sizeof rate, iterations_per_second);
+    printf("%sstatus: %d/%d blocks done, %s, elapsed %.0f s, ETA %.0f s%s",
+           job->status_is_tty ? "\r" : "", job->blocks_done, job->blocks_total, rate,
            now - job->start_time, eta, job->status_is_tty ? "   " : "\n");
     fflush(stdout);
 }

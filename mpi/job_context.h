@@ -53,6 +53,11 @@ void job_log(Job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 /* Root: prints a status line (blocks done, iterations/s, ETA) when one is due. */
 void job_print_status(Job *job, double iterations_per_second);
 
+/* The rate of a status line: "12.3 it/s", or "45.6 s/it" below one iteration per second
+ * (a 7B block's iteration takes seconds to minutes: "0.0 it/s" said nothing); "- it/s"
+ * when no iteration has been timed yet. */
+void job_format_rate(char *out, size_t size, double iterations_per_second);
+
 /* Seconds on a monotonic clock. */
 double job_now(void);
 

@@ -13,7 +13,8 @@
 
 /* The points: "capture-level" (capture: the first block's output level written),
  * "state-saved:NNNN" (the group leader saved block NNNN's state once), "done:NNNN" (root
- * wrote block NNNN's done file), "checkpoint:NNNN" (root, about to add block NNNN to the
+ * wrote block NNNN's done file), "iteration:NNNN:S" (inside block NNNN's forward or backward
+ * pass of step S, where a stop signal abandons the iteration), "checkpoint:NNNN" (root, about to add block NNNN to the
  * checkpoint), "waiting:NNNN" (the group leader of block NNNN starts waiting for its
  * quantized inputs, pipelined and sequential modes). */
 void test_hold(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

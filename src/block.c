@@ -48,9 +48,25 @@ struct BlockActs {
     float *memory;    /* the one allocation; t[] points into it */
     float *t[N_ACTS];
     BlockTimings *timings; /* NULL: not timed */
+    int (*should_stop)(void *ctx); /* NULL: never abandoned */
+    void *stop_ctx;
+    int abandoned;
 };
 
 void block_acts_set_timings(BlockActs *acts, BlockTimings *t) { acts->timings = t; }
+
+void block_acts_set_stop(BlockActs *acts, int (*should_stop)(void *ctx), void *ctx) {
+    acts->should_stop = should_stop;
+    acts->stop_ctx = ctx;
+}
+
+int block_acts_abandoned(const BlockActs *acts) { return acts->abandoned; }
+
+/* 1 when the pass must stop here (block_acts_set_stop); remembered in acts->abandoned. */
+static int stop_(BlockActs *a) {
+    if (!a->abandoned && a->should_stop && a->should_stop(a->stop_ctx)) a->abandoned = 1;
+    return a->abandoned;
+}
 
 static double now_(void) {
     struct timespec ts;
@@ -144,6 +160,7 @@ void block_forward(const ModelConfig *c, const BlockWeights *w, const float *x, 
     size_t const nd = (size_t)N * d;
 
     double clock = start_(acts);
+    acts->abandoned = 0;
 
     /* attention */
     rmsnorm_forward(t[ACT_H1], NULL, x, w->attn_norm, N, d, c->norm_eps);
@@ -152,6 +169,7 @@ void block_forward(const ModelConfig *c, const BlockWeights *w, const float *x, 
     linear_forward(t[ACT_K], t[ACT_H1], w->mat[MAT_WK], N, d, dkv, 0);
     linear_forward(t[ACT_V], t[ACT_H1], w->mat[MAT_WV], N, d, dkv, 0);
     lap_(acts, BLOCK_PHASE_PROJECTIONS, &clock);
+    if (stop_(acts)) return;
     rope_forward(t[ACT_Q], t[ACT_COS], t[ACT_SIN], B, T, H, hs, c->rope_style);
     rope_forward(t[ACT_K], t[ACT_COS], t[ACT_SIN], B, T, Hkv, hs, c->rope_style);
     lap_(acts, BLOCK_PHASE_OTHER, &clock);
@@ -161,6 +179,7 @@ void block_forward(const ModelConfig *c, const BlockWeights *w, const float *x, 
     lap_(acts, BLOCK_PHASE_OTHER, &clock);
     linear_forward(t[ACT_X1], t[ACT_O], w->mat[MAT_WO], N, d, d, 1);
     lap_(acts, BLOCK_PHASE_PROJECTIONS, &clock);
+    if (stop_(acts)) return;
 
     /* feed-forward */
     rmsnorm_forward(t[ACT_H2], t[ACT_RSTD2], t[ACT_X1], w->ffn_norm, N, d, c->norm_eps);
@@ -168,6 +187,7 @@ void block_forward(const ModelConfig *c, const BlockWeights *w, const float *x, 
     linear_forward(t[ACT_U], t[ACT_H2], w->mat[MAT_W1], N, d, f, 0);
     linear_forward(t[ACT_G], t[ACT_H2], w->mat[MAT_W3], N, d, f, 0);
     lap_(acts, BLOCK_PHASE_PROJECTIONS, &clock);
+    if (stop_(acts)) return;
     swiglu_forward(t[ACT_HH], t[ACT_U], t[ACT_G], (size_t)N * f);
     memcpy(y, t[ACT_X1], nd * sizeof(float)); /* residual */
     lap_(acts, BLOCK_PHASE_OTHER, &clock);
@@ -283,10 +303,12 @@ static void ffn_backward_(const ModelConfig *c, const BlockWeights *w, BlockActs
     linear_backward_weight(grads->mat[MAT_W2], dy, t[ACT_HH], N, f, d);
     linear_backward_input(t[ACT_DU], dy, w->mat[MAT_W2], N, f, d, 0); /* dHh */
     lap_(acts, BLOCK_PHASE_PROJECTIONS, &clock);
+    if (stop_(acts)) return;
     swiglu_backward(t[ACT_DU], t[ACT_DG], t[ACT_DU], t[ACT_U], t[ACT_G], (size_t)N * f);
     lap_(acts, BLOCK_PHASE_OTHER, &clock);
     linear_backward_weight(grads->mat[MAT_W1], t[ACT_DU], t[ACT_H2], N, d, f);
     linear_backward_weight(grads->mat[MAT_W3], t[ACT_DG], t[ACT_H2], N, d, f);
+    if (stop_(acts)) return;
     linear_backward_input(t[ACT_DH], t[ACT_DU], w->mat[MAT_W1], N, d, f, 0);
     linear_backward_input(t[ACT_DH], t[ACT_DG], w->mat[MAT_W3], N, d, f, 1); /* dh2 */
     lap_(acts, BLOCK_PHASE_PROJECTIONS, &clock);
@@ -305,6 +327,7 @@ static void attention_block_backward_(const ModelConfig *c, const BlockWeights *
     linear_backward_weight(grads->mat[MAT_WO], t[ACT_DX1], t[ACT_O], N, d, d);
     linear_backward_input(t[ACT_DH], t[ACT_DX1], w->mat[MAT_WO], N, d, d, 0); /* dO */
     lap_(acts, BLOCK_PHASE_PROJECTIONS, &clock);
+    if (stop_(acts)) return;
     attention_backward(t[ACT_DQ], t[ACT_DK], t[ACT_DV], t[ACT_DATT], t[ACT_DH], t[ACT_ATT],
                        t[ACT_Q], t[ACT_K], t[ACT_V], B, T, H, Hkv, hs);
     lap_(acts, BLOCK_PHASE_ATTENTION, &clock);
@@ -320,6 +343,8 @@ static void attention_block_backward_(const ModelConfig *c, const BlockWeights *
 void block_backward(const ModelConfig *c, const BlockWeights *w, BlockActs *acts,
                     const float *dy, BlockGrads *grads) {
     check_shape_(c, acts);
+    if (stop_(acts)) return;
     ffn_backward_(c, w, acts, dy, grads);
+    if (stop_(acts)) return;
     attention_block_backward_(c, w, acts, grads);
 }

@@ -35,6 +35,14 @@ typedef struct {
 } BlockTimings;
 void block_acts_set_timings(BlockActs *acts, BlockTimings *t);
 
+/* Optional stop check for a pass that takes seconds to minutes (a 7B block): while set,
+ * block_forward and block_backward call should_stop(ctx) between their groups of matrix
+ * products (about every 1/8 of an iteration), and a non-zero return abandons the pass:
+ * it returns at once, its outputs and gradients undefined, and block_acts_abandoned
+ * says so until the next pass starts. NULL (the default): never abandoned. */
+void block_acts_set_stop(BlockActs *acts, int (*should_stop)(void *ctx), void *ctx);
+int block_acts_abandoned(const BlockActs *acts);
+
 /* The B and T the activations were created for. */
 int block_acts_batch(const BlockActs *acts);
 int block_acts_seq_len(const BlockActs *acts);

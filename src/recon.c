@@ -54,6 +54,7 @@ struct Recon {
 
     BlockActs *acts;
     int acts_sequences;
+    int abandoned; /* the last recon_accumulate_gradient was abandoned (should_stop) */
     float *y_quant, *dy; /* [max_local][T][d] */
     int max_local;
 
@@ -205,7 +206,8 @@ Recon *recon_create(const ModelConfig *c, const BlockWeights *fp, const ReconPar
     if (batch_sampler_create(&r->sampler, n_sequences, p->batch, p->seed, (uint64_t)block) != NQ_OK)
         goto fail;
     size_t weights_total = 0, weights_done = 0;
-    for (int i = 0; i < N_MATS; i++) weights_total += (size_t)mat_rows(c, i) * mat_cols(c, i);
+    for (int i = 0; i < N_MATS; i++) /* a skipped matrix is only copied: not counted in the rate */
+        if (!(p->skip_mask & (1u << i))) weights_total += (size_t)mat_rows(c, i) * mat_cols(c, i);
     for (int i = 0; i < N_MATS; i++) {
         r->shape[i] = quant_shape(p->spec, mat_rows(c, i), mat_cols(c, i));
         r->quantized[i] = !(p->skip_mask & (1u << i));
@@ -216,7 +218,7 @@ Recon *recon_create(const ModelConfig *c, const BlockWeights *fp, const ReconPar
         } else if (init_matrix(r, i, fp->mat[i]) != 0) {
             goto fail;
         }
-        weights_done += mat_size(r, i);
+        if (r->quantized[i]) weights_done += mat_size(r, i);
         if (p->setup_progress && p->setup_progress(p->setup_ctx, i, weights_done, weights_total))
             goto fail; /* the caller knows why: its callback said stop */
     }
@@ -372,14 +374,26 @@ double recon_eval_sse(Recon *r, const float *x, const float *y, int b) {
     return squared_error(r->y_quant, y, (size_t)b * r->T * r->c.dim);
 }
 
+/* An abandoned iteration: the gradients are left half-written (never applied). */
+static double abandon(Recon *r) {
+    block_acts_set_stop(r->acts, NULL, NULL);
+    r->abandoned = 1;
+    return 0.0;
+}
+
+int recon_iteration_abandoned(const Recon *r) { return r->abandoned; }
+
 double recon_accumulate_gradient(Recon *r, const float *x, const float *y, int b,
                                  int total_sequences) {
     BlockWeights w;
     double clock = clock_start(r);
     if (quantize_all(r, &w) != NQ_OK) return NAN;
     lap(r, RECON_PHASE_QUANTIZE, &clock);
+    r->abandoned = 0;
     if (b > r->max_local || ensure_acts(r, b) != 0) return NAN;
+    block_acts_set_stop(r->acts, r->p.should_stop, r->p.stop_ctx);
     block_forward(&r->c, &w, x, r->y_quant, r->acts); /* timed inside, per phase */
+    if (block_acts_abandoned(r->acts)) return abandon(r);
     clock = clock_start(r);
 
     /* loss = mean over all total_sequences * T * d outputs of (y_q - y)^2 */
@@ -395,6 +409,8 @@ double recon_accumulate_gradient(Recon *r, const float *x, const float *y, int b
     for (int i = 0; i < N_MATS; i++) grads.mat[i] = r->dw[i];
     lap(r, RECON_PHASE_LOSS, &clock);
     block_backward(&r->c, &w, r->acts, r->dy, &grads);
+    if (block_acts_abandoned(r->acts)) return abandon(r);
+    block_acts_set_stop(r->acts, NULL, NULL); /* recon_eval_sse's forward runs to its end */
     clock = clock_start(r);
 
     int const threads = parallel_threads();

@@ -46,6 +46,11 @@ typedef struct {
      * resume), so the exponent search and the latents' start are skipped (their values
      * would be overwritten); only the start scales are computed. */
     int restoring;
+    /* Optional: checked inside recon_accumulate_gradient between groups of matrix
+     * products (an iteration takes seconds to minutes at 7B width); a non-zero return
+     * abandons the iteration (recon_iteration_abandoned). NULL: never abandoned. */
+    int (*should_stop)(void *ctx);
+    void *stop_ctx;
 } ReconParams;
 
 typedef struct Recon Recon;
@@ -70,6 +75,12 @@ void recon_batch_indices(Recon *r, int *idx);
  * Overwrites the gradient buffers; returns this share's sum of squared errors. */
 double recon_accumulate_gradient(Recon *r, const float *x, const float *y, int b,
                                  int total_sequences);
+
+/* 1 when the last recon_accumulate_gradient was abandoned by ReconParams.should_stop: its
+ * gradients and sum are undefined and must not be applied. Nothing learned has changed
+ * (latents, exponents, scales and Adam moments are only written by recon_apply), so the
+ * state saved at this step resumes as if the iteration had never started. */
+int recon_iteration_abandoned(const Recon *r);
 
 /* The gradient buffers, contiguous, for an in-place MPI_Allreduce (SUM): floats are
  * dL/dw_hat of every quantized matrix (recon_apply scales them by the group scales into

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "parallel.h"
 #include "quant.h"
 #include "float16.h"
 #include "quantizer.h"
@@ -312,6 +313,36 @@ static void test_search_vs_dense_scan(void **state) {
             }
         }
     }
+}
+
+/* The search splits each evaluation's rows (per tensor) or the rows themselves (per row)
+ * over the rank's threads and adds per-row errors in row order: the exponents found are
+ * bit-identical on 1, 2, 3 and 5 threads, for per-tensor and per-row exponents, per
+ * channel and grouped scales, and a row count that no thread count divides evenly. */
+static void test_search_same_on_any_thread_count(void **state) {
+    (void)state;
+    Rng rng;
+    rng_seed(&rng, 11, 4);
+    enum { R = 37, C = 512 };
+    static float w[R * C], scales[R * C];
+    fill_weights(&rng, w, R * C);
+    for (int per_row = 0; per_row <= 1; per_row++) {
+        for (int group = 0; group <= 64; group += 64) {
+            QuantSpec const s = {4, group, per_row};
+            QuantShape const sh = quant_shape(s, R, C);
+            float one[R], many[R];
+            quant_init_scales(s, sh, w, scales);
+            parallel_set_threads(1);
+            quant_search_exponent(s, sh, w, scales, one);
+            int const threads[] = {2, 3, 5};
+            for (int t = 0; t < 3; t++) {
+                parallel_set_threads(threads[t]);
+                quant_search_exponent(s, sh, w, scales, many);
+                assert_memory_equal(one, many, (size_t)sh.n_exponents * sizeof(float));
+            }
+        }
+    }
+    parallel_set_threads(1);
 }
 
 // ----------------------------------------------------------------------------- backward
@@ -703,6 +734,7 @@ int main(void) {
         cmocka_unit_test(test_edge_groups),
         cmocka_unit_test(test_check_finite_and_entropy),
         cmocka_unit_test(test_search_vs_dense_scan),
+        cmocka_unit_test(test_search_same_on_any_thread_count),
         cmocka_unit_test(test_backward_vs_naive),
         cmocka_unit_test(test_ops_table_power),
         cmocka_unit_test(test_fp16_range),

@@ -1,0 +1,79 @@
+#!/bin/bash
+# tests/test_stop_mid_iteration.sh: a stop signal abandons the iteration in progress (its
+# forward or backward pass, seconds to minutes at 7B width, more than SLURM's KillWait
+# leaves after it) instead of waiting for its end: the block's state is saved at the step
+# the iteration started from (nothing learned had changed), the job exits 75, and the re-run
+# does that step again and ends with codes identical to an uninterrupted run's.
+#
+# The ranks hold inside block 1's pass of step 5 (test hold iteration:0001:5, called
+# between the pass's groups of matrix products) until signalled, so the signal lands
+# mid-iteration however fast the machine is. 1 rank in parallel mode; 2 ranks in
+# sequential mode (one group of 2: the group agrees before the gradient sum) with the
+# signal to rank 1 only, so rank 0 finishes its share and learns of the stop there.
+# Also: the checkpoint assembly prints one progress line per block.
+set -u
+src=${NUPES_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
+. "$src/tests/resume_lib.sh"
+t_start=$(rl_now)
+
+args_for() {
+  local dir=$1
+  shift
+  mapfile -t ARGS < <(rl_job_args "$dir")
+  ARGS+=(--set reconstruction.iterations=20 "$@")
+}
+
+# The run stopped in block 1's step 5: exit 75, the note, block 1's state at step 5.
+expect_stopped_mid_iteration() {
+  local dir=$1 out
+  rl_expect_rc 75
+  grep -q '^block 1: stopped during step 5: the step is dropped' "$RL_WORK/$RL_NAME.out" ||
+    fail "$RL_NAME: no 'block 1: stopped during step 5' line (the iteration was not abandoned)"
+  out=$("$NUPES_BIN" inspect "$dir/state/block-0001.h5" 2>&1) || fail "inspect block 1's state: $out"
+  [[ $out =~ step\ 5\ /\ 20 ]] || fail "$RL_NAME: block 1's state is not at step 5 of 20: $out"
+  rl_log "  $RL_NAME: exit 75, ranks ${RL_RANK_EXIT_SECONDS:-?} s after the signal; state at step 5"
+}
+
+resume_and_compare() {
+  local name=$1 np=$2 dir=$3 ref=$4
+  rl_run "$name-resume" "$np" "${ARGS[@]}"
+  rl_expect_rc 0
+  grep -q "run: $dir (resumed)" "$RL_WORK/$RL_NAME.out" || fail "$RL_NAME: run directory not resumed"
+  rl_same_codes "$ref" "$dir/checkpoint.h5"
+}
+
+echo "== uninterrupted references (parallel on 1 rank, sequential on 2)"
+args_for "$RL_WORK/ref-par"
+rl_run ref-par 1 "${ARGS[@]}"
+rl_expect_rc 0
+# The checkpoint assembly (minutes at 7B width) reports each block it adds.
+n=$(grep -cE '^checkpoint: block [1-5]/5 added, [0-9.]+ s, ETA [0-9]+ s$' "$RL_WORK/ref-par.out")
+[ "$n" = 5 ] || fail "ref-par: $n 'checkpoint: block N/5 added' lines, expected 5"
+args_for "$RL_WORK/ref-seq" --set reconstruction.mode=sequential
+rl_run ref-seq 2 "${ARGS[@]}"
+rl_expect_rc 0
+
+echo "== SIGTERM inside block 1's step 5, parallel mode, 1 rank"
+dir=$RL_WORK/par1
+args_for "$dir"
+RL_HOLD=iteration:0001:5
+rl_start par1 1 "${ARGS[@]}"
+rl_wait_held iteration:0001:5 0
+rl_signal TERM 0
+rl_finish
+expect_stopped_mid_iteration "$dir"
+resume_and_compare par1 1 "$dir" "$RL_WORK/ref-par/checkpoint.h5"
+
+echo "== SIGTERM to rank 1 only inside block 1's step 5, sequential mode, 2 ranks"
+dir=$RL_WORK/seq2
+args_for "$dir" --set reconstruction.mode=sequential
+RL_HOLD=iteration:0001:5
+rl_start seq2 2 "${ARGS[@]}"
+rl_wait_held iteration:0001:5 0
+rl_wait_held iteration:0001:5 1
+rl_signal TERM 1 # rank 0, released, finishes its share and learns of the stop in the group
+rl_finish
+expect_stopped_mid_iteration "$dir"
+resume_and_compare seq2 2 "$dir" "$RL_WORK/ref-seq/checkpoint.h5"
+
+echo "PASS: test_stop_mid_iteration ($(rl_seconds_since "$t_start") s)"
