@@ -328,7 +328,7 @@ static void test_search_same_on_any_thread_count(void **state) {
     fill_weights(&rng, w, R * C);
     for (int per_row = 0; per_row <= 1; per_row++) {
         for (int group = 0; group <= 64; group += 64) {
-            QuantSpec const s = {4, group, per_row};
+            QuantSpec const s = {4, group, per_row, QUANTIZER_POWER};
             QuantShape const sh = quant_shape(s, R, C);
             float one[R], many[R];
             quant_init_scales(s, sh, w, scales);
