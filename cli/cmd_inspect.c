@@ -184,11 +184,15 @@ static void print_checkpoint_blocks(const char *path, hid_t f, long long n_layer
 static int inspect_checkpoint(const char *path, hid_t f) {
     char *status = attr_string(f, "status", "?"), *method = attr_string(f, "method", "?");
     char *exponent = attr_string(f, "exponent", "?"), *fp = attr_string(f, "fingerprint", "");
-    printf("checkpoint: %s\n  status:       %s\n  quantization: %s, %lld bits, group_size %lld, "
-           "exponent per %s\n  fingerprint:  %s\n",
-           path, status, method, attr_int(f, "bits", -1), attr_int(f, "group_size", -1), exponent,
+    char *grid = attr_string(f, "quantizer", "power"); /* format_version 1-2: the power grid */
+    char what[64] = "";
+    if (strcmp(grid, "power") == 0) snprintf(what, sizeof what, "exponent per %s", exponent);
+    else snprintf(what, sizeof what, "llama.cpp's %s grid", grid);
+    printf("checkpoint: %s\n  status:       %s\n  quantization: %s, %lld bits, group_size %lld, %s\n"
+           "  fingerprint:  %s\n",
+           path, status, method, attr_int(f, "bits", -1), attr_int(f, "group_size", -1), what,
            fp[0] ? fp : "(none)");
-    free(status), free(method), free(exponent), free(fp);
+    free(status), free(method), free(exponent), free(fp), free(grid);
     char *blas = attr_string(f, "blas", ""), *note = attr_string(f, "blas_note", "");
     printf("  blas:         %s, %lld thread(s) per rank\n%s%s%s", blas[0] ? blas : "(not recorded)",
            attr_int(f, "threads_per_rank", 0), note[0] ? "  WARNING:      " : "", note,

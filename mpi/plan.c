@@ -577,9 +577,14 @@ void plan_print(const Plan *p, const NupesConfig *cfg, int64_t free_bytes, FILE 
             c->tied_embeddings ? "" : ", classifier");
     char grouping[32] = "per channel";
     if (cfg->group_size) snprintf(grouping, sizeof grouping, "groups of %d", cfg->group_size);
-    fprintf(out, "quantization: %s, %d bits, %s, exponent per %s; %s mode, %d iterations of batch %d\n",
-            config_method_name(cfg->method), cfg->bits, grouping,
-            cfg->exponent_per_channel ? "channel" : "tensor", config_mode_name(p->mode), p->iterations, p->batch);
+    char grid[48];
+    if (cfg->grid == QUANTIZER_POWER)
+        snprintf(grid, sizeof grid, "exponent per %s", cfg->exponent_per_channel ? "channel" : "tensor");
+    else
+        snprintf(grid, sizeof grid, "llama.cpp's %s grid", quantizer_table[cfg->grid]->name);
+    fprintf(out, "quantization: %s, %d bits, %s, %s; %s mode, %d iterations of batch %d\n",
+            config_method_name(cfg->method), cfg->bits, grouping, grid, config_mode_name(p->mode), p->iterations,
+            p->batch);
     double const side = side_bits_per_weight(c, cfg);
     fprintf(out, "bits per quantized weight: at most %.3f = codes %d (int8 stored, zstd brings them near their "
                  "entropy, below %d) + scales and exponents %.3f (fp16 as stored)\n",
