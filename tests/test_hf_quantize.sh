@@ -58,8 +58,10 @@ check "RTN: bit-identical codes, scales, exponents" "$TOOLS/compare_codes_rope" 
 pair pq --set quantization.method=powerquant
 check "PowerQuant: bit-identical codes, scales, exponents" "$TOOLS/compare_codes_rope" "$TMP/pq_l2c/checkpoint.h5" "$TMP/pq_hf/checkpoint.h5"
 pair n20 --set reconstruction.iterations=20
-check "NUPES 20 iterations: identical codes, scales and exponents within 1e-6" \
-    "$TOOLS/compare_codes_rope" "$TMP/n20_l2c/checkpoint.h5" "$TMP/n20_hf/checkpoint.h5" --scale 1e-6 --exponent 1e-6
+# Scales and exponents agree within 1e-6 in fp32; stored as fp16 (format 3) they are equal,
+# or one fp16 step apart (<= 2^-10 relative) where a difference crosses a rounding boundary.
+check "NUPES 20 iterations: identical codes, scales and exponents within one fp16 step" \
+    "$TOOLS/compare_codes_rope" "$TMP/n20_l2c/checkpoint.h5" "$TMP/n20_hf/checkpoint.h5" --scale 1e-3 --exponent 1e-3
 pair n100 --set reconstruction.iterations=100
 check "NUPES 100 iterations: at most 10% of codes differ" \
     "$TOOLS/compare_codes_rope" "$TMP/n100_l2c/checkpoint.h5" "$TMP/n100_hf/checkpoint.h5" --codes 0.10 --scale 1 --exponent 1

@@ -6,8 +6,12 @@
 #
 # Bounds, against what was measured (stories260K, 40 iterations, 16 x 64 tokens, seeds 1-4):
 #   differing codes   <= 0.5%    measured 0, 0, 2 and 2 of 226560 (<= 0.001%)
-#   scale rel diff    <= 1e-4    measured 2.0e-7 .. 3.0e-7
-#   exponent diff     <= 1e-4    measured 0
+#   scale rel diff    <= 1e-3    measured 2.0e-7 .. 3.0e-7 in fp32; the checkpoint stores fp16
+#                                (format 3), so such a difference shows as 0 or, where it
+#                                crosses a rounding boundary, one fp16 step (<= 2^-10
+#                                relative; measured 9.3e-4 once under load, Haswell kernel)
+#   exponent diff     <= 1e-3    measured 0 (one fp16 step of an exponent in [0.5, 2) is
+#                                at most 2^-10)
 # (A code whose latent sits on a rounding threshold can flip, and a flip moves the scales
 # that share its row: the bounds leave room for a few such cascades, and no more.)
 # Both runs must lower every block's loss (loss_final < loss_init).
@@ -40,7 +44,7 @@ for name in d1 d2; do
   "$NUPES_TOOLS_DIR/checkpoint_losses" "$work/$name/checkpoint.h5" || fail "$name: a block's loss did not drop"
 done
 if ! "$NUPES_TOOLS_DIR/compare_checkpoints" "$work/d1/checkpoint.h5" "$work/d2/checkpoint.h5" \
-     --codes 0.005 --scale 1e-4 --exponent 1e-4 > "$work/compare.txt"; then
+     --codes 0.005 --scale 1e-3 --exponent 1e-3 > "$work/compare.txt"; then
   cat "$work/compare.txt" >&2
   fail "data_parallel 2 is not within tolerance of data_parallel 1"
 fi
