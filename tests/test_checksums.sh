@@ -191,7 +191,9 @@ rl_log "  20 flips: $refused refused, $unchanged changed nothing"
 echo "== a checkpoint without checksums (format_version 1): read with a warning, not verified"
 old=$RL_WORK/v1.h5
 cp "$ref" "$old"
-"$PY" - "$old" <<'EOF' || fail "making a format_version 1 checkpoint"
+# Reading the scales decompresses them through the zstd plugin; in the ASan build the
+# plugin needs the sanitizer runtimes loaded first ($preload, as for h5dump above).
+env ${preload:+LD_PRELOAD=$preload ASAN_OPTIONS=detect_leaks=0} "$PY" - "$old" <<'EOF' || fail "making a format_version 1 checkpoint"
 import sys, h5py, numpy as np
 with h5py.File(sys.argv[1], "r+") as f:
     f.attrs["format_version"] = np.int64(1)
