@@ -82,7 +82,7 @@ static void power_backward_rows(QuantSpec s, QuantShape sh, int r0, int r1, cons
  * subnormal (absolute step 2^-24, so every weight of its group moves by at most 2^-25:
  * far below what the codes resolve) and one below 2^-25 becomes 0 (the group's weights,
  * all under 2^-25, become 0). A value above 65504 has no half: refused, naming it. */
-static nq_status encode_half(float v, uint16_t *out, const char *what, size_t i) {
+nq_status quantizer_encode_half(float v, uint16_t *out, const char *what, size_t i) {
     if (!(fabsf(v) <= HALF_MAX))
         return nq_fail(NQ_ERR_INPUT, "%s[%zu] = %g cannot be stored as fp16, expected a finite value of "
                        "magnitude <= %g (weights that large are not a LLaMA model's)", what, i, (double)v,
@@ -105,7 +105,7 @@ static nq_status power_encode(QuantSpec s, QuantShape sh, const QuantLatents *l,
         }
         uint16_t *out = stored[POWER_SCALE + k];
         for (size_t i = 0; i < n; i++) {
-            nq_status const st = encode_half(src[k][i], &out[i], d->name, i);
+            nq_status const st = quantizer_encode_half(src[k][i], &out[i], d->name, i);
             if (st != NQ_OK) return st;
         }
     }

@@ -95,6 +95,10 @@ const Quantizer *quantizer_of(QuantSpec s);
 /* Index of the quantizer called name, or -1. */
 int quantizer_find(const char *name);
 
+/* A stored scale or exponent v (element i of array `what`) as fp16 into *out; NQ_ERR_INPUT
+ * naming it when |v| > 65504 or v is not finite. Every member's encode uses it. */
+nq_status quantizer_encode_half(float v, uint16_t *out, const char *what, size_t i);
+
 /* Bits a matrix's stored arrays take before compression (every element at its type's
  * width), for the plan's estimates. */
 double quantizer_raw_bits(const QArrayDesc *desc, int n);

@@ -113,13 +113,6 @@ static void iq4_member_backward_rows(QuantSpec s, QuantShape sh, int r0, int r1,
     free(d);
 }
 
-static nq_status check_half(float v, const char *what, size_t i) {
-    if (!(fabsf(v) <= 65504.0f))
-        return nq_fail(NQ_ERR_INPUT, "%s[%zu] = %g cannot be stored as fp16, expected a finite value of "
-                       "magnitude <= 65504", what, i, (double)v);
-    return NQ_OK;
-}
-
 static nq_status iq4_member_encode(QuantSpec s, QuantShape sh, const QuantLatents *l,
                                    const int8_t *codes, const QArrayDesc *desc, void *const *stored) {
     (void)s;
@@ -129,10 +122,8 @@ static nq_status iq4_member_encode(QuantSpec s, QuantShape sh, const QuantLatent
     if (strcmp(desc[1].name, "scale") == 0) { /* IQ4_NL (or an IQ4_XS matrix stored so) */
         uint16_t *out = stored[IQ4_SCALE];
         for (size_t g = 0; g < ng; g++) {
-            float const d = l->scales[g] / 127.0f;
-            nq_status const st = check_half(d, "scale", g);
+            nq_status const st = quantizer_encode_half(l->scales[g] / 127.0f, &out[g], "scale", g);
             if (st != NQ_OK) return st;
-            out[g] = float_to_half(d);
         }
         return NQ_OK;
     }
@@ -146,8 +137,7 @@ static nq_status iq4_member_encode(QuantSpec s, QuantShape sh, const QuantLatent
     uint16_t *out = stored[IQ4XS_SUPER_SCALE];
     nq_status st = NQ_OK;
     for (size_t k = 0; k < (size_t)sh.rows * supers && st == NQ_OK; k++) {
-        st = check_half(D[k], "super_scale", k);
-        out[k] = float_to_half(D[k]); /* D is an fp16 value already: exact */
+        st = quantizer_encode_half(D[k], &out[k], "super_scale", k); /* D is fp16 already: exact */
     }
     free(d_hat), free(D);
     return st;
