@@ -22,9 +22,10 @@ static inline double bench_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* A "VmXXX:   123 kB" field of /proc/self/status in bytes (0 when unavailable). */
-static inline double bench_proc_status_bytes(const char *field) {
-    FILE *f = fopen("/proc/self/status", "r");
+/* A "Field:   123 kB" line of a /proc file (/proc/self/status, /proc/meminfo) in bytes
+ * (0 when unavailable). */
+static inline double bench_proc_kb_field_bytes(const char *path, const char *field) {
+    FILE *f = fopen(path, "r");
     if (!f) return 0;
     char line[256];
     double kb = 0;
@@ -38,20 +39,11 @@ static inline double bench_proc_status_bytes(const char *field) {
     return kb * 1024.0;
 }
 
-/* A "Field:   123 kB" line of /proc/meminfo in bytes (0 when unavailable). */
+static inline double bench_proc_status_bytes(const char *field) {
+    return bench_proc_kb_field_bytes("/proc/self/status", field);
+}
 static inline double bench_proc_meminfo_bytes(const char *field) {
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (!f) return 0;
-    char line[256];
-    double kb = 0;
-    size_t const len = strlen(field);
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, field, len) == 0 && line[len] == ':') {
-            kb = strtod(line + len + 1, NULL);
-            break;
-        }
-    fclose(f);
-    return kb * 1024.0;
+    return bench_proc_kb_field_bytes("/proc/meminfo", field);
 }
 
 static inline double bench_rss_bytes(void) { return bench_proc_status_bytes("VmRSS"); }
