@@ -395,7 +395,11 @@ nq_status run_dir_prepare(const char *dir, const char *config_toml_resolved,
             return st == NQ_OK ? make_layout_(dir, output_path) : st;
         }
     } else {
-        st = check_orphans_(dir);
+        /* A job killed between taking the lock and writing run.toml leaves lock.holder's or
+         * run.toml's temporary: stale, since the caller holds the lock, and no result of an
+         * unknown run (which check_orphans_ then looks for). */
+        st = remove_stale_tmps_(dir, output_path);
+        if (st == NQ_OK) st = check_orphans_(dir);
     }
     if (st == NQ_ERR_RUNTIME || (st != NQ_OK && !restart)) return st;
     if (restart) {

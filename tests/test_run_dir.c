@@ -243,6 +243,27 @@ static void test_resume_sweeps_temporaries(void **state) {
     for (size_t i = 0; i < sizeof kept / sizeof *kept; i++) sub(p, sizeof p, dir, kept[i]), assert_true(exists(p));
 }
 
+/* A job SIGKILLed after taking the lock but before writing run.toml left lock.holder's
+ * temporary (test_faults_kill found it): the next start, a fresh one, removes it. */
+static void test_first_start_sweeps_temporaries(void **state) {
+    (void)state;
+    char dir[512], p[700], out[700];
+    new_dir(dir, sizeof dir, "fresh-sweep");
+    assert_int_equal(make_dirs(dir), NQ_OK);
+    Fingerprint fp;
+    fp_with(&fp, 9, 4);
+    RunDirStatus st;
+    snprintf(out, sizeof out, "%s/ckpt.h5", dir);
+    static const char *stale[] = {".lock.holder.tmp.10333", ".run.toml.tmp.10333", ".ckpt.h5.tmp.4242"};
+    static const char *kept[] = {"lock", "lock.holder", "notes.txt", ".other.h5.tmp.1"};
+    for (size_t i = 0; i < sizeof stale / sizeof *stale; i++) sub(p, sizeof p, dir, stale[i]), touch(p, "x");
+    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++) sub(p, sizeof p, dir, kept[i]), touch(p, "y");
+    assert_int_equal(run_dir_prepare(dir, "", &fp, out, 0, &st), NQ_OK);
+    assert_int_equal(st.resumed, 0);
+    for (size_t i = 0; i < sizeof stale / sizeof *stale; i++) sub(p, sizeof p, dir, stale[i]), assert_false(exists(p));
+    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++) sub(p, sizeof p, dir, kept[i]), assert_true(exists(p));
+}
+
 static void test_check_paths(void **state) {
     (void)state;
     char dir[512], p[700], q[700];
@@ -533,6 +554,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_damaged_toml_and_orphans),
         cmocka_unit_test(test_paths),
         cmocka_unit_test(test_resume_sweeps_temporaries),
+        cmocka_unit_test(test_first_start_sweeps_temporaries),
         cmocka_unit_test(test_check_paths),
         cmocka_unit_test(test_lock),
         cmocka_unit_test(test_scan),
