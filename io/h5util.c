@@ -296,10 +296,12 @@ nq_status h5u_dcpl(const char *file, H5UType type, int rank, const hsize_t *dims
     hsize_t chunk[H5U_MAX_RANK];
     chunk_dims_(type, rank, dims, chunk);
     *dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    unsigned const level = (unsigned)zstd_level;
+    /* int8 datasets are quantization codes: compressed as symbols (io/h5zstd_filter.h). */
+    unsigned const cd_values[2] = {(unsigned)zstd_level,
+                                   type == H5U_I8 ? H5Z_ZSTD_PARSE_SYMBOLS : H5Z_ZSTD_PARSE_LEVEL};
     if (*dcpl < 0 || H5Pset_obj_track_times(*dcpl, 0) < 0 || H5Pset_chunk(*dcpl, rank, chunk) < 0 ||
         (zstd_level > 0 &&
-         H5Pset_filter(*dcpl, H5Z_FILTER_ZSTD, H5Z_FLAG_MANDATORY, 1, &level) < 0)) {
+         H5Pset_filter(*dcpl, H5Z_FILTER_ZSTD, H5Z_FLAG_MANDATORY, 2, cd_values) < 0)) {
         h5u_close(*dcpl);
         *dcpl = -1;
         return h5u_fail(NQ_ERR_RUNTIME, file, "cannot set up dataset creation properties");

@@ -3,6 +3,8 @@
 #include "h5zstd_filter.h"
 
 _Static_assert(H5Z_FILTER_ZSTD == H5ZSTD_FILTER_ID, "one filter id");
+_Static_assert(H5Z_ZSTD_PARSE_LEVEL == H5ZSTD_PARSE_LEVEL && H5Z_ZSTD_PARSE_SYMBOLS == H5ZSTD_PARSE_SYMBOLS,
+               "one parse hint");
 
 nq_status h5zstd_register(void) {
     static int registered;
