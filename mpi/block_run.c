@@ -86,7 +86,16 @@ static nq_status await_quantized_inputs(BlockRun *b) {
     return qlevel_open(job->run_dir, b->l, job->cfg->activation_dtype, job->N, job->T, job->c->dim, &b->qinputs);
 }
 
-/* Mean squared error of the current quantization over the probe sequences. */
+/* Checked inside the probe's forward pass: at 7B width on a loaded rank it alone outlasts
+ * SLURM's KillWait. */
+static int probe_should_stop(void *ctx) {
+    BlockRun const *b = ctx;
+    test_hold("probe:%04d:%d", b->l, recon_step(b->recon));
+    return stop_signalled();
+}
+
+/* Mean squared error of the current quantization over the probe sequences. NQ_STOPPED when
+ * a stop signal abandoned the pass on any rank of the group (the group agrees first). */
 static nq_status probe_loss(BlockRun *b, double *loss) {
     const Layout *L = &b->job->layout;
     int const P = b->job->N < PROBE_SEQUENCES ? b->job->N : PROBE_SEQUENCES;
@@ -95,11 +104,19 @@ static nq_status probe_loss(BlockRun *b, double *loss) {
     int seqs[PROBE_SEQUENCES];
     for (int i = 0; i < count; i++) seqs[i] = first + i;
     double sse = 0;
+    int abandoned = 0;
     nq_status st = count > 0 ? read_share(b, seqs, count) : NQ_OK;
-    if (st == NQ_OK && count > 0) sse = recon_eval_sse(b->recon, b->x, b->y, count);
-    int bad = st != NQ_OK || isnan(sse), any_bad = 0;
-    MPI_CHECK(MPI_Allreduce(&bad, &any_bad, 1, MPI_INT, MPI_MAX, L->group_comm));
-    if (any_bad) return st != NQ_OK ? st : nq_fail(NQ_ERR_RUNTIME, "block %d: probe loss failed", b->l);
+    if (st == NQ_OK && count > 0)
+        sse = recon_eval_sse(b->recon, b->x, b->y, count, probe_should_stop, b, &abandoned);
+    int mine[2] = {st != NQ_OK || isnan(sse), abandoned}, any[2] = {0, 0};
+    MPI_CHECK(MPI_Allreduce(mine, any, 2, MPI_INT, MPI_MAX, L->group_comm));
+    if (any[0]) return st != NQ_OK ? st : nq_fail(NQ_ERR_RUNTIME, "block %d: probe loss failed", b->l);
+    if (any[1]) {
+        if (L->group_rank == 0)
+            gather_note(&b->job->gather, "block %d: stopped during the probe at step %d: it is done again on "
+                        "resume", b->l, recon_step(b->recon));
+        return NQ_STOPPED;
+    }
     double total = 0;
     MPI_CHECK(MPI_Allreduce(&sse, &total, 1, MPI_DOUBLE, MPI_SUM, L->group_comm));
     *loss = total / ((double)P * b->job->T * b->job->c->dim);
@@ -384,11 +401,17 @@ nq_status block_run(Job *job, int l, BlockResult *out) {
     int restored = 0;
     if (st == NQ_OK) st = restore_state(&b, &restored);
     if (st == NQ_OK && quantized_phase(&b)) st = await_quantized_inputs(&b);
+    /* A stop in the first probe saves nothing (nothing is learned yet: the resume does the
+     * setup again), in the last one the state at the final step (the resume probes again). */
     if (st == NQ_OK && !restored) st = probe_loss(&b, &b.info.loss_init);
     if (st == NQ_OK) st = iterate(&b);
     double loss_final = 0;
     if (st == NQ_OK && quantized_phase(&b)) st = await_quantized_inputs(&b);
     if (st == NQ_OK) st = probe_loss(&b, &loss_final);
+    if (st == NQ_STOPPED && recon_finished(b.recon)) {
+        nq_status const ss = save_state(&b);
+        if (ss != NQ_OK) st = ss;
+    }
     if (st == NQ_OK && diverged(b.info.loss_init, loss_final))
         st = nq_fail(NQ_ERR_RUNTIME, "block %d diverged: probe loss %.4e -> %.4e (more than x%d): nothing written "
                      "for it; lower reconstruction.lr_weights (now %g)", l, b.info.loss_init, loss_final,

@@ -366,11 +366,17 @@ static void quant_backward_range(void *arg, int r0, int r1) {
         r->ds[i][g] *= r->scale0[i][g];
 }
 
-double recon_eval_sse(Recon *r, const float *x, const float *y, int b) {
+double recon_eval_sse(Recon *r, const float *x, const float *y, int b, int (*should_stop)(void *ctx),
+                      void *stop_ctx, int *abandoned) {
     BlockWeights w;
+    *abandoned = 0;
     if (quantize_all(r, &w) != NQ_OK) return NAN;
     if (b > r->max_local || ensure_acts(r, b) != 0) return NAN;
+    block_acts_set_stop(r->acts, should_stop, stop_ctx);
     block_forward(&r->c, &w, x, r->y_quant, r->acts);
+    *abandoned = block_acts_abandoned(r->acts);
+    block_acts_set_stop(r->acts, NULL, NULL);
+    if (*abandoned) return 0.0;
     return squared_error(r->y_quant, y, (size_t)b * r->T * r->c.dim);
 }
 
@@ -410,7 +416,7 @@ double recon_accumulate_gradient(Recon *r, const float *x, const float *y, int b
     lap(r, RECON_PHASE_LOSS, &clock);
     block_backward(&r->c, &w, r->acts, r->dy, &grads);
     if (block_acts_abandoned(r->acts)) return abandon(r);
-    block_acts_set_stop(r->acts, NULL, NULL); /* recon_eval_sse's forward runs to its end */
+    block_acts_set_stop(r->acts, NULL, NULL);
     clock = clock_start(r);
 
     int const threads = parallel_threads();

@@ -93,8 +93,12 @@ void recon_apply(Recon *r);
 
 /* Sum of squared errors of the current quantization on x, y [b][T][d] (no gradient). Once
  * recon_finished, the quantization is the stored one (recon_result's values: fp16 scales
- * and exponents). NAN on failure (nq_fail recorded). */
-double recon_eval_sse(Recon *r, const float *x, const float *y, int b);
+ * and exponents). NAN on failure (nq_fail recorded). should_stop (NULL: never) is called
+ * between the forward's groups of matrix products; when it returns non-zero the pass is
+ * abandoned: 0 is returned and *abandoned set (the probe of a 7B block on a loaded rank
+ * outlasts SLURM's KillWait). Nothing learned is read or written by it. */
+double recon_eval_sse(Recon *r, const float *x, const float *y, int b, int (*should_stop)(void *ctx),
+                      void *stop_ctx, int *abandoned);
 
 /* The current quantization (codes, scales M0 * s, exponents) encoded by the quantizer
  * into out's stored arrays, allocated by the caller with block_result_alloc. NQ_ERR_INPUT

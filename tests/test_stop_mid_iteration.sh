@@ -10,7 +10,9 @@
 # mid-iteration however fast the machine is. 1 rank in parallel mode; 2 ranks in
 # sequential mode (one group of 2: the group agrees before the gradient sum) with the
 # signal to rank 1 only, so rank 0 finishes its share and learns of the stop there.
-# Also: the checkpoint assembly prints one progress line per block.
+# Also: the probe passes before the first step and after the last are abandoned the same
+# way (holds probe:0001:0 and probe:0001:20), and the checkpoint assembly prints one
+# progress line per block.
 set -u
 src=${NUPES_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$src/tests/resume_lib.sh"
@@ -75,5 +77,40 @@ rl_signal TERM 1 # rank 0, released, finishes its share and learns of the stop i
 rl_finish
 expect_stopped_mid_iteration "$dir"
 resume_and_compare seq2 2 "$dir" "$RL_WORK/ref-seq/checkpoint.h5"
+
+# The probe passes (the block's loss before its first step and after its last, a forward
+# over the probe sequences) are abandoned too. In the first, nothing is learned yet: no
+# state is saved and the re-run sets the block up again. In the last, the state at the
+# final step is saved and the re-run only probes again.
+echo "== SIGTERM inside block 1's first probe (step 0), parallel mode, 1 rank"
+dir=$RL_WORK/probe0
+args_for "$dir"
+RL_HOLD=probe:0001:0
+rl_start probe0 1 "${ARGS[@]}"
+rl_wait_held probe:0001:0 0
+rl_signal TERM 0
+rl_finish
+rl_expect_rc 75
+grep -q '^block 1: stopped during the probe at step 0: it is done again on resume' "$RL_WORK/$RL_NAME.out" ||
+  fail "$RL_NAME: no 'block 1: stopped during the probe at step 0' line (the probe was not abandoned)"
+[ -e "$dir/state/block-0001.h5" ] && fail "$RL_NAME: a state was saved for block 1 before its first step"
+rl_log "  $RL_NAME: exit 75, ranks ${RL_RANK_EXIT_SECONDS:-?} s after the signal; no state for block 1"
+resume_and_compare probe0 1 "$dir" "$RL_WORK/ref-par/checkpoint.h5"
+
+echo "== SIGTERM inside block 1's last probe (step 20), parallel mode, 1 rank"
+dir=$RL_WORK/probe20
+args_for "$dir"
+RL_HOLD=probe:0001:20
+rl_start probe20 1 "${ARGS[@]}"
+rl_wait_held probe:0001:20 0
+rl_signal TERM 0
+rl_finish
+rl_expect_rc 75
+grep -q '^block 1: stopped during the probe at step 20: it is done again on resume' "$RL_WORK/$RL_NAME.out" ||
+  fail "$RL_NAME: no 'block 1: stopped during the probe at step 20' line (the probe was not abandoned)"
+out=$("$NUPES_BIN" inspect "$dir/state/block-0001.h5" 2>&1) || fail "inspect block 1's state: $out"
+[[ $out =~ step\ 20\ /\ 20 ]] || fail "$RL_NAME: block 1's state is not at step 20 of 20: $out"
+rl_log "  $RL_NAME: exit 75, ranks ${RL_RANK_EXIT_SECONDS:-?} s after the signal; state at step 20"
+resume_and_compare probe20 1 "$dir" "$RL_WORK/ref-par/checkpoint.h5"
 
 echo "PASS: test_stop_mid_iteration ($(rl_seconds_since "$t_start") s)"
