@@ -17,3 +17,7 @@ nq_status h5zstd_register(void) {
     registered = 1;
     return NQ_OK;
 }
+
+size_t h5zstd_compress_chunk(int level, unsigned parse, const void *src, size_t n, void *dst, size_t cap) {
+    return h5zstd_compress_into_(level, parse, src, n, dst, cap);
+}

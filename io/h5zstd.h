@@ -15,4 +15,9 @@
  * refuses. */
 nq_status h5zstd_register(void);
 
+/* What the filter does to one chunk of `n` bytes at `level` with `parse`, into dst (cap
+ * bytes, ZSTD_compressBound(n) is enough): for probes of its speed (the plan). Returns the
+ * frame's size, 0 on failure. */
+size_t h5zstd_compress_chunk(int level, unsigned parse, const void *src, size_t n, void *dst, size_t cap);
+
 #endif

@@ -42,27 +42,35 @@ static int h5zstd_set_symbol_params_(ZSTD_CCtx *cctx) {
            ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_targetLength, 0));
 }
 
+/* Compresses src (n bytes) into dst (cap bytes) as one frame with the parse cd_values ask
+ * for. Returns the frame size, or 0 on failure. */
+static size_t h5zstd_compress_into_(int level, unsigned parse, const void *src, size_t n, void *dst,
+                                    size_t cap) {
+    if (level > ZSTD_maxCLevel()) level = ZSTD_maxCLevel();
+    ZSTD_CCtx *cctx = ZSTD_createCCtx();
+    size_t got = 0;
+    if (cctx &&
+        !ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel,
+                                             parse == H5ZSTD_PARSE_SYMBOLS ? 1 : level)) &&
+        !(parse == H5ZSTD_PARSE_SYMBOLS && h5zstd_set_symbol_params_(cctx))) {
+        got = ZSTD_compress2(cctx, dst, cap, src, n);
+        if (ZSTD_isError(got)) got = 0;
+    }
+    ZSTD_freeCCtx(cctx);
+    return got;
+}
+
 /* Compresses the chunk in *buf (nbytes) into one frame. Returns the frame size, or 0 on
  * failure (HDF5 then reports the filter failure and keeps *buf). */
 static size_t h5zstd_compress_(size_t cd_nelmts, const unsigned cd_values[], size_t nbytes,
                                size_t *buf_size, void **buf) {
-    int level = cd_nelmts > 0 ? (int)cd_values[0] : H5ZSTD_DEFAULT_LEVEL;
+    int const level = cd_nelmts > 0 ? (int)cd_values[0] : H5ZSTD_DEFAULT_LEVEL;
     unsigned const parse = cd_nelmts > 1 ? cd_values[1] : H5ZSTD_PARSE_LEVEL;
-    if (level > ZSTD_maxCLevel()) level = ZSTD_maxCLevel();
     size_t const bound = ZSTD_compressBound(nbytes);
     if (ZSTD_isError(bound)) return 0;
     void *out = malloc(bound);
-    ZSTD_CCtx *cctx = ZSTD_createCCtx();
-    size_t got = 0;
-    if (!out || !cctx ||
-        ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel,
-                                            parse == H5ZSTD_PARSE_SYMBOLS ? 1 : level)) ||
-        (parse == H5ZSTD_PARSE_SYMBOLS && h5zstd_set_symbol_params_(cctx)))
-        got = (size_t)-1;
-    else
-        got = ZSTD_compress2(cctx, out, bound, *buf, nbytes);
-    ZSTD_freeCCtx(cctx);
-    if (got == (size_t)-1 || ZSTD_isError(got)) {
+    size_t const got = out ? h5zstd_compress_into_(level, parse, *buf, nbytes, out, bound) : 0;
+    if (got == 0) {
         free(out);
         return 0;
     }

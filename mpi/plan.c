@@ -18,6 +18,7 @@
 #include "calib_tokens.h"
 #include "capture.h"
 #include "h5util.h"
+#include "h5zstd.h"
 #include "model_config_read.h"
 #include "quant.h"
 #include "quantizer.h"
@@ -351,7 +352,7 @@ double plan_zstd_probe_mbs(int level, double seconds) {
         double t = t0;
         long passes = 0;
         while (t - t0 < seconds || passes < 1) {
-            if (ZSTD_isError(ZSTD_compress(dst, cap, codes, n, level))) break;
+            if (h5zstd_compress_chunk(level, H5Z_ZSTD_PARSE_SYMBOLS, codes, n, dst, cap) == 0) break;
             passes++;
             t = now_seconds();
         }
