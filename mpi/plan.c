@@ -20,6 +20,7 @@
 #include "h5util.h"
 #include "h5zstd.h"
 #include "model_config_read.h"
+#include "parallel.h"
 #include "quant.h"
 #include "quantizer.h"
 #include "result.h"
@@ -228,6 +229,7 @@ nq_status plan_compute(const ModelConfig *c, const NupesConfig *cfg, int world_s
     p.activation_bytes = activation_bytes(c, cfg->mode, cfg->activation_dtype, n_sequences, T, &p.inputs_bytes, &p.qinputs_bytes);
     if (p.iterations > 0) /* z, Adam m and v of every quantized weight, and the scale state */
         p.state_bytes = 12 * block_weights(c, cfg->skip_mask, 1) + scale_bytes(c, cfg, 1);
+    p.quantized_weights_per_block = block_weights(c, cfg->skip_mask, 1);
     p.blocks_in_flight = cfg->mode == MODE_SEQUENTIAL ? 1 : (G < c->n_layers ? G : c->n_layers);
     p.done_bytes = done_block_bytes(c, cfg, 0);
     p.checkpoint_bytes = (uint64_t)c->n_layers * (p.done_bytes + 8 * (uint64_t)c->dim) + p.mem.head + 4 * (uint64_t)c->dim;
@@ -266,6 +268,19 @@ static double block_seconds(const Plan *p, int D) {
     return p->iterations * (mm + ew);
 }
 
+/* The two probe passes of a block (mpi/block_run.c: the loss over min(N, 8) sequences
+ * before the first step and after the last), a forward each, split over the group's D
+ * ranks, at the products' fraction of the peak. */
+#define PLAN_PROBE_SEQUENCES 8
+static double probe_seconds(const Plan *p, int D) {
+    int const P = p->n_sequences < PLAN_PROBE_SEQUENCES ? p->n_sequences : PLAN_PROBE_SEQUENCES;
+    int const share = (P + D - 1) / D;
+    double const W = (double)block_weights(&p->model, 0, 0), T = p->T;
+    double const hs = (double)p->model.dim / p->model.n_heads;
+    double const flops = share * (2.0 * W * T + 4.0 * p->model.n_heads * T * T * hs);
+    return 2.0 * flops / (p->sgemm_gflops * 1e9 * PLAN_PRODUCTS_PEAK_FRACTION);
+}
+
 void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd_mbs) {
     p->sgemm_gflops = sgemm_gflops;
     p->memory_gbs = memory_gbs;
@@ -273,7 +288,11 @@ void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd
     if (!(sgemm_gflops > 0) || !(memory_gbs > 0) || !(zstd_mbs > 0)) return;
     int const L = p->model.n_layers;
     p->capture_seconds = p->flops_capture / p->world_size / (sgemm_gflops * 1e9);
-    for (int m = 0; m < PLAN_N_MODES; m++) p->block_seconds[m] = block_seconds(p, p->data_parallel[m]);
+    p->setup_seconds = p->setup_seconds_per_weight * (double)p->quantized_weights_per_block;
+    for (int m = 0; m < PLAN_N_MODES; m++) {
+        p->probe_seconds[m] = probe_seconds(p, p->data_parallel[m]);
+        p->block_seconds[m] = block_seconds(p, p->data_parallel[m]) + p->setup_seconds + p->probe_seconds[m];
+    }
     int const Gp = p->n_groups[MODE_PARALLEL], Gq = p->n_groups[MODE_PIPELINED];
     p->wall_seconds[MODE_PARALLEL] = ((L + Gp - 1) / Gp) * p->block_seconds[MODE_PARALLEL];
     p->wall_seconds[MODE_SEQUENTIAL] = L * p->block_seconds[MODE_SEQUENTIAL];
@@ -334,6 +353,41 @@ double plan_memory_probe_gbs(double seconds) {
     (void)sink;
     free(x);
     return 3.0 * 4.0 * (double)n * passes / (t - t0) / 1e9;
+}
+
+double plan_setup_probe_seconds_per_weight(const NupesConfig *cfg, double seconds) {
+    QuantSpec const spec = config_quant_spec(cfg);
+    int const rows = 256, cols = 4096;
+    QuantShape const sh = quant_shape(spec, rows, cols);
+    size_t const n = (size_t)rows * cols, ns = (size_t)rows * (size_t)sh.groups;
+    float *w = malloc(n * sizeof *w), *z = malloc(n * sizeof *z), *scales = malloc(ns * sizeof *scales);
+    float *a = malloc((size_t)(sh.n_exponents > 0 ? sh.n_exponents : 1) * sizeof *a);
+    double per_weight = 0;
+    if (w && z && scales && a) {
+        uint32_t x = 88172645u; /* heavy-tailed: a Laplace draw times a rare outlier factor */
+        for (size_t i = 0; i < n; i++) {
+            x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+            double const u = ((x >> 8) + 0.5) / 16777216.0;
+            double const v = u < 0.5 ? log(2 * u) : -log(2 * (1 - u));
+            w[i] = (float)(0.02 * v * ((x & 1023) == 0 ? 20.0 : 1.0));
+        }
+        QuantInit const how = cfg->method == METHOD_RTN ? QUANT_INIT_FIXED : QUANT_INIT_SEARCH;
+        QuantLatents out = {z, scales, a};
+        double const t0 = now_seconds();
+        double t = t0;
+        long passes = 0;
+        while (t - t0 < seconds || passes < 1) {
+            quantizer_of(spec)->init(spec, sh, w, how, &out);
+            passes++;
+            t = now_seconds();
+        }
+        per_weight = (t - t0) / ((double)passes * (double)n);
+    }
+    free(w);
+    free(z);
+    free(scales);
+    free(a);
+    return per_weight;
 }
 
 double plan_zstd_probe_mbs(int level, double seconds) {
@@ -522,6 +576,10 @@ static void print_times(const Plan *p, FILE *out) {
     fprintf(out, "estimated time at that speed per rank (all-reduce not counted):\n");
     fprintf(out, "  capture over %d rank%s: %s\n", p->world_size, p->world_size > 1 ? "s" : "",
             human_time(p->capture_seconds, a, sizeof a));
+    if (p->setup_seconds > 0)
+        fprintf(out, "  per block, in the reconstruction times below: setup (scales, exponent search; probed) %s, "
+                     "probe passes %s\n",
+                human_time(p->setup_seconds, a, sizeof a), human_time(p->probe_seconds[p->mode], b, sizeof b));
     fprintf(out, "  reconstruction:\n");
     int const L = p->model.n_layers;
     for (int m = 0; m < PLAN_N_MODES; m++) {
@@ -756,6 +814,8 @@ nq_status plan_dry_run_cluster(const NupesConfig *cfg, int world_size, const Pla
     p.cluster_named = named;
     int probe_threads = 1;
     double const gflops = rank_sgemm_gflops(threads, &probe_threads);
+    /* The setup runs on the rank's threads (src/parallel.h): probed on this process's, scaled. */
+    p.setup_seconds_per_weight = plan_setup_probe_seconds_per_weight(cfg, 0.2) * parallel_threads() / threads;
     plan_set_speed(&p, gflops, plan_memory_probe_gbs(0.25), plan_zstd_probe_mbs(cfg->zstd_level, 0.1));
     uint64_t free_bytes = 0;
     int64_t const shown = plan_free_bytes(cfg->run_dir, &free_bytes) == NQ_OK ? (int64_t)free_bytes : -1;

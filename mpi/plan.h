@@ -12,6 +12,8 @@
  * group's data-parallel ranks by their share of the batch; the element-wise work (norms,
  * quantizer gradients, Adam; not split: every rank applies the same step) at what it
  * measured per weight relative to the same peak (below).
+ * Each block also has its setup (timed by a probe on a small matrix, per weight) and two
+ * probe passes (a forward over the probe sequences, at the products' fraction of the peak).
  * Gradient all-reduce is not counted; the done files and the checkpoint are timed at the
  * zstd rate of a short probe (root compresses them) plus an assumed file-system rate.
  *
@@ -96,12 +98,19 @@ typedef struct {
     int idle_ranks;          /* ranks of the configured layout with no work */
     int useful_ranks;        /* at most L x batch ranks do work (parallel, pipelined) */
     int suggest_data_parallel; /* a D that puts the idle ranks to work, 0 = none */
+    uint64_t quantized_weights_per_block; /* skipped matrices excluded */
     double flops_projections, flops_attention; /* per iteration over the whole batch */
     double flops_block, flops_blocks, flops_capture;
     /* Filled by plan_set_speed (0 until then): */
     double sgemm_gflops, memory_gbs, zstd_mbs;
     double capture_seconds, gather_seconds, checkpoint_seconds;
-    double block_seconds[PLAN_N_MODES]; /* one block on one group of that mode */
+    /* A block's setup (scales, the data-free exponent search, latents) per quantized weight
+     * on one rank's threads, from plan_setup_probe (0: not probed, not counted); set
+     * before plan_set_speed. */
+    double setup_seconds_per_weight;
+    double setup_seconds;                /* one block's setup on one rank */
+    double probe_seconds[PLAN_N_MODES];  /* one block's two probe passes (loss before and after) */
+    double block_seconds[PLAN_N_MODES]; /* one block on one group of that mode, with both */
     double wall_seconds[PLAN_N_MODES];  /* capture excluded */
 } Plan;
 
@@ -128,6 +137,10 @@ double plan_sgemm_probe_gflops(double seconds);
 double plan_memory_probe_gbs(double seconds);
 /* The measured zstd rate at `level` on int8 codes like a checkpoint's (MB/s of input). */
 double plan_zstd_probe_mbs(int level, double seconds);
+/* Seconds per weight of a block's setup with cfg's quantizer and method on this process's
+ * threads (parallel_threads), timed on a 256 x 4096 matrix of heavy-tailed weights. At 7B
+ * width the setup took minutes per block, more than the plan could leave out. */
+double plan_setup_probe_seconds_per_weight(const NupesConfig *cfg, double seconds);
 
 /* Prints the plan (and, with free_bytes >= 0, the run.dir space check). */
 void plan_print(const Plan *p, const NupesConfig *cfg, int64_t free_bytes, FILE *out);

@@ -139,6 +139,17 @@ checks["state 2.43 GB per block, 32 in flight"] = near(num(r"state/ 32 blocks in
 checks["done files: 32 blocks of ~4-bit codes"] = near(num(r"done/ 32 blocks x ~([0-9.]+) GB"), W / 2 / 1e9, 0.05)
 checks["checkpoint ~ codes + head"] = near(num(r"checkpoint \(~.*\) +([0-9.]+) GB"), (32 * W / 2 + head) / 1e9, 0.05)
 checks["shared file system named"] = "run.dir must be on a file system every node mounts" in text
+def seconds(s):
+    v, unit = s.split()
+    return float(v) * {"s": 1, "min": 60, "h": 3600, "days": 86400}[unit]
+# Per block: the setup (probed on this machine: only > 0 can be asserted) and the two
+# probe passes, a forward over 8 sequences each (1 rank per group: D = 1) at 98% of the
+# printed sgemm rate; printed to 1 decimal of its unit.
+sgemm = num(r"sgemm ([0-9.]+) GFLOP/s")
+probes = 2 * 8 * (2 * W * T + 4 * H * T * T * (d // H)) / (sgemm * 1e9 * 0.98)
+m = re.search(r"setup \(scales, exponent search; probed\) ([0-9.]+ \w+), probe passes ([0-9.]+ \w+)", text)
+checks["setup and probe passes per block"] = (m is not None and seconds(m.group(1)) > 0 and
+                                              abs(seconds(m.group(2)) - probes) <= 0.06 * probes)
 for phase in ("capture over 32 ranks", "gather:", "checkpoint:", "job (parallel mode)"):
     checks["time of " + phase] = re.search(re.escape(phase) + r".*: [0-9.]+ (s|min|h|days)", text) is not None
 m = re.search(r"sbatch --nodes=8 --ntasks-per-node=4 --cpus-per-task=2 --mem=([0-9]+)G --time=(?:(\d+)-)?(\d\d):(\d\d):00 slurm/nupes.sbatch \S*configs/llama7b.toml", text)
@@ -146,9 +157,6 @@ checks["sbatch line"] = m is not None
 if m:
     checks["--mem = 4 x peak + 10%"] = int(m.group(1)) == math.ceil(4 * peak * 1e9 * 1.10 / 2**30)
     secs = (int(m.group(2) or 0) * 86400 + int(m.group(3)) * 3600 + int(m.group(4)) * 60)
-    def seconds(s):
-        v, unit = s.split()
-        return float(v) * {"s": 1, "min": 60, "h": 3600, "days": 86400}[unit]
     job = seconds(re.search(r"job \(parallel mode\): ([0-9.]+ \w+)", text).group(1))
     # the job time is printed rounded to 1 decimal of its unit (<= 5%); --time to the minute
     checks["--time = job x 1.25 + 300 s margin"] = abs(secs - (job * 1.25 + 300)) <= 60 + 0.05 * job * 1.25
