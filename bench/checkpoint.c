@@ -1,12 +1,14 @@
 /* bench/checkpoint: how close the checkpoint's codes come to their entropy, and how fast
  * checkpoints are written and read (docs/design.md 5.3 and 9).
  *
- *   bench_checkpoint [--model data/stories260K.bin] [--levels 1,3,19] [--no-7b] [--dir D]
+ *   bench_checkpoint [--model data/stories260K.bin] [--levels 1,3,19] [--bits 4] [--no-7b] [--dir D]
  *
  * Two cases, each written at every zstd level asked for:
- *   bundled  the bundled model (every block), W4 per channel, PowerQuant (searched exponent);
+ *   bundled  the bundled model (every block), W4 (--bits) per channel, PowerQuant (searched
+ *            exponent);
  *   7b-block one synthetic LLaMA-7B-shaped block (d 4096, f 11008; 202 M weights) of normal
- *            weights, W4 per channel, exponent searched on the first 256 rows of each matrix.
+ *            weights, W4 (--bits) per channel, exponent searched on the first 256 rows of each
+ *            matrix.
  * Per level: stored bits per weight of the codes datasets (H5Dget_storage_size, summed)
  * against the Shannon entropy of the codes (per tensor, weighted by its size: the bound for
  * a coder that sees one tensor's statistics), the whole file's bits per quantized weight,
@@ -37,6 +39,7 @@ typedef struct {
     int levels[MAX_LEVELS], n_levels;
     int levels_given; /* else the 7b block skips levels > 9 (19: ~2 min per 7B block) */
     int with_7b;
+    int bits; /* 2..8 */
 } Options;
 
 /* The blocks to store, with the model's head and norms. */
@@ -76,7 +79,7 @@ static void count_codes(Case *k) {
 }
 
 /* The bundled model, every block through recon (PowerQuant: searched exponent, codes). */
-static int case_bundled(Case *k, const char *path) {
+static int case_bundled(Case *k, const char *path, int bits) {
     Model *m = NULL;
     if (model_open(path, "auto", &m) != NQ_OK) {
         fprintf(stderr, "%s\n", nq_last_error());
@@ -97,7 +100,7 @@ static int case_bundled(Case *k, const char *path) {
         k->head = (HeadWeights){k->head_memory, k->head_memory + 2 * V * d,
                                 k->c.tied_embeddings ? k->head_memory : k->head_memory + V * d};
     }
-    ReconParams const p = {.method = RECON_POWERQUANT, .spec = {4, 0, 0}, .iterations = 1,
+    ReconParams const p = {.method = RECON_POWERQUANT, .spec = {bits, 0, 0}, .iterations = 1,
                            .batch = 1, .seed = 1};
     for (int l = 0; ok && l < k->c.n_layers; l++) {
         BlockWeights w;
@@ -131,13 +134,13 @@ static void fill_normal(Rng *rng, float *x, size_t n, float std) {
 
 /* One synthetic 7B-shaped block: normal weights, W4 per channel, exponent searched on the
  * first 256 rows of each matrix (the full search is the slow part of a real run). */
-static int case_7b(Case *k) {
+static int case_7b(Case *k, int bits) {
     k->name = "7b-block";
     k->c = (ModelConfig){.dim = 4096, .hidden_dim = 11008, .n_layers = 1, .n_heads = 32,
                          .n_kv_heads = 32, .vocab_size = 256, .seq_len = 512,
                          .rope_theta = 10000.0f, .norm_eps = 1e-5f, .tied_embeddings = 1};
     size_t const d = 4096, V = 256;
-    QuantSpec const spec = {.bits = 4};
+    QuantSpec const spec = {.bits = bits};
     k->blocks = calloc(1, sizeof *k->blocks);
     k->head_memory = malloc((V * d + d) * sizeof(float));
     k->norms = malloc(2 * d * sizeof(float));
@@ -281,6 +284,7 @@ static int parse_options(int argc, char **argv, Options *o) {
     o->dir = ".";
     o->levels[0] = 1, o->levels[1] = 3, o->levels[2] = 19, o->n_levels = 3;
     o->with_7b = 1;
+    o->bits = 4;
     for (int i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(argv[i], "--no-7b")) {
@@ -292,6 +296,9 @@ static int parse_options(int argc, char **argv, Options *o) {
             o->model_path = v;
         } else if (!strcmp(argv[i], "--dir")) {
             o->dir = v;
+        } else if (!strcmp(argv[i], "--bits")) {
+            o->bits = (int)strtol(v, NULL, 10);
+            if (o->bits < 2 || o->bits > 8) goto usage;
         } else if (!strcmp(argv[i], "--levels")) {
             o->n_levels = 0;
             o->levels_given = 1;
@@ -306,7 +313,7 @@ static int parse_options(int argc, char **argv, Options *o) {
     }
     return o->n_levels > 0 ? 0 : -1;
 usage:
-    fprintf(stderr, "usage: %s [--model PATH] [--levels 1,3,19] [--no-7b] [--dir DIR]\n", argv[0]);
+    fprintf(stderr, "usage: %s [--model PATH] [--levels 1,3,19] [--bits 2..8] [--no-7b] [--dir DIR]\n", argv[0]);
     return -1;
 }
 
@@ -317,12 +324,12 @@ int main(int argc, char **argv) {
     if (h5u_init() != NQ_OK) return 3;
     printf("bench_checkpoint: stored codes vs entropy, checkpoint write/read throughput\n");
     Case k = {0};
-    int rc = case_bundled(&k, o.model_path) == 0 ? bench_case(&k, &o) : -1;
+    int rc = case_bundled(&k, o.model_path, o.bits) == 0 ? bench_case(&k, &o) : -1;
     case_free(&k);
     if (rc == 0 && o.with_7b) {
         Case big = {0};
         double const t0 = bench_now();
-        rc = case_7b(&big);
+        rc = case_7b(&big, o.bits);
         if (rc == 0) printf("\n(7b-block codes prepared in %.1f s)\n", bench_now() - t0);
         if (rc == 0) rc = bench_case(&big, &o);
         case_free(&big);
