@@ -408,7 +408,7 @@ nq_status block_run(Job *job, int l, BlockResult *out) {
     double loss_final = 0;
     if (st == NQ_OK && quantized_phase(&b)) st = await_quantized_inputs(&b);
     if (st == NQ_OK) st = probe_loss(&b, &loss_final);
-    if (st == NQ_STOPPED && recon_finished(b.recon)) {
+    if (st == NQ_STOPPED && b.recon && recon_finished(b.recon)) {
         nq_status const ss = save_state(&b);
         if (ss != NQ_OK) st = ss;
     }

@@ -19,7 +19,7 @@ static double now_seconds(void) {
 }
 
 nq_status block_forward_in_place(const ModelConfig *c, const BlockWeights *w, float *x, int n,
-                                 int T, int chunk) {
+                                 int T, int chunk, ChunkDone chunk_done, void *ctx) {
     size_t const per_seq = (size_t)T * c->dim;
     BlockScratch *scratch = NULL;
     nq_status st = NQ_OK;
@@ -32,6 +32,7 @@ nq_status block_forward_in_place(const ModelConfig *c, const BlockWeights *w, fl
         }
         float *xb = x + (size_t)first * per_seq;
         if (st == NQ_OK) block_forward_only(c, w, xb, xb, scratch);
+        if (st == NQ_OK && chunk_done && chunk_done(ctx, first + b, n)) st = NQ_STOPPED;
     }
     block_scratch_free(scratch);
     return st;
@@ -56,9 +57,33 @@ static nq_status resume_level(Model *m, Activations *act, int k, int first, int 
     free(seqs);
     BlockWeights w;
     if (st == NQ_OK) st = model_block(m, k - 1, &w);
-    if (st == NQ_OK) st = block_forward_in_place(model_config(m), &w, x, count, T, CAPTURE_CHUNK);
+    if (st == NQ_OK) st = block_forward_in_place(model_config(m), &w, x, count, T, CAPTURE_CHUNK, NULL, NULL);
     model_release_block(m, k - 1);
     return st;
+}
+
+#define CAPTURE_PROGRESS_SECONDS 10.0
+
+/* Within a level: a stop signal ends it between sequences; root reports its own shard's
+ * progress (every rank has a shard of the same size, to one sequence). */
+typedef struct {
+    int rank, level, levels, T;
+    double level_start, last_print;
+} CaptureProgress;
+
+static int capture_chunk_done(void *ctx, int done, int n) {
+    CaptureProgress *p = ctx;
+    test_hold("capture-sequence:%d:%d", p->level, done);
+    if (stop_signalled()) return 1;
+    double const now = now_seconds();
+    if (p->rank == 0 && done < n && now - p->last_print >= CAPTURE_PROGRESS_SECONDS) {
+        double const rate = (double)done / (now - p->level_start); /* sequences/s */
+        printf("capture: level %d/%d, %d/%d sequences on rank 0, %.0f tokens/s per rank, ETA %.0f s for the level\n",
+               p->level + 1, p->levels, done, n, rate * p->T, (double)(n - done) / rate);
+        fflush(stdout);
+        p->last_print = now;
+    }
+    return 0;
 }
 
 nq_status capture_run(Model *m, const int *tokens, int N, int T, Activations *act, int levels_done) {
@@ -89,7 +114,10 @@ nq_status capture_run(Model *m, const int *tokens, int N, int T, Activations *ac
         if (st == NQ_OK && l < c->n_layers && count > 0) {
             BlockWeights w;
             st = model_block(m, l, &w);
-            if (st == NQ_OK) st = block_forward_in_place(c, &w, x, count, T, CAPTURE_CHUNK);
+            double const t = now_seconds();
+            CaptureProgress progress = {rank, l + 1, c->n_layers + 1, T, t, t};
+            if (st == NQ_OK)
+                st = block_forward_in_place(c, &w, x, count, T, CAPTURE_CHUNK, capture_chunk_done, &progress);
             model_release_block(m, l);
         }
         if (l == 1) test_hold("capture-level");

@@ -23,13 +23,20 @@
  * over MPI_COMM_WORLD. Starts at level levels_done (the levels before it are complete in
  * act: a resumed capture) and marks each level done once it is durable
  * (activations_mark_levels_done), so a stop or a kill loses at most the level being
- * written. Returns NQ_STOPPED (on every rank) when a stop signal arrived. The caller
+ * written. A stop signal abandons the level between two sequences (one at 7B width takes
+ * tens of seconds, a level minutes); root prints the level's progress every 10 s. Returns
+ * NQ_STOPPED (on every rank) when a stop signal arrived. The caller
  * marks the file complete (renames it, io/run_dir.h). */
 nq_status capture_run(Model *m, const int *tokens, int N, int T, Activations *act, int levels_done);
 
+/* Called after each chunk with the sequences done of n; non-zero stops the pass there
+ * (block_forward_in_place then returns NQ_STOPPED, x partly advanced). */
+typedef int (*ChunkDone)(void *ctx, int done, int n);
+
 /* Runs block w over x [n][T][d] in place, `chunk` sequences at a time: a forward-only pass
- * (src/block.h BlockScratch, no buffers for a backward), bit-identical to block_forward. */
+ * (src/block.h BlockScratch, no buffers for a backward), bit-identical to block_forward.
+ * chunk_done may be NULL. */
 nq_status block_forward_in_place(const ModelConfig *c, const BlockWeights *w, float *x, int n,
-                                 int T, int chunk);
+                                 int T, int chunk, ChunkDone chunk_done, void *ctx);
 
 #endif

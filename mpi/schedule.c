@@ -52,7 +52,7 @@ static nq_status hand_on(Job *job, int l, const BlockResult *r, MPI_Comm comm) {
     if (st == NQ_OK && count > 0) {
         w.attn_norm = fp.attn_norm;
         w.ffn_norm = fp.ffn_norm;
-        st = block_forward_in_place(c, &w, x, count, job->T, HAND_ON_CHUNK);
+        st = block_forward_in_place(c, &w, x, count, job->T, HAND_ON_CHUNK, NULL, NULL);
         model_release_block(job->model, l);
     }
     int ok = st == NQ_OK, all_ok = 0;

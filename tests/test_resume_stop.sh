@@ -107,6 +107,26 @@ for np in 1 2; do
     fail "cap$np-resume: capture was not redone"
 done
 
+# Between two sequences of a level (a level of a 7B capture takes minutes): the bundled
+# model (6 levels), 1 rank, held after 2 sequences of level 3. Levels 0..1 are marked
+# complete; the resume forwards level 1 through block 1 again and goes on from level 2.
+echo "== SIGTERM between two sequences of capture level 3, 1 rank"
+dir=$RL_WORK/capseq
+args_for "$dir"
+# The point after sequence 3 is listed too: a job that went on with the level would pass it
+# (and leave its held file; a signalled job never waits there).
+RL_HOLD=capture-sequence:3:2,capture-sequence:3:3
+rl_start capseq 1 "${ARGS[@]}"
+rl_wait_held capture-sequence:3:2 0
+rl_signal TERM 0
+rl_finish
+expect_stopped "$dir"
+grep -q '^capture: level 2/6 written' "$RL_WORK/capseq.out" || fail "capseq: level 2 was not written before the stop"
+rl_held capture-sequence:3:3 0 && fail "capseq: the level went on after the stop (sequence 3 done)"
+resume_and_compare capseq 1 "$dir" "$ref_par"
+grep -q '^capture: levels 0..1 complete, resuming at level 2' "$RL_WORK/capseq-resume.out" ||
+  fail "capseq-resume: capture did not resume at level 2"
+
 # ------------------------------------------------------------------ in the middle of a block
 echo "== SIGTERM in the middle of block 1, 1 rank"
 dir=$RL_WORK/mid1
