@@ -132,7 +132,7 @@ static void fill_normal(Rng *rng, float *x, size_t n, float std) {
     }
 }
 
-/* One synthetic 7B-shaped block: normal weights, W4 per channel, exponent searched on the
+/* One synthetic 7B-shaped block: normal weights, W4 (--bits) per channel, exponent searched on the
  * first 256 rows of each matrix (the full search is the slow part of a real run). */
 static int case_7b(Case *k, int bits) {
     k->name = "7b-block";
@@ -241,9 +241,9 @@ static int read_checkpoint(const Case *k, const char *path) {
 }
 
 static int bench_case(const Case *k, const Options *o) {
-    printf("\n== %s: %d block%s, %.2f M quantized weights, W4 per channel; code entropy "
+    printf("\n== %s: %d block%s, %.2f M quantized weights, W%d per channel; code entropy "
            "%.4f bits/weight; payload %.1f MB\n", k->name, k->c.n_layers,
-           k->c.n_layers > 1 ? "s" : "", k->weights * 1e-6, k->entropy_bits / k->weights,
+           k->c.n_layers > 1 ? "s" : "", k->weights * 1e-6, k->blocks[0].mat[0].spec.bits, k->entropy_bits / k->weights,
            k->payload_bytes * 1e-6);
     printf("   %5s %11s %9s %8s %11s %10s %10s %10s %8s\n", "level", "codes b/w", "entropy",
            "ratio", "file b/w", "file MB", "write MB/s", "read MB/s", "verified");
