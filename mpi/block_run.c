@@ -13,9 +13,6 @@
 #include "state_file.h"
 #include "test_hold.h"
 
-/* Sequences whose loss is reported before and after reconstruction (the same ones every
- * run, so the numbers compare). */
-#define PROBE_SEQUENCES 8
 #define MAX_STATE_ARRAYS (N_MATS * 9)
 /* A block whose probe loss ends above its start by this factor diverged. Measured on the
  * bundled model (60 iterations, parallel mode): lr_weights 1e-2 gives x0.4-0.6, 0.1 gives

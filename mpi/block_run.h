@@ -5,6 +5,10 @@
 #include "job_context.h"
 #include "result.h"
 
+/* Sequences whose loss is reported before and after reconstruction (the same ones every
+ * run, so the numbers compare); the plan times these two probe passes. */
+#define PROBE_SEQUENCES 8
+
 /* Reconstructs block l on this rank's group. x is the fp32 model's block input until
  * job->switch_step, then the quantized blocks' output (waiting for it to be handed on);
  * the target is the fp32 block output. Resumes from the block's state file when there is

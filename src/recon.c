@@ -372,17 +372,15 @@ double recon_eval_sse(Recon *r, const float *x, const float *y, int b, int (*sho
     *abandoned = 0;
     if (quantize_all(r, &w) != NQ_OK) return NAN;
     if (b > r->max_local || ensure_acts(r, b) != 0) return NAN;
-    block_acts_set_stop(r->acts, should_stop, stop_ctx);
+    block_acts_set_stop(r->acts, should_stop, stop_ctx); /* each pass sets its own (NULL: none) */
     block_forward(&r->c, &w, x, r->y_quant, r->acts);
     *abandoned = block_acts_abandoned(r->acts);
-    block_acts_set_stop(r->acts, NULL, NULL);
     if (*abandoned) return 0.0;
     return squared_error(r->y_quant, y, (size_t)b * r->T * r->c.dim);
 }
 
 /* An abandoned iteration: the gradients are left half-written (never applied). */
 static double abandon(Recon *r) {
-    block_acts_set_stop(r->acts, NULL, NULL);
     r->abandoned = 1;
     return 0.0;
 }
@@ -397,7 +395,7 @@ double recon_accumulate_gradient(Recon *r, const float *x, const float *y, int b
     lap(r, RECON_PHASE_QUANTIZE, &clock);
     r->abandoned = 0;
     if (b > r->max_local || ensure_acts(r, b) != 0) return NAN;
-    block_acts_set_stop(r->acts, r->p.should_stop, r->p.stop_ctx);
+    block_acts_set_stop(r->acts, r->p.should_stop, r->p.stop_ctx); /* each pass sets its own */
     block_forward(&r->c, &w, x, r->y_quant, r->acts); /* timed inside, per phase */
     if (block_acts_abandoned(r->acts)) return abandon(r);
     clock = clock_start(r);
@@ -416,7 +414,6 @@ double recon_accumulate_gradient(Recon *r, const float *x, const float *y, int b
     lap(r, RECON_PHASE_LOSS, &clock);
     block_backward(&r->c, &w, r->acts, r->dy, &grads);
     if (block_acts_abandoned(r->acts)) return abandon(r);
-    block_acts_set_stop(r->acts, NULL, NULL);
     clock = clock_start(r);
 
     int const threads = parallel_threads();
