@@ -218,6 +218,20 @@ static void test_damaged_toml_and_orphans(void **state) {
     assert_false(exists(p));
 }
 
+/* Creates the stale and kept files in dir, prepares dir for output path out, and checks
+ * that exactly the stale ones are gone and the start was (or was not) a resume. */
+static void expect_sweep(const char *dir, const char *out, const Fingerprint *fp, const char *const *stale,
+                         size_t n_stale, const char *const *kept, size_t n_kept, int resumed) {
+    char p[700];
+    RunDirStatus st;
+    for (size_t i = 0; i < n_stale; i++) sub(p, sizeof p, dir, stale[i]), touch(p, "x");
+    for (size_t i = 0; i < n_kept; i++) sub(p, sizeof p, dir, kept[i]), touch(p, "y");
+    assert_int_equal(run_dir_prepare(dir, "", fp, out, 0, &st), NQ_OK);
+    assert_int_equal(st.resumed, resumed);
+    for (size_t i = 0; i < n_stale; i++) sub(p, sizeof p, dir, stale[i]), assert_false(exists(p));
+    for (size_t i = 0; i < n_kept; i++) sub(p, sizeof p, dir, kept[i]), assert_true(exists(p));
+}
+
 /* A resume sweeps temporaries (ours and the checkpoint's beside output.path), nothing else;
  * a resume never removes complete artifacts nor the partial capture. */
 static void test_resume_sweeps_temporaries(void **state) {
@@ -231,37 +245,26 @@ static void test_resume_sweeps_temporaries(void **state) {
     assert_int_equal(run_dir_prepare(dir, "", &fp, out, 0, &st), NQ_OK);
     snprintf(p, sizeof p, "%s/out", dir);
     assert_true(exists(p)); /* output.path's directory inside run.dir is made with the layout */
-    static const char *stale[] = {"state/.block-0002.h5.tmp.123", "done/.block-0001.h5.tmp.7", ".run.toml.tmp.99",
+    static const char *const stale[] = {"state/.block-0002.h5.tmp.123", "done/.block-0001.h5.tmp.7", ".run.toml.tmp.99",
                                   ".lock.holder.tmp.5", "qinputs/.level-0002.h5.tmp", "out/.ckpt.h5.tmp.4242"};
-    static const char *kept[] = {"activations.h5.partial", "qinputs/level-0001.h5", "done/block-0000.h5",
+    static const char *const kept[] = {"activations.h5.partial", "qinputs/level-0001.h5", "done/block-0000.h5",
                                  "out/.other.h5.tmp.1", "state/.block-0002.h5.tmp.x", "notes.txt", "out/ckpt.h5"};
-    for (size_t i = 0; i < sizeof stale / sizeof *stale; i++) sub(p, sizeof p, dir, stale[i]), touch(p, "x");
-    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++) sub(p, sizeof p, dir, kept[i]), touch(p, "y");
-    assert_int_equal(run_dir_prepare(dir, "", &fp, out, 0, &st), NQ_OK);
-    assert_int_equal(st.resumed, 1);
-    for (size_t i = 0; i < sizeof stale / sizeof *stale; i++) sub(p, sizeof p, dir, stale[i]), assert_false(exists(p));
-    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++) sub(p, sizeof p, dir, kept[i]), assert_true(exists(p));
+    expect_sweep(dir, out, &fp, stale, sizeof stale / sizeof *stale, kept, sizeof kept / sizeof *kept, 1);
 }
 
 /* A job SIGKILLed after taking the lock but before writing run.toml left lock.holder's
  * temporary (test_faults_kill found it): the next start, a fresh one, removes it. */
 static void test_first_start_sweeps_temporaries(void **state) {
     (void)state;
-    char dir[512], p[700], out[700];
+    char dir[512], out[700];
     new_dir(dir, sizeof dir, "fresh-sweep");
     assert_int_equal(make_dirs(dir), NQ_OK);
     Fingerprint fp;
     fp_with(&fp, 9, 4);
-    RunDirStatus st;
     snprintf(out, sizeof out, "%s/ckpt.h5", dir);
-    static const char *stale[] = {".lock.holder.tmp.10333", ".run.toml.tmp.10333", ".ckpt.h5.tmp.4242"};
-    static const char *kept[] = {"lock", "lock.holder", "notes.txt", ".other.h5.tmp.1"};
-    for (size_t i = 0; i < sizeof stale / sizeof *stale; i++) sub(p, sizeof p, dir, stale[i]), touch(p, "x");
-    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++) sub(p, sizeof p, dir, kept[i]), touch(p, "y");
-    assert_int_equal(run_dir_prepare(dir, "", &fp, out, 0, &st), NQ_OK);
-    assert_int_equal(st.resumed, 0);
-    for (size_t i = 0; i < sizeof stale / sizeof *stale; i++) sub(p, sizeof p, dir, stale[i]), assert_false(exists(p));
-    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++) sub(p, sizeof p, dir, kept[i]), assert_true(exists(p));
+    static const char *const stale[] = {".lock.holder.tmp.10333", ".run.toml.tmp.10333", ".ckpt.h5.tmp.4242"};
+    static const char *const kept[] = {"lock", "lock.holder", "notes.txt", ".other.h5.tmp.1"};
+    expect_sweep(dir, out, &fp, stale, sizeof stale / sizeof *stale, kept, sizeof kept / sizeof *kept, 0);
 }
 
 static void test_check_paths(void **state) {

@@ -36,6 +36,24 @@ expect_stopped_mid_iteration() {
   rl_log "  $RL_NAME: exit 75, ranks ${RL_RANK_EXIT_SECONDS:-?} s after the signal; state at step 5"
 }
 
+# The run stopped in block 1's probe pass at step STEP: exit 75 and the note.
+expect_stopped_in_probe() {
+  local step=$1
+  rl_expect_rc 75
+  grep -q "^block 1: stopped during the probe at step $step: it is done again on resume" "$RL_WORK/$RL_NAME.out" ||
+    fail "$RL_NAME: no 'block 1: stopped during the probe at step $step' line (the probe was not abandoned)"
+}
+
+# Runs job NAME (ARGS) on 1 rank, held at POINT, and SIGTERMs it there.
+stop_1rank_at() {
+  local name=$1 point=$2
+  RL_HOLD=$point
+  rl_start "$name" 1 "${ARGS[@]}"
+  rl_wait_held "$point" 0
+  rl_signal TERM 0
+  rl_finish
+}
+
 resume_and_compare() {
   local name=$1 np=$2 dir=$3 ref=$4
   rl_run "$name-resume" "$np" "${ARGS[@]}"
@@ -58,11 +76,7 @@ rl_expect_rc 0
 echo "== SIGTERM inside block 1's step 5, parallel mode, 1 rank"
 dir=$RL_WORK/par1
 args_for "$dir"
-RL_HOLD=iteration:0001:5
-rl_start par1 1 "${ARGS[@]}"
-rl_wait_held iteration:0001:5 0
-rl_signal TERM 0
-rl_finish
+stop_1rank_at par1 iteration:0001:5
 expect_stopped_mid_iteration "$dir"
 resume_and_compare par1 1 "$dir" "$RL_WORK/ref-par/checkpoint.h5"
 
@@ -85,14 +99,8 @@ resume_and_compare seq2 2 "$dir" "$RL_WORK/ref-seq/checkpoint.h5"
 echo "== SIGTERM inside block 1's first probe (step 0), parallel mode, 1 rank"
 dir=$RL_WORK/probe0
 args_for "$dir"
-RL_HOLD=probe:0001:0
-rl_start probe0 1 "${ARGS[@]}"
-rl_wait_held probe:0001:0 0
-rl_signal TERM 0
-rl_finish
-rl_expect_rc 75
-grep -q '^block 1: stopped during the probe at step 0: it is done again on resume' "$RL_WORK/$RL_NAME.out" ||
-  fail "$RL_NAME: no 'block 1: stopped during the probe at step 0' line (the probe was not abandoned)"
+stop_1rank_at probe0 probe:0001:0
+expect_stopped_in_probe 0
 [ -e "$dir/state/block-0001.h5" ] && fail "$RL_NAME: a state was saved for block 1 before its first step"
 rl_log "  $RL_NAME: exit 75, ranks ${RL_RANK_EXIT_SECONDS:-?} s after the signal; no state for block 1"
 resume_and_compare probe0 1 "$dir" "$RL_WORK/ref-par/checkpoint.h5"
@@ -100,14 +108,8 @@ resume_and_compare probe0 1 "$dir" "$RL_WORK/ref-par/checkpoint.h5"
 echo "== SIGTERM inside block 1's last probe (step 20), parallel mode, 1 rank"
 dir=$RL_WORK/probe20
 args_for "$dir"
-RL_HOLD=probe:0001:20
-rl_start probe20 1 "${ARGS[@]}"
-rl_wait_held probe:0001:20 0
-rl_signal TERM 0
-rl_finish
-rl_expect_rc 75
-grep -q '^block 1: stopped during the probe at step 20: it is done again on resume' "$RL_WORK/$RL_NAME.out" ||
-  fail "$RL_NAME: no 'block 1: stopped during the probe at step 20' line (the probe was not abandoned)"
+stop_1rank_at probe20 probe:0001:20
+expect_stopped_in_probe 20
 out=$("$NUPES_BIN" inspect "$dir/state/block-0001.h5" 2>&1) || fail "inspect block 1's state: $out"
 [[ $out =~ step\ 20\ /\ 20 ]] || fail "$RL_NAME: block 1's state is not at step 20 of 20: $out"
 rl_log "  $RL_NAME: exit 75, ranks ${RL_RANK_EXIT_SECONDS:-?} s after the signal; state at step 20"
