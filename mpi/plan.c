@@ -12,13 +12,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <zstd.h>
 
 #include "block.h"
+#include "block_run.h"
 #include "calib_tokens.h"
 #include "capture.h"
 #include "h5util.h"
-#include "h5zstd.h"
 #include "model_config_read.h"
 #include "parallel.h"
 #include "quant.h"
@@ -29,12 +28,6 @@
 #include "tokenizer.h"
 
 #define BYTES_PER_TOKEN_ESTIMATE 4.0
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---------------------------------------------------------------- layout */
 
@@ -268,12 +261,11 @@ static double block_seconds(const Plan *p, int D) {
     return p->iterations * (mm + ew);
 }
 
-/* The two probe passes of a block (mpi/block_run.c: the loss over min(N, 8) sequences
+/* The two probe passes of a block (mpi/block_run.h: the loss over min(N, 8) sequences
  * before the first step and after the last), a forward each, split over the group's D
  * ranks, at the products' fraction of the peak. */
-#define PLAN_PROBE_SEQUENCES 8
 static double probe_seconds(const Plan *p, int D) {
-    int const P = p->n_sequences < PLAN_PROBE_SEQUENCES ? p->n_sequences : PLAN_PROBE_SEQUENCES;
+    int const P = p->n_sequences < PROBE_SEQUENCES ? p->n_sequences : PROBE_SEQUENCES;
     int const share = (P + D - 1) / D;
     double const W = (double)block_weights(&p->model, 0, 0), T = p->T;
     double const hs = (double)p->model.dim / p->model.n_heads;
@@ -313,108 +305,6 @@ void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd
 double plan_job_seconds(const Plan *p) {
     double const work = p->capture_seconds + p->wall_seconds[p->mode] + p->gather_seconds + p->checkpoint_seconds;
     return work * PLAN_TIME_FACTOR + PLAN_SIGNAL_MARGIN;
-}
-
-double plan_sgemm_probe_gflops(double seconds) {
-    int const n = 1024;
-    size_t const nn = (size_t)n * n;
-    float *a = malloc(3 * nn * sizeof(float));
-    if (!a) return 0;
-    float *b = a + nn, *c = b + nn;
-    for (size_t i = 0; i < 2 * nn; i++) a[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n); /* warm-up */
-    double const t0 = now_seconds();
-    double t = t0;
-    long calls = 0;
-    while (t - t0 < seconds || calls < 2) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-        calls++;
-        t = now_seconds();
-    }
-    free(a);
-    return 2.0 * n * (double)nn * calls / (t - t0) / 1e9;
-}
-
-double plan_memory_probe_gbs(double seconds) {
-    size_t const n = (size_t)8 << 20; /* 32 MB per array: beyond the caches */
-    float *x = malloc(3 * n * sizeof(float));
-    if (!x) return 0;
-    float *y = x + n, *z = y + n;
-    for (size_t i = 0; i < 3 * n; i++) x[i] = 1.0f;
-    double const t0 = now_seconds();
-    double t = t0;
-    long passes = 0;
-    while (t - t0 < seconds || passes < 2) {
-        for (size_t i = 0; i < n; i++) x[i] = y[i] + 0.5f * z[i];
-        passes++;
-        t = now_seconds();
-    }
-    volatile float sink = x[n / 2];
-    (void)sink;
-    free(x);
-    return 3.0 * 4.0 * (double)n * passes / (t - t0) / 1e9;
-}
-
-double plan_setup_probe_seconds_per_weight(const NupesConfig *cfg, double seconds) {
-    QuantSpec const spec = config_quant_spec(cfg);
-    int const rows = 256, cols = 4096;
-    QuantShape const sh = quant_shape(spec, rows, cols);
-    size_t const n = (size_t)rows * cols, ns = (size_t)rows * (size_t)sh.groups;
-    float *w = malloc(n * sizeof *w), *z = malloc(n * sizeof *z), *scales = malloc(ns * sizeof *scales);
-    float *a = malloc((size_t)(sh.n_exponents > 0 ? sh.n_exponents : 1) * sizeof *a);
-    double per_weight = 0;
-    if (w && z && scales && a) {
-        uint32_t x = 88172645u; /* heavy-tailed: a Laplace draw times a rare outlier factor */
-        for (size_t i = 0; i < n; i++) {
-            x ^= x << 13, x ^= x >> 17, x ^= x << 5;
-            double const u = ((x >> 8) + 0.5) / 16777216.0;
-            double const v = u < 0.5 ? log(2 * u) : -log(2 * (1 - u));
-            w[i] = (float)(0.02 * v * ((x & 1023) == 0 ? 20.0 : 1.0));
-        }
-        QuantInit const how = cfg->method == METHOD_RTN ? QUANT_INIT_FIXED : QUANT_INIT_SEARCH;
-        QuantLatents out = {z, scales, a};
-        double const t0 = now_seconds();
-        double t = t0;
-        long passes = 0;
-        while (t - t0 < seconds || passes < 1) {
-            quantizer_of(spec)->init(spec, sh, w, how, &out);
-            passes++;
-            t = now_seconds();
-        }
-        per_weight = (t - t0) / ((double)passes * (double)n);
-    }
-    free(w);
-    free(z);
-    free(scales);
-    free(a);
-    return per_weight;
-}
-
-double plan_zstd_probe_mbs(int level, double seconds) {
-    size_t const n = (size_t)8 << 20; /* 8 MB of codes */
-    size_t const cap = ZSTD_compressBound(n);
-    signed char *codes = malloc(n);
-    void *dst = malloc(cap);
-    double mbs = 0;
-    if (codes && dst) {
-        uint32_t x = 2463534242u; /* xorshift: codes concentrated near 0, as quantized weights are */
-        for (size_t i = 0; i < n; i++) {
-            x ^= x << 13, x ^= x >> 17, x ^= x << 5;
-            codes[i] = (signed char)((int)(x % 7) - 3 + (int)((x >> 8) % 3) - 1);
-        }
-        double const t0 = now_seconds();
-        double t = t0;
-        long passes = 0;
-        while (t - t0 < seconds || passes < 1) {
-            if (h5zstd_compress_chunk(level, H5Z_ZSTD_PARSE_SYMBOLS, codes, n, dst, cap) == 0) break;
-            passes++;
-            t = now_seconds();
-        }
-        if (passes > 0) mbs = (double)n * passes / (t - t0) / 1e6;
-    }
-    free(codes);
-    free(dst);
-    return mbs;
 }
 
 /* ---------------------------------------------------------------- disk */
