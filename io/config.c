@@ -52,6 +52,7 @@ static const char *const methods[] = {"nupes", "powerquant", "rtn", NULL};   /* 
 static const char *const exponents[] = {"tensor", "channel", NULL};          /* 0, 1 */
 static const char *const modes[] = {"parallel", "sequential", "pipelined", NULL}; /* ReconMode */
 static const char *const act_dtypes[] = {"fp32", "fp16", "bf16", NULL};       /* ActDtype */
+static const char *const torch_dtypes[] = {"float32", "float16", "bfloat16", NULL}; /* [model.shape] */
 static const char *const grids[] = {"power", "iq4_nl", "iq4_xs", NULL}; /* QUANTIZER_* */
 
 #define FIELD(f) offsetof(NupesConfig, f), sizeof(((NupesConfig *)0)->f)
@@ -70,6 +71,7 @@ static const ConfigKey keys[] = {
     {"model", "shape.vocab_size", K_INT, FIELD(shape.vocab_size), 0, ANY, 0, 0, NULL, 0},
     {"model", "shape.max_position_embeddings", K_INT, FIELD(shape.max_position_embeddings), 0, ANY, 0, 0, NULL, 0},
     {"model", "shape.tie_word_embeddings", K_BOOL, FIELD(shape.tie_word_embeddings), 0, 0, 0, 0, NULL, 0},
+    {"model", "shape.torch_dtype", K_CHOICE_STR, FIELD(shape.torch_dtype), 0, 0, 0, 0, torch_dtypes, 0},
     {"tokenizer", "path", K_PATH, FIELD(tokenizer_path), 0, 0, 0, 0, NULL, 0},
     {"calibration", "text", K_PATH, FIELD(calib_text), 0, 0, 0, 0, NULL, 0},
     {"calibration", "tokens", K_PATH, FIELD(calib_tokens), 0, 0, 0, 0, NULL, 0},
@@ -691,6 +693,7 @@ static char *print_keys(const NupesConfig *cfg, int result_keys_only) {
         const ConfigKey *k = &keys[i];
         if (result_keys_only && !k->changes_result) continue;
         if (strncmp(k->key, "shape.", 6) == 0 && cfg->shape.hidden_size == 0) continue;
+        if (k->kind == K_CHOICE_STR && !*((const char *)cfg + k->offset)) continue; /* optional, not given */
         if (!section || strcmp(section, k->section) != 0) {
             tb_printf(&b, "%s[%s]\n", section ? "\n" : "", k->section);
             section = k->section;

@@ -28,6 +28,7 @@ typedef struct {
         int hidden_size, intermediate_size, num_hidden_layers, num_attention_heads;
         int num_key_value_heads, vocab_size, max_position_embeddings;
         int tie_word_embeddings;
+        char torch_dtype[16];           /* "float32" | "float16" | "bfloat16"; "" = not given */
     } shape;
     /* [tokenizer] */
     char tokenizer_path[CONFIG_PATH_MAX]; /* default: tokenizer.bin/.model beside the model */

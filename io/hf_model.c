@@ -440,3 +440,19 @@ cleanup:
 
 /* config.json alone (io/model_config_read.h: planning a job without touching weights). */
 nq_status hf_model_read_config(const char *dir, ModelConfig *c) { return parse_config(dir, c); }
+
+nq_status hf_model_read_torch_dtype(const char *dir, char *dtype, size_t size) {
+    char path[PATH_MAX];
+    cJSON *root = NULL;
+    nq_status st = join_path(path, sizeof path, dir, "config.json");
+    if (st == NQ_OK) st = read_json(path, &root);
+    if (st != NQ_OK) return st;
+    /* Absent or another name: planned as fp32, the most the fp32 copies can take. */
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
+    const char *name = "float32";
+    if (cJSON_IsString(t) && (strcmp(t->valuestring, "float16") == 0 || strcmp(t->valuestring, "bfloat16") == 0))
+        name = t->valuestring;
+    snprintf(dtype, size, "%s", name);
+    cJSON_Delete(root);
+    return NQ_OK;
+}

@@ -39,3 +39,13 @@ nq_status model_read_config(const char *path, const char *format, ModelConfig *c
     }
     return nq_fail(NQ_ERR_INPUT, "%s: model format \"%s\", expected auto, llama2c, hf or checkpoint", path, format);
 }
+
+nq_status model_read_source_dtype(const char *path, const char *format, char *dtype, size_t size) {
+    if (!format || strcmp(format, "auto") == 0) {
+        nq_status const st = model_detect_format(path, &format);
+        if (st != NQ_OK) return st;
+    }
+    if (strcmp(format, "hf") == 0) return hf_model_read_torch_dtype(path, dtype, size);
+    snprintf(dtype, size, "float32");
+    return NQ_OK;
+}

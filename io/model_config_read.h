@@ -12,4 +12,9 @@
  * the field, as model_open's do. The file sizes are not checked. */
 nq_status model_read_config(const char *path, const char *format, ModelConfig *c);
 
+/* The precision its weights are stored in, as Hugging Face names it: "float32",
+ * "float16" or "bfloat16" (an HF directory's config.json torch_dtype; llama2.c files and
+ * checkpoints hold fp32). For the plan's sizes of fp32 copies (skipped matrices, the head). */
+nq_status model_read_source_dtype(const char *path, const char *format, char *dtype, size_t size);
+
 #endif

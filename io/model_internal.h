@@ -42,5 +42,7 @@ nq_status checkpoint_model_open(const char *path, Model *m);
 
 /* The model config from config.json only (no safetensors opened). */
 nq_status hf_model_read_config(const char *dir, ModelConfig *c);
+/* config.json's torch_dtype: "float16" or "bfloat16", else "float32". */
+nq_status hf_model_read_torch_dtype(const char *dir, char *dtype, size_t size);
 
 #endif

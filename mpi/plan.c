@@ -115,15 +115,20 @@ static void memory_compute(const ModelConfig *c, const NupesConfig *cfg, int D, 
 
 /* Bytes of one block's quantized result: the arrays the quantizer describes (done files'
  * format), int8 codes at ~bits/8 bytes (zstd stores them near their entropy, below bits),
- * every other array at its element size; skipped matrices fp32. raw: the same with one
- * byte per code, as root receives and compresses it. */
-static uint64_t done_block_bytes(const ModelConfig *c, const NupesConfig *cfg, int raw) {
+ * every other array at its element size; skipped matrices fp32, which zstd stores at
+ * fp32_bytes per weight. raw (fp32_bytes unused): one byte per code and 4 per fp32 weight,
+ * as root receives and compresses them; *raw_fp32 (if not NULL): the skipped matrices'
+ * share of that, which root compresses at the fp32 rate, not the codes' rate. */
+static uint64_t done_block_bytes(const ModelConfig *c, const NupesConfig *cfg, int raw, double fp32_bytes,
+                                 uint64_t *raw_fp32) {
     QuantSpec const spec = config_quant_spec(cfg);
     uint64_t bytes = 0;
+    if (raw_fp32) *raw_fp32 = 0;
     for (int i = 0; i < N_MATS; i++) {
         uint64_t const n = (uint64_t)mat_rows(c, i) * (uint64_t)mat_cols(c, i);
         if (cfg->skip_mask & (1u << i)) {
-            bytes += 4 * n;
+            bytes += raw ? 4 * n : (uint64_t)(fp32_bytes * (double)n);
+            if (raw_fp32) *raw_fp32 += 4 * n;
             continue;
         }
         QArrayDesc desc[QM_MAX_ARRAYS];
@@ -224,13 +229,24 @@ nq_status plan_compute(const ModelConfig *c, const NupesConfig *cfg, int world_s
         p.state_bytes = 12 * block_weights(c, cfg->skip_mask, 1) + scale_bytes(c, cfg, 1);
     p.quantized_weights_per_block = block_weights(c, cfg->skip_mask, 1);
     p.blocks_in_flight = cfg->mode == MODE_SEQUENTIAL ? 1 : (G < c->n_layers ? G : c->n_layers);
-    p.done_bytes = done_block_bytes(c, cfg, 0);
-    p.checkpoint_bytes = (uint64_t)c->n_layers * (p.done_bytes + 8 * (uint64_t)c->dim) + p.mem.head + 4 * (uint64_t)c->dim;
     idle_compute(cfg, &p);
-    p.done_raw_bytes = done_block_bytes(c, cfg, 1);
+    p.done_raw_bytes = done_block_bytes(c, cfg, 1, 4.0, &p.done_raw_fp32_bytes);
     flops_compute(c, cfg, n_sequences, T, &p);
     *out = p;
+    plan_set_fp32_storage(out, cfg, "float32", 4.0, 0.0);
     return NQ_OK;
+}
+
+void plan_set_fp32_storage(Plan *p, const NupesConfig *cfg, const char *source_dtype, double bytes_per_weight,
+                           double zstd_mbs) {
+    const ModelConfig *c = &p->model;
+    snprintf(p->source_dtype, sizeof p->source_dtype, "%s", source_dtype);
+    p->fp32_stored_bytes = bytes_per_weight;
+    p->fp32_zstd_mbs = zstd_mbs;
+    p->done_bytes = done_block_bytes(c, cfg, 0, bytes_per_weight, NULL);
+    uint64_t const head_weights = p->mem.head / 4;
+    p->checkpoint_bytes = (uint64_t)c->n_layers * (p->done_bytes + 8 * (uint64_t)c->dim) +
+                          (uint64_t)(bytes_per_weight * (double)head_weights) + 4 * (uint64_t)c->dim;
 }
 
 /* ---------------------------------------------------------------- time */
@@ -293,12 +309,17 @@ void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd
     /* Root compresses and writes each done file as its block arrives; in parallel mode the
      * blocks of the last round arrive together, so those are waited for. The checkpoint
      * reads every done file back and compresses it again, with the head. */
-    double const per_done = (double)p->done_raw_bytes / (zstd_mbs * 1e6) + (double)p->done_bytes / (PLAN_FS_MBS * 1e6);
+    /* fp32 arrays (skipped matrices, the head) at their own zstd rate when probed. */
+    double const fp32_mbs = p->fp32_zstd_mbs > 0 ? p->fp32_zstd_mbs : zstd_mbs;
+    double const codes_raw = (double)(p->done_raw_bytes - p->done_raw_fp32_bytes);
+    double const per_done = codes_raw / (zstd_mbs * 1e6) + (double)p->done_raw_fp32_bytes / (fp32_mbs * 1e6) +
+                            (double)p->done_bytes / (PLAN_FS_MBS * 1e6);
     int last_round = p->blocks_in_flight;
     if (p->mode == MODE_PARALLEL && Gp < L) last_round = L - ((L + Gp - 1) / Gp - 1) * Gp;
     if (p->mode != MODE_PARALLEL) last_round = 1;
     p->gather_seconds = last_round * per_done;
-    p->checkpoint_seconds = ((double)L * (double)p->done_raw_bytes + (double)p->mem.head) / (zstd_mbs * 1e6) +
+    p->checkpoint_seconds = (double)L * codes_raw / (zstd_mbs * 1e6) +
+                            ((double)L * (double)p->done_raw_fp32_bytes + (double)p->mem.head) / (fp32_mbs * 1e6) +
                             (double)p->checkpoint_bytes / (PLAN_FS_MBS * 1e6);
 }
 
@@ -427,6 +448,9 @@ static void print_disk(const Plan *p, const NupesConfig *cfg, int64_t free_bytes
     snprintf(name, sizeof name, "done/ %d blocks x ~%.2f GB", L, gb(p->done_bytes));
     fprintf(out, "  %-50s %9.2f GB\n", name, gb(done));
     fprintf(out, "  %-50s %9.2f GB\n", "checkpoint (~, zstd codes + fp32 head)", gb(p->checkpoint_bytes));
+    if (p->fp32_stored_bytes > 0)
+        fprintf(out, "  fp32 copies of %s weights (skipped matrices, the head) stored at %.2f bytes per weight (zstd probe)\n",
+                p->source_dtype, p->fp32_stored_bytes);
     fprintf(out, "  disk: activations %.1f GB: the job checks this much is free before it starts\n", gb(p->activation_bytes));
     fprintf(out, "  run.dir must be on a file system every node mounts (a parallel file system): the ranks\n"
                  "  of every node write the activations and state files there\n");
@@ -658,6 +682,14 @@ static nq_status plan_model_config(const NupesConfig *cfg, ModelConfig *c, const
     return NQ_OK;
 }
 
+/* The precision of the model's weights: the model's own (config.json torch_dtype) when it
+ * was read, else [model.shape] torch_dtype, else fp32 (the most its fp32 copies take). */
+static void source_dtype(const NupesConfig *cfg, int model_read, char *dtype, size_t size) {
+    if (model_read && model_read_source_dtype(cfg->model_path, cfg->model_format, dtype, size) == NQ_OK) return;
+    nq_clear_error();
+    snprintf(dtype, size, "%s", cfg->shape.torch_dtype[0] ? cfg->shape.torch_dtype : "float32");
+}
+
 /* Threads per rank: the named count, else $OPENBLAS_NUM_THREADS, else 1. */
 static int plan_threads(const PlanCluster *cluster) {
     if (cluster && cluster->threads > 0) return cluster->threads;
@@ -706,6 +738,11 @@ nq_status plan_dry_run_cluster(const NupesConfig *cfg, int world_size, const Pla
     double const gflops = rank_sgemm_gflops(threads, &probe_threads);
     /* The setup runs on the rank's threads (src/parallel.h): probed on this process's, scaled. */
     p.setup_seconds_per_weight = plan_setup_probe_seconds_per_weight(cfg, 0.2) * parallel_threads() / threads;
+    char dtype[16];
+    source_dtype(cfg, shape_from == cfg->model_path, dtype, sizeof dtype);
+    double fp32_mbs = 0;
+    double const fp32_bytes = plan_fp32_zstd_probe(dtype, cfg->zstd_level, 0.1, &fp32_mbs);
+    plan_set_fp32_storage(&p, cfg, dtype, fp32_bytes, fp32_mbs);
     plan_set_speed(&p, gflops, plan_memory_probe_gbs(0.25), plan_zstd_probe_mbs(cfg->zstd_level, 0.1));
     uint64_t free_bytes = 0;
     int64_t const shown = plan_free_bytes(cfg->run_dir, &free_bytes) == NQ_OK ? (int64_t)free_bytes : -1;

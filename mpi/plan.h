@@ -94,6 +94,11 @@ typedef struct {
     int blocks_in_flight;    /* state files at once: one per busy group */
     uint64_t done_bytes;     /* done/block-NNNN.h5 of one block, ~ (zstd codes + scales) */
     uint64_t done_raw_bytes; /* the same with one byte per code, as root compresses it */
+    uint64_t done_raw_fp32_bytes; /* the skipped matrices' share of done_raw_bytes */
+    char source_dtype[16];   /* the model's torch_dtype: "float32" | "float16" | "bfloat16" */
+    double fp32_stored_bytes; /* zstd's bytes per fp32 copy of a source weight (4 for fp32;
+                                 16-bit sources leave zero low bits: about 2) */
+    double fp32_zstd_mbs;    /* root's zstd rate on those, MB/s (0: the codes' rate) */
     uint64_t checkpoint_bytes; /* ~ every block's done file + the fp32 head */
     int idle_ranks;          /* ranks of the configured layout with no work */
     int useful_ranks;        /* at most L x batch ranks do work (parallel, pipelined) */
@@ -119,6 +124,12 @@ typedef struct {
 nq_status plan_compute(const ModelConfig *c, const NupesConfig *cfg, int world_size, int n_sequences,
                        int T, Plan *out);
 
+/* The disk figures of fp32 arrays (skipped matrices, the head) from what zstd makes of the
+ * source's weights: bytes_per_weight and zstd_mbs from plan_fp32_zstd_probe (plan_compute
+ * sets "float32", 4 bytes, the codes' rate). Call before plan_set_speed. */
+void plan_set_fp32_storage(Plan *p, const NupesConfig *cfg, const char *source_dtype, double bytes_per_weight,
+                           double zstd_mbs);
+
 /* Time estimates from measured speeds (per rank): sgemm GFLOP/s, memory GB/s, and root's
  * zstd rate in MB/s for the done files and the checkpoint. */
 void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd_mbs);
@@ -137,6 +148,10 @@ double plan_sgemm_probe_gflops(double seconds);
 double plan_memory_probe_gbs(double seconds);
 /* The measured zstd rate at `level` on int8 codes like a checkpoint's (MB/s of input). */
 double plan_zstd_probe_mbs(int level, double seconds);
+/* Bytes per weight zstd at `level` stores for fp32 copies of source_dtype ("float32",
+ * "float16", "bfloat16") weights, on 4 MB of Gaussian weights rounded to that type;
+ * *mbs: the rate, MB/s of fp32 input, over `seconds`. */
+double plan_fp32_zstd_probe(const char *source_dtype, int level, double seconds, double *mbs);
 /* Seconds per weight of a block's setup with cfg's quantizer and method on this process's
  * threads (parallel_threads), timed on a 256 x 4096 matrix of heavy-tailed weights. At 7B
  * width the setup took minutes per block, more than the plan could leave out. */

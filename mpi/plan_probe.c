@@ -1,15 +1,19 @@
 /* The speed probes of the dry-run plan (mpi/plan.h): short timings of this process's sgemm,
- * memory bandwidth, zstd on codes and a block's setup, which the plan scales to the job. */
+ * memory bandwidth, zstd on codes and on fp32 weights, and a block's setup, which the plan
+ * scales to the job. */
 #include "plan.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <zstd.h>
 
+#include "float16.h"
+#include "h5util.h"
 #include "h5zstd.h"
 #include "quantizer.h"
 
@@ -119,4 +123,50 @@ double plan_zstd_probe_mbs(int level, double seconds) {
     free(codes);
     free(dst);
     return mbs;
+}
+
+double plan_fp32_zstd_probe(const char *source_dtype, int level, double seconds, double *mbs) {
+    size_t const n = (size_t)1 << 20, chunk = H5U_CHUNK_BYTES / sizeof(float); /* 4 MB, in the files' chunks */
+    size_t const cap = ZSTD_compressBound(chunk * sizeof(float));
+    int const bf16 = strcmp(source_dtype, "bfloat16") == 0, f16 = strcmp(source_dtype, "float16") == 0;
+    float *w = malloc(n * sizeof *w);
+    void *dst = malloc(cap);
+    double bytes = 4.0;
+    *mbs = 0;
+    if (w && dst) {
+        /* Weights as LLaMA's look: Gaussian, sd 0.02 with a log-normal scale per row of
+         * 4096, in the source's precision (its fp32 copy keeps the zero low bits). */
+        uint64_t x = 88172645463325252ull;
+        double row_scale = 1.0;
+        for (size_t i = 0; i < n; i++) {
+            double g[2];
+            for (int k = 0; k < 2; k++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                g[k] = ((double)(x >> 11) + 0.5) / 9007199254740992.0;
+            }
+            double const normal = sqrt(-2.0 * log(g[0])) * cos(6.283185307179586 * g[1]);
+            if (i % 4096 == 0) row_scale = exp(0.3 * normal);
+            float const v = (float)(0.02 * row_scale * normal);
+            w[i] = bf16 ? bf16_to_float(float_to_bf16(v)) : f16 ? half_round(v) : v;
+        }
+        double const t0 = now_seconds();
+        double t = t0;
+        size_t stored = 0, passes = 0;
+        while (t - t0 < seconds || passes < 1) {
+            stored = 0;
+            for (size_t i = 0; i < n; i += chunk) {
+                size_t const got = h5zstd_compress_chunk(level, H5Z_ZSTD_PARSE_LEVEL, w + i, chunk * sizeof(float), dst, cap);
+                if (got == 0) goto done;
+                stored += got;
+            }
+            passes++;
+            t = now_seconds();
+        }
+        bytes = (double)stored / (double)n;
+        *mbs = (double)(n * sizeof(float)) * (double)passes / (t - t0) / 1e6;
+    }
+done:
+    free(w);
+    free(dst);
+    return bytes;
 }
