@@ -19,13 +19,14 @@
  * FLOP count (what the sgemm calls execute, element-wise work not counted), with
  * N = B T, P = weights of the block, P_qkv = weights of wq, wk, wv:
  *   projections  2 N P (forward) + 2 N P (dW) + 2 N (P - P_qkv) (dX; none below Q, K, V)
- *   attention    12 B T^2 d   (QK^T and PV forward, four products backward, full T x T)
+ *   attention    14 B T^2 d   (QK^T and PV forward; QK^T again and four products backward,
+ *                             full T x T: the probabilities are recomputed, not kept)
  *
  * Peak RSS: VmHWM over the iterations (reset after setup; the fp32 weights the block
  * starts from are freed by then), against the analytic minimum: per quantized weight the
  * weights the forward uses (4 B), the latents z (4), Adam's m and v (8) and one gradient
  * buffer (4), plus the activations the backward needs (x, target, h1, Q, K, V, O, X1, h2,
- * U, G; not the T x T probabilities, which could be recomputed). */
+ * U, G; not the T x T probabilities, which the backward recomputes). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,7 +169,7 @@ static Counts count_shape(const ModelConfig *c, int B, int T) {
     k.qkv = d * d + 2 * dkv * d;
     k.weights = k.qkv + d * d + 3 * d * f;
     k.proj = 2 * N * k.weights * 2 + 2 * N * (k.weights - k.qkv);
-    k.attn = 12.0 * B * (double)T * T * d;
+    k.attn = 14.0 * B * (double)T * T * d;
     k.act_bytes = 4 * N * (7 * d + 2 * dkv + 2 * f);
     k.min_bytes = 20 * k.weights + k.act_bytes;
     return k;

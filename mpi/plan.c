@@ -61,16 +61,8 @@ static uint64_t block_weights(const ModelConfig *c, unsigned skip_mask, int quan
     return n;
 }
 
-/* BlockActs of b sequences without the attention tensors (src/block.c's list). */
-static uint64_t block_acts_floats(const ModelConfig *c, uint64_t b, uint64_t T) {
-    uint64_t const N = b * T, d = (uint64_t)c->dim, f = (uint64_t)c->hidden_dim;
-    uint64_t const hs = d / (uint64_t)c->n_heads, dkv = (uint64_t)c->n_kv_heads * hs;
-    return 8 * N * d + 4 * N * dkv + 5 * N * f + N + T * hs;
-}
-
-static uint64_t attention_floats(const ModelConfig *c, uint64_t b, uint64_t T) {
-    return b * (uint64_t)c->n_heads * T * T + T * T;
-}
+/* One head's probabilities and their gradient, [T][T] each, part of BlockActs. */
+static uint64_t attention_bytes(uint64_t T) { return 2 * 4 * T * T; }
 
 /* Scales and exponents of every quantized matrix and what learning them adds. */
 static uint64_t scale_bytes(const ModelConfig *c, const NupesConfig *cfg, int learns) {
@@ -97,8 +89,8 @@ static void memory_compute(const ModelConfig *c, const NupesConfig *cfg, int D, 
     m->adam = learns ? 8 * Wq : 0;
     m->quantized = 5 * Wq;
     m->gradients = 4 * W; /* dL/dw_hat, all-reduced as it is (Adam forms dz = dw_hat * M inside its pass) */
-    m->block_acts = 4 * block_acts_floats(c, b, TT);
-    m->attention = 4 * attention_floats(c, b, TT);
+    m->attention = attention_bytes(TT);
+    m->block_acts = block_acts_bytes(c, (int)b, (int)TT) - m->attention;
     m->batch_buffers = 4 * 4 * b * TT * d;
     m->total = m->weights + m->latents + m->exponents_scales + m->adam + m->quantized + m->gradients +
                m->block_acts + m->attention + m->batch_buffers;
@@ -182,7 +174,7 @@ static void flops_compute(const ModelConfig *c, const NupesConfig *cfg, int N, i
     double const W = (double)block_weights(c, 0, 0), tokens = (double)cfg->batch * T;
     double const hs = (double)c->dim / c->n_heads, T2 = (double)T * T;
     p->flops_projections = 6.0 * W * tokens;
-    p->flops_attention = 12.0 * cfg->batch * c->n_heads * T2 * hs;
+    p->flops_attention = 14.0 * cfg->batch * c->n_heads * T2 * hs;
     p->flops_block = (p->flops_projections + p->flops_attention) * p->iterations;
     p->flops_blocks = p->flops_block * c->n_layers;
     p->flops_capture = (2.0 * W * (double)N * T + 4.0 * N * c->n_heads * T2 * hs) * c->n_layers;
@@ -409,7 +401,7 @@ static void print_memory(const Plan *p, FILE *out) {
         {"quantized weights w_hat + codes", m->quantized},
         {"gradients dL/dw_hat", m->gradients},
         {"block activations for the backward", m->block_acts},
-        {"attention probabilities [b][H][T][T] + gradient", m->attention},
+        {"attention probabilities of one head [T][T] + gradient", m->attention},
         {"batch x, y, quantized output, its gradient", m->batch_buffers},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)

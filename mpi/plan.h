@@ -6,7 +6,8 @@
  * src/block.c and mpi/block_run.c allocate it; the activation disk space as the run
  * directory will hold it (io/activations.h, io/qlevel_file.h). FLOPs per iteration:
  * 6 * weights * tokens for the seven projections (forward, weight and input gradients)
- * and 12 * B * H * T^2 * hs for attention (QK^T and PV forward, twice that backward; the
+ * and 14 * B * H * T^2 * hs for attention (QK^T and PV forward; the backward recomputes
+ * QK^T and runs four more; the
  * sgemm computes the masked half too). Time: the matrix products at the measured fraction
  * of the sgemm rate of a 1-second probe (PLAN_PRODUCTS_PEAK_FRACTION), split over a
  * group's data-parallel ranks by their share of the batch; the element-wise work (norms,
@@ -64,7 +65,8 @@ typedef struct {
     uint64_t quantized;        /* w_hat (fp32) and codes (int8) */
     uint64_t gradients;        /* dL/dw_hat (Adam forms dz from it in its pass) */
     uint64_t block_acts;       /* what the forward keeps for the backward (BlockActs) */
-    uint64_t attention;        /* softmax probabilities [b][H][T][T] and their gradient */
+    uint64_t attention;        /* one head's probabilities [T][T] and their gradient (the
+                                  backward recomputes them, src/block.h) */
     uint64_t batch_buffers;    /* x, y of the batch share, quantized output and its gradient */
     uint64_t total;
     uint64_t capture_shard;    /* capture: this rank's sequences [n_local][T][d] */

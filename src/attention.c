@@ -21,20 +21,17 @@ static void causal_softmax_row_(float *p, int t, int T) {
     for (int s = t + 1; s < T; s++) p[s] = 0.0f;
 }
 
-/* One (sequence, head): p [T][T] = causal softmax(scale Q_h K_g^T), O_h = P V_g. */
-static void head_forward_(float *oh, float *p, const float *qh, const float *kg, const float *vg, int T,
-                          int d, int dkv, int hs) {
+/* One (sequence, head)'s probabilities: p [T][T] = causal softmax(scale Q_h K_g^T). The
+ * backward recomputes them with this same call, so they are bit-identical to the forward's. */
+static void head_probabilities_(float *p, const float *qh, const float *kg, int T, int d, int dkv, int hs) {
     float const scale = 1.0f / sqrtf((float)hs);
     /* S = scale * Q_h K_g^T */
     gemm(0, 1, T, T, hs, scale, qh, d, kg, dkv, 0.0f, p, T);
     for (int t = 0; t < T; t++) causal_softmax_row_(p + (size_t)t * T, t, T);
-    /* O_h = P V_g */
-    gemm(0, 0, T, hs, T, 1.0f, p, T, vg, dkv, 0.0f, oh, d);
 }
 
-/* keep: att holds every (b, h)'s P [B][H][T][T]; else att is one [T][T] reused. */
-static void forward_(float *out, float *att, int keep, const float *q, const float *k, const float *v, int B,
-                     int T, int H, int Hkv, int hs) {
+void attention_forward(float *out, float *p, const float *q, const float *k, const float *v, int B, int T,
+                       int H, int Hkv, int hs) {
     int const d = H * hs, dkv = Hkv * hs, group = H / Hkv;
     for (int b = 0; b < B; b++) {
         size_t const row0 = (size_t)b * T;
@@ -44,20 +41,11 @@ static void forward_(float *out, float *att, int keep, const float *q, const flo
             const float *kg = k + row0 * dkv + (size_t)g * hs; /* [T][hs], ld dkv */
             const float *vg = v + row0 * dkv + (size_t)g * hs; /* [T][hs], ld dkv */
             float *oh = out + row0 * d + (size_t)h * hs;       /* [T][hs], ld d */
-            float *p = keep ? att + ((size_t)b * H + h) * T * T : att; /* [T][T] */
-            head_forward_(oh, p, qh, kg, vg, T, d, dkv, hs);
+            head_probabilities_(p, qh, kg, T, d, dkv, hs);
+            /* O_h = P V_g */
+            gemm(0, 0, T, hs, T, 1.0f, p, T, vg, dkv, 0.0f, oh, d);
         }
     }
-}
-
-void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
-                       int B, int T, int H, int Hkv, int hs) {
-    forward_(out, att, 1, q, k, v, B, T, H, Hkv, hs);
-}
-
-void attention_forward_only(float *out, float *p, const float *q, const float *k, const float *v,
-                            int B, int T, int H, int Hkv, int hs) {
-    forward_(out, p, 0, q, k, v, B, T, H, Hkv, hs);
 }
 
 /* In place on dp (row t of dP): dS = P * (dP - sum_s P dP), zero above the diagonal. The
@@ -69,9 +57,9 @@ static void causal_softmax_backward_row_(float *dp, const float *p, int t, int T
     for (int s = t + 1; s < T; s++) dp[s] = 0.0f;
 }
 
-void attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
-                        const float *att, const float *q, const float *k, const float *v, int B,
-                        int T, int H, int Hkv, int hs) {
+void attention_backward(float *dq, float *dk, float *dv, float *p, float *datt, const float *dout,
+                        const float *q, const float *k, const float *v, int B, int T, int H, int Hkv,
+                        int hs) {
     int const d = H * hs, dkv = Hkv * hs, group = H / Hkv;
     float const scale = 1.0f / sqrtf((float)hs);
     for (int b = 0; b < B; b++) {
@@ -87,7 +75,7 @@ void attention_backward(float *dq, float *dk, float *dv, float *datt, const floa
             float *dqh = dq + row0 * d + (size_t)h * hs;
             float *dkg = dk + row0 * dkv + (size_t)g * hs;
             float *dvg = dv + row0 * dkv + (size_t)g * hs;
-            const float *p = att + ((size_t)b * H + h) * T * T;
+            head_probabilities_(p, qh, kg, T, d, dkv, hs); /* recomputed: B H T^2 floats not kept */
             /* dV_g += P^T dO_h */
             gemm(1, 0, T, hs, T, 1.0f, p, T, doh, d, beta, dvg, dkv);
             /* dP = dO_h V_g^T */

@@ -8,21 +8,18 @@
 #ifndef NUPES_ATTENTION_H
 #define NUPES_ATTENTION_H
 
-/* q, out: [B][T][H*hs]; k, v: [B][T][Hkv*hs]; att: [B][H][T][T] softmax probabilities,
- * zero above the diagonal (kept for the backward pass). */
-void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+/* q, out: [B][T][H*hs]; k, v: [B][T][Hkv*hs]; p: [T][T] scratch, reused by every
+ * (sequence, head). The probabilities are not kept: the backward recomputes them (at T
+ * 2048 keeping them would take B x H x 16 MB). */
+void attention_forward(float *out, float *p, const float *q, const float *k, const float *v,
                        int B, int T, int H, int Hkv, int hs);
 
-/* The same output without keeping the probabilities (capture, hand-on: no backward):
- * p [T][T] scratch, reused by every (sequence, head). out is bit-identical to
- * attention_forward's (the same products of the same shapes). */
-void attention_forward_only(float *out, float *p, const float *q, const float *k, const float *v,
-                            int B, int T, int H, int Hkv, int hs);
-
 /* dq: [B][T][H*hs], dk, dv: [B][T][Hkv*hs], overwritten with the gradients w.r.t. q, k, v
- * given dout [B][T][H*hs] and the forward's att, q, k, v. datt: [T][T] scratch. */
-void attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
-                        const float *att, const float *q, const float *k, const float *v, int B,
-                        int T, int H, int Hkv, int hs);
+ * given dout [B][T][H*hs] and the forward's q, k, v. p, datt: [T][T] scratch; p gets each
+ * (sequence, head)'s probabilities again, bit-identical to the forward's (the same
+ * product and softmax), at 2 T^2 hs more FLOPs per head (12 -> 14 with the forward's 4). */
+void attention_backward(float *dq, float *dk, float *dv, float *p, float *datt, const float *dout,
+                        const float *q, const float *k, const float *v, int B, int T, int H, int Hkv,
+                        int hs);
 
 #endif

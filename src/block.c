@@ -13,34 +13,36 @@
 #include <time.h>
 
 /* The tensors of BlockActs, in carving order. The forward pass fills the first group and
- * the backward pass reads it; the second group is the backward pass's scratch. */
+ * the backward pass reads it; the second group is scratch that both passes reuse (none of
+ * it is read across passes, so the backward can run again on the same forward). */
 enum {
     /* forward, kept for backward */
     ACT_H1,    /* [N][d]  rmsnorm(X) * g_att */
     ACT_Q,     /* [N][d]  rope(h1 Wq^T) */
     ACT_K,     /* [N][dkv] rope(h1 Wk^T) */
     ACT_V,     /* [N][dkv] h1 Wv^T */
-    ACT_ATT,   /* [B][H][T][T] softmax probabilities */
     ACT_O,     /* [N][d]  attention output, before Wo */
     ACT_X1,    /* [N][d]  X + O Wo^T */
     ACT_RSTD2, /* [N]     1/rms of the rows of X1 */
     ACT_H2,    /* [N][d]  rmsnorm(X1) * g_ffn */
     ACT_U,     /* [N][f]  h2 W1^T */
     ACT_G,     /* [N][f]  h2 W3^T */
-    ACT_HH,    /* [N][f]  silu(U) * G */
     ACT_COS,   /* [T][hs/2] rope tables, filled once at creation */
     ACT_SIN,   /* [T][hs/2] */
-    /* backward scratch */
+    /* scratch */
+    ACT_P,     /* [T][T]  probabilities of one (sequence, head), forward and recomputed */
+    ACT_DATT,  /* [T][T]  dP then dS of one (sequence, head) */
     ACT_DX1,   /* [N][d]  dL/dX1 */
     ACT_DH,    /* [N][d]  dL/dh2, then dL/dO */
+    ACT_DU,    /* [N][f]  silu(U) * G (forward, and again for dW2), then dL/dHh, then dL/dU */
+    ACT_DG,    /* [N][f]  (sized so that DU..DG also holds DQ, DK, DV) */
+    /* views into DU..DG, written once the feed-forward's backward is done with it */
     ACT_DQ,    /* [N][d] */
     ACT_DK,    /* [N][dkv] */
     ACT_DV,    /* [N][dkv] */
-    ACT_DATT,  /* [T][T]  dP then dS of one (sequence, head) */
-    ACT_DU,    /* [N][f]  dL/dHh, then dL/dU in place */
-    ACT_DG,    /* [N][f] */
     N_ACTS
 };
+#define ACT_HH ACT_DU /* silu(U) * G lives in DU's place: recomputed for dW2, not kept */
 
 struct BlockActs {
     int B, T;
@@ -84,19 +86,30 @@ static void lap_(BlockActs *a, BlockPhase phase, double *since) {
 
 static double start_(const BlockActs *a) { return a->timings ? now_() : 0.0; }
 
-/* Element counts of every tensor, each rounded up to 16 floats (64-byte alignment). */
+static size_t round16_(size_t n) { return (n + 15) / 16 * 16; }
+
+/* Element counts of every tensor carved, each rounded up to 16 floats (64-byte alignment);
+ * the views (DQ, DK, DV) take no room of their own. */
 static void block_act_sizes_(const ModelConfig *c, int B, int T, size_t sizes[N_ACTS]) {
     size_t const N = (size_t)B * T, d = c->dim, f = c->hidden_dim, H = c->n_heads;
     size_t const hs = d / H, dkv = (size_t)c->n_kv_heads * hs, TT = (size_t)T * T;
     size_t const count[N_ACTS] = {
         [ACT_H1] = N * d,    [ACT_Q] = N * d,       [ACT_K] = N * dkv,  [ACT_V] = N * dkv,
-        [ACT_ATT] = B * H * TT, [ACT_O] = N * d,    [ACT_X1] = N * d,   [ACT_RSTD2] = N,
-        [ACT_H2] = N * d,    [ACT_U] = N * f,       [ACT_G] = N * f,    [ACT_HH] = N * f,
-        [ACT_COS] = T * hs / 2, [ACT_SIN] = T * hs / 2,
-        [ACT_DX1] = N * d,   [ACT_DH] = N * d,      [ACT_DQ] = N * d,   [ACT_DK] = N * dkv,
-        [ACT_DV] = N * dkv,  [ACT_DATT] = TT,       [ACT_DU] = N * f,   [ACT_DG] = N * f,
+        [ACT_O] = N * d,     [ACT_X1] = N * d,      [ACT_RSTD2] = N,    [ACT_H2] = N * d,
+        [ACT_U] = N * f,     [ACT_G] = N * f,       [ACT_COS] = T * hs / 2, [ACT_SIN] = T * hs / 2,
+        [ACT_P] = TT,        [ACT_DATT] = TT,       [ACT_DX1] = N * d,  [ACT_DH] = N * d,
+        [ACT_DU] = N * f,    [ACT_DG] = N * f,
     };
-    for (int i = 0; i < N_ACTS; i++) sizes[i] = (count[i] + 15) / 16 * 16;
+    for (int i = 0; i < N_ACTS; i++) sizes[i] = round16_(count[i]);
+    size_t const qkv = round16_(N * d) + 2 * round16_(N * dkv);
+    if (qkv > sizes[ACT_DU] + sizes[ACT_DG]) sizes[ACT_DG] = qkv - sizes[ACT_DU];
+}
+
+size_t block_acts_bytes(const ModelConfig *c, int B, int T) {
+    size_t sizes[N_ACTS], total = 0;
+    block_act_sizes_(c, B, T, sizes);
+    for (int i = 0; i < N_ACTS; i++) total += sizes[i];
+    return total * sizeof(float);
 }
 
 BlockActs *block_acts_create(const ModelConfig *c, int B, int T) {
@@ -124,6 +137,10 @@ BlockActs *block_acts_create(const ModelConfig *c, int B, int T) {
         a->t[i] = p;
         p += sizes[i];
     }
+    size_t const N = (size_t)B * T, dkv = (size_t)c->n_kv_heads * (c->dim / c->n_heads);
+    a->t[ACT_DQ] = a->t[ACT_DU];
+    a->t[ACT_DK] = a->t[ACT_DQ] + round16_(N * c->dim);
+    a->t[ACT_DV] = a->t[ACT_DK] + round16_(N * dkv);
     a->B = B;
     a->T = T;
     a->d = c->dim;
@@ -173,7 +190,7 @@ void block_forward(const ModelConfig *c, const BlockWeights *w, const float *x, 
     rope_forward(t[ACT_Q], t[ACT_COS], t[ACT_SIN], B, T, H, hs, c->rope_style);
     rope_forward(t[ACT_K], t[ACT_COS], t[ACT_SIN], B, T, Hkv, hs, c->rope_style);
     lap_(acts, BLOCK_PHASE_OTHER, &clock);
-    attention_forward(t[ACT_O], t[ACT_ATT], t[ACT_Q], t[ACT_K], t[ACT_V], B, T, H, Hkv, hs);
+    attention_forward(t[ACT_O], t[ACT_P], t[ACT_Q], t[ACT_K], t[ACT_V], B, T, H, Hkv, hs);
     lap_(acts, BLOCK_PHASE_ATTENTION, &clock);
     memcpy(t[ACT_X1], x, nd * sizeof(float)); /* residual */
     lap_(acts, BLOCK_PHASE_OTHER, &clock);
@@ -283,7 +300,7 @@ void block_forward_only(const ModelConfig *c, const BlockWeights *w, const float
     linear_forward(t[SCR_V], t[SCR_H], w->mat[MAT_WV], N, d, dkv, 0);
     rope_forward(t[SCR_Q], t[SCR_COS], t[SCR_SIN], B, T, H, hs, c->rope_style);
     rope_forward(t[SCR_K], t[SCR_COS], t[SCR_SIN], B, T, Hkv, hs, c->rope_style);
-    attention_forward_only(t[SCR_H], t[SCR_P], t[SCR_Q], t[SCR_K], t[SCR_V], B, T, H, Hkv, hs);
+    attention_forward(t[SCR_H], t[SCR_P], t[SCR_Q], t[SCR_K], t[SCR_V], B, T, H, Hkv, hs);
     if (y != x) memcpy(y, x, (size_t)N * d * sizeof(float)); /* residual: X1 in y */
     linear_forward(y, t[SCR_H], w->mat[MAT_WO], N, d, d, 1);
 
@@ -300,8 +317,10 @@ static void ffn_backward_(const ModelConfig *c, const BlockWeights *w, BlockActs
     float *const *t = acts->t;
     int const N = acts->B * acts->T, d = c->dim, f = c->hidden_dim;
     double clock = start_(acts);
+    swiglu_forward(t[ACT_HH], t[ACT_U], t[ACT_G], (size_t)N * f); /* the forward's, again */
+    lap_(acts, BLOCK_PHASE_OTHER, &clock);
     linear_backward_weight(grads->mat[MAT_W2], dy, t[ACT_HH], N, f, d);
-    linear_backward_input(t[ACT_DU], dy, w->mat[MAT_W2], N, f, d, 0); /* dHh */
+    linear_backward_input(t[ACT_DU], dy, w->mat[MAT_W2], N, f, d, 0); /* dHh, over Hh */
     lap_(acts, BLOCK_PHASE_PROJECTIONS, &clock);
     if (stop_(acts)) return;
     swiglu_backward(t[ACT_DU], t[ACT_DG], t[ACT_DU], t[ACT_U], t[ACT_G], (size_t)N * f);
@@ -328,8 +347,8 @@ static void attention_block_backward_(const ModelConfig *c, const BlockWeights *
     linear_backward_input(t[ACT_DH], t[ACT_DX1], w->mat[MAT_WO], N, d, d, 0); /* dO */
     lap_(acts, BLOCK_PHASE_PROJECTIONS, &clock);
     if (stop_(acts)) return;
-    attention_backward(t[ACT_DQ], t[ACT_DK], t[ACT_DV], t[ACT_DATT], t[ACT_DH], t[ACT_ATT],
-                       t[ACT_Q], t[ACT_K], t[ACT_V], B, T, H, Hkv, hs);
+    attention_backward(t[ACT_DQ], t[ACT_DK], t[ACT_DV], t[ACT_P], t[ACT_DATT], t[ACT_DH], t[ACT_Q],
+                       t[ACT_K], t[ACT_V], B, T, H, Hkv, hs);
     lap_(acts, BLOCK_PHASE_ATTENTION, &clock);
     rope_backward(t[ACT_DQ], t[ACT_COS], t[ACT_SIN], B, T, H, hs, c->rope_style);
     rope_backward(t[ACT_DK], t[ACT_COS], t[ACT_SIN], B, T, Hkv, hs, c->rope_style);

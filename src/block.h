@@ -14,13 +14,19 @@
 #include "model.h"
 
 /* Everything the forward pass keeps for the backward pass, plus scratch, for B sequences
- * of T tokens. Allocated once (one allocation, carved) and reused every iteration. */
+ * of T tokens. Allocated once (one allocation, carved) and reused every iteration. What
+ * is cheap to recompute is not kept: the attention probabilities (B H T^2 floats, 2 GB
+ * for 7B at B 4, T 2048; the backward recomputes them one head at a time, about 1.4% more
+ * FLOPs there) and silu(U) * G (N f floats, one element-wise pass); dQ, dK, dV reuse the
+ * feed-forward's gradient buffers. Per token: (7 d + 2 dkv + 4 f) floats, + 2 T^2. */
 typedef struct BlockActs BlockActs;
 
 /* Returns NULL (with nq_fail recorded) when out of memory or the config or B, T are
  * invalid. The RoPE tables for positions 0..T-1 are computed here, once. */
 BlockActs *block_acts_create(const ModelConfig *c, int B, int T);
 void block_acts_free(BlockActs *acts); /* NULL is fine */
+/* Bytes block_acts_create allocates (mpi/plan.c counts the iteration with it). */
+size_t block_acts_bytes(const ModelConfig *c, int B, int T);
 
 /* Optional wall-clock split of block_forward + block_backward (for bench/): while set,
  * every call adds its seconds per phase to *t. NULL (the default) switches it off. */
@@ -50,15 +56,15 @@ int block_acts_seq_len(const BlockActs *acts);
 /* Token t of each sequence is at position t (RoPE), and attends to tokens 0..t of its own
  * sequence. acts must have been created with the same config shape.
  * x: [B][T][d] block input; y: [B][T][d] block output (may not alias x).
- * Fills acts for a later block_backward. */
+ * Fills acts for a later block_backward (which may run more than once on them). */
 void block_forward(const ModelConfig *c, const BlockWeights *w, const float *x, float *y,
                    BlockActs *acts);
 
 /* A forward pass with no backward after it (capture, hand-on, docs/design.md 4) needs
  * none of BlockActs: BlockScratch holds one [N][d] buffer for h1, then O, then h2; Q, K,
  * V; U and G (Hh = silu(U) * G overwrites U); one head's [T][T] probabilities; the rope
- * tables: (2 d + 2 dkv + 2 f) floats per token + T^2, against BlockActs' (8 d + 4 dkv +
- * 5 f) per token + (H + 1) T^2 (7B, T 2048, one sequence: 0.33 GB instead of 1.41 GB). */
+ * tables: (2 d + 2 dkv + 2 f) floats per token + T^2, against BlockActs' (7 d + 2 dkv +
+ * 4 f) per token + 2 T^2 (7B, T 2048, one sequence: 0.33 GB instead of 0.70 GB). */
 typedef struct BlockScratch BlockScratch;
 BlockScratch *block_scratch_create(const ModelConfig *c, int B, int T); /* NULL: see block_acts_create */
 void block_scratch_free(BlockScratch *s);                                /* NULL is fine */
