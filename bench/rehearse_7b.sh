@@ -288,7 +288,7 @@ report_mode() {
   p_peak=$(plan_num "$mode" 'peak per rank')
   p_block=$(plan_num "$mode" '^  total ')
   p_head=$(plan_num "$mode" 'classifier, fp32\) from the capture on:')
-  p_cap=$(plan_num "$mode" 'forward of 1 at a time [0-9.]+ GB =')
+  p_cap=$(plan_num "$mode" 'forward-only scratch of [0-9]+ [0-9.]+ GB =')
   p_act=$(plan_num "$mode" 'activations.h5 .inputs [^ ]+ fp32')
   p_state=$(plan_num "$mode" 'blocks? in flight x')
   p_done=$(plan_num "$mode" 'blocks x ~')
@@ -327,7 +327,8 @@ report_mode() {
   d=$(du -sb "$work/run-$name/checkpoint.h5" | awk '{ printf "%.2f", $1 / 1e9 }')
   echo "| checkpoint, GB | $p_ckpt | $d | $(pct "$d" "$p_ckpt") |"
   local bpw
-  bpw=$("$bin" inspect "$work/run-$name/checkpoint.h5" 2>/dev/null | grep -iE 'bits per weight|bits/weight' | head -n 1 | sed 's/|/\//g')
+  bpw=$( ("$bin" inspect "$work/run-$name/checkpoint.h5" 2>/dev/null || true) |
+    (grep -E 'stored: .* bits per quantized weight' || true) | head -n 1 | sed -E 's/^ *stored: *//; s/\|/\//g')
   echo "| checkpoint bits per weight | | ${bpw:--} | |"
   local pc pr pg pk
   pc=$(plan_min_s "$mode" 'capture over' ':')
