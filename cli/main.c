@@ -52,6 +52,11 @@ int main(int argc, char **argv) {
                parallel_threads() > 1 ? "s" : "");
         return NQ_OK;
     }
+    char why[320];
+    if (!parallel_blas_kernel_runs_here(why, sizeof why)) { /* before any work: exit 2, nothing written */
+        fprintf(stderr, "nupes-mpi: error: %s\n", why);
+        return NQ_ERR_INPUT;
+    }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
     if (argv[1][0] == '-') return cmd_quantize(argc, argv); /* options only: quantize */

@@ -2,7 +2,9 @@
 
 #include <cblas.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 
 static int parallel_count;
 static pthread_once_t parallel_once = PTHREAD_ONCE_INIT;
@@ -42,6 +44,37 @@ void parallel_set_threads(int n) {
 
 const char *parallel_blas_library(void) { return openblas_get_config(); }
 const char *parallel_blas_kernel(void) { return openblas_get_corename(); }
+
+/* The instruction sets OpenBLAS's x86-64 kernels use; openblas_get_corename names the
+ * kernel (forced by OPENBLAS_CORETYPE or picked for this CPU) without running it. */
+int parallel_blas_kernel_runs_here(char *why, size_t size) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    const char *kernel = openblas_get_corename();
+    const char *missing = NULL;
+    __builtin_cpu_init();
+    if (strcasecmp(kernel, "SkylakeX") == 0 || strcasecmp(kernel, "Cooperlake") == 0 ||
+        strcasecmp(kernel, "SapphireRapids") == 0) {
+        if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")))
+            missing = "AVX-512 (F, BW, VL, DQ)";
+    } else if (strcasecmp(kernel, "Haswell") == 0 || strcasecmp(kernel, "Zen") == 0) {
+        if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) missing = "AVX2 and FMA";
+    } else if (strcasecmp(kernel, "Sandybridge") == 0) {
+        if (!__builtin_cpu_supports("avx")) missing = "AVX";
+    }
+    if (missing) {
+        const char *forced = getenv("OPENBLAS_CORETYPE");
+        snprintf(why, size,
+                 "OpenBLAS kernel %s%s%s%s needs %s, which this CPU lacks (it would die of SIGILL at the first "
+                 "product): unset OPENBLAS_CORETYPE or name a kernel this CPU runs",
+                 kernel, forced ? " (OPENBLAS_CORETYPE=" : "", forced ? forced : "", forced ? ")" : "", missing);
+        return 0;
+    }
+#endif
+    (void)why;
+    (void)size;
+    return 1;
+}
 
 typedef struct {
     void (*fn)(void *arg, int r0, int r1);

@@ -6,6 +6,8 @@
 #ifndef NUPES_PARALLEL_H
 #define NUPES_PARALLEL_H
 
+#include <stddef.h>
+
 #define PARALLEL_MAX_THREADS 64
 
 /* Threads of this process: on the first call OPENBLAS_NUM_THREADS, else OMP_NUM_THREADS,
@@ -21,6 +23,10 @@ void parallel_set_threads(int n);
  * "Haswell"): results are bit-identical only under the same kernel. Static strings. */
 const char *parallel_blas_library(void);
 const char *parallel_blas_kernel(void);
+
+/* 0, with why (one line) filled, when that kernel needs instructions this CPU lacks: an
+ * OPENBLAS_CORETYPE of SkylakeX on a CPU without AVX-512 crashes at the first product. */
+int parallel_blas_kernel_runs_here(char *why, size_t size);
 
 /* Calls fn(arg, r0, r1) on n_threads contiguous ranges covering [0, n) (the calling thread
  * takes the first; ranges differ in size by at most one). n_threads <= 1, or a thread

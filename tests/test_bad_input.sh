@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# nupes-mpi eval on bad input: each case must exit 2 with one line on stderr that names
-# the file (or option) and what was wrong. Then the end-to-end protocol check: fp32
-# perplexity of the bundled model on eval-generated.txt at T = 256 is 4.4606 (198 windows).
+# nupes-mpi eval on bad input (and a BLAS kernel this CPU cannot run): each case must exit
+# 2 with one line on stderr that names the file (or option) and what was wrong. Then the
+# end-to-end protocol check: fp32 perplexity of the bundled model on eval-generated.txt at T = 256 is 4.4606 (198 windows).
 set -u
 BIN=${NUPES_BIN:?NUPES_BIN is not set (run through ctest)}
 DATA=${NUPES_DATA:?NUPES_DATA is not set}
@@ -184,6 +184,23 @@ patch_header "$MODEL" "$TMP/short-ctx.bin" 6 128
 truncate -s $((1056540 - (512 - 128) * 8 * 4)) "$TMP/short-ctx.bin"
 expect_error "seq-len beyond the checkpoint" "--seq-len = 256, expected 2..128 ($TMP/short-ctx.bin: seq_len)" \
     --model "$MODEL" --tokenizer "$TOK" --text "$TEXT" --checkpoint "$TMP/short-ctx.bin" --seq-len 256
+
+# An OPENBLAS_CORETYPE naming a kernel this CPU cannot run (SkylakeX without AVX-512)
+# would die of SIGILL at the first product: refused before any work. On a CPU with
+# AVX-512 the same kernel runs, and eval must succeed under it.
+if grep -qw avx512f /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo &&
+    grep -qw avx512dq /proc/cpuinfo; then
+    if OPENBLAS_CORETYPE=SkylakeX "$BIN" eval --model "$MODEL" --tokenizer "$TOK" --text "$TEXT" \
+        >"$TMP/skx.out" 2>"$TMP/skx.err"; then
+        echo "ok   OPENBLAS_CORETYPE=SkylakeX on an AVX-512 CPU: eval runs"; passed=$((passed + 1))
+    else
+        echo "FAIL OPENBLAS_CORETYPE=SkylakeX on an AVX-512 CPU: exit $?"; cat "$TMP/skx.err"; failed=$((failed + 1))
+    fi
+else
+    OPENBLAS_CORETYPE=SkylakeX expect_error "SkylakeX kernel without AVX-512" \
+        "OpenBLAS kernel SkylakeX (OPENBLAS_CORETYPE=SkylakeX) needs AVX-512 (F, BW, VL, DQ), which this CPU lacks" \
+        --model "$MODEL" --tokenizer "$TOK" --text "$TEXT"
+fi
 
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]
