@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # nupes-mpi eval on bad input (and a BLAS kernel this CPU cannot run): each case must exit
 # 2 with one line on stderr that names the file (or option) and what was wrong. Then the
-# end-to-end protocol check: fp32 perplexity of the bundled model on eval-generated.txt at T = 256 is 4.4606 (198 windows).
+# end-to-end protocol check: fp32 perplexity of the bundled model on eval-generated.txt at
+# T = 256 is 4.4606 (198 windows).
 set -u
 BIN=${NUPES_BIN:?NUPES_BIN is not set (run through ctest)}
 DATA=${NUPES_DATA:?NUPES_DATA is not set}
