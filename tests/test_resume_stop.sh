@@ -127,6 +127,23 @@ resume_and_compare capseq 1 "$dir" "$ref_par"
 grep -q '^capture: levels 0..1 complete, resuming at level 2' "$RL_WORK/capseq-resume.out" ||
   fail "capseq-resume: capture did not resume at level 2"
 
+echo "== capture progress: a level held past the 10 s report interval prints its rate and ETA"
+# Levels of the bundled model take milliseconds, so the line (every 10 s on root, for the
+# minutes a 7B level takes) would never print: the job is held after sequence 1 of level
+# 3 for 11 s (past the interval, by the job's own clock); released, that same sequence's
+# report must print (the level is "4/6" counting the embeddings as level 1).
+dir=$RL_WORK/capprog
+args_for "$dir" --set reconstruction.iterations=2
+RL_HOLD=capture-sequence:3:1
+rl_start capprog 1 "${ARGS[@]}"
+rl_wait_held capture-sequence:3:1 0
+sleep 11
+rl_release
+rl_finish
+rl_expect_rc 0
+grep -qE '^capture: level 4/6, 1/32 sequences on rank 0, [0-9]+ tokens/s per rank, ETA [0-9]+ s for the level$' \
+  "$RL_WORK/capprog.out" || fail "capprog: no progress line for level 4 after the held sequence"
+
 # ------------------------------------------------------------------ in the middle of a block
 echo "== SIGTERM in the middle of block 1, 1 rank"
 dir=$RL_WORK/mid1
