@@ -93,13 +93,14 @@ static int probe_should_stop(void *ctx) {
 
 /* Mean squared error of the current quantization over the probe sequences. NQ_STOPPED when
  * a stop signal abandoned the pass on any rank of the group (the group agrees first). */
-static nq_status probe_loss(BlockRun *b, double *loss) {
+static nq_status probe_loss(BlockRun *b, const char *when, double *loss) {
     const Layout *L = &b->job->layout;
     int const P = b->job->N < PROBE_SEQUENCES ? b->job->N : PROBE_SEQUENCES;
     int first = 0, count = 0;
     layout_shard(P, L->data_parallel, L->group_rank, &first, &count);
     int seqs[PROBE_SEQUENCES];
     for (int i = 0; i < count; i++) seqs[i] = first + i;
+    double const start = job_now();
     double sse = 0;
     int abandoned = 0;
     nq_status st = count > 0 ? read_share(b, seqs, count) : NQ_OK;
@@ -117,6 +118,11 @@ static nq_status probe_loss(BlockRun *b, double *loss) {
     double total = 0;
     MPI_CHECK(MPI_Allreduce(&sse, &total, 1, MPI_DOUBLE, MPI_SUM, L->group_comm));
     *loss = total / ((double)P * b->job->T * b->job->c->dim);
+    /* At 7B width on a small rank a probe takes a minute: say so, as the setup does. */
+    if (L->world_rank == 0 && job_now() - start >= 2.0) {
+        printf("block %d: probe loss %s %.4e over %d sequences in %.1f s\n", b->l, when, *loss, P, job_now() - start);
+        fflush(stdout);
+    }
     return NQ_OK;
 }
 
@@ -400,11 +406,11 @@ nq_status block_run(Job *job, int l, BlockResult *out) {
     if (st == NQ_OK && quantized_phase(&b)) st = await_quantized_inputs(&b);
     /* A stop in the first probe saves nothing (nothing is learned yet: the resume does the
      * setup again), in the last one the state at the final step (the resume probes again). */
-    if (st == NQ_OK && !restored) st = probe_loss(&b, &b.info.loss_init);
+    if (st == NQ_OK && !restored) st = probe_loss(&b, "before", &b.info.loss_init);
     if (st == NQ_OK) st = iterate(&b);
     double loss_final = 0;
     if (st == NQ_OK && quantized_phase(&b)) st = await_quantized_inputs(&b);
-    if (st == NQ_OK) st = probe_loss(&b, &loss_final);
+    if (st == NQ_OK) st = probe_loss(&b, "after", &loss_final);
     if (st == NQ_STOPPED && b.recon && recon_finished(b.recon)) {
         nq_status const ss = save_state(&b);
         if (ss != NQ_OK) st = ss;
