@@ -144,6 +144,21 @@ rl_expect_rc 0
 grep -qE '^capture: level 4/6, 1/32 sequences on rank 0, [0-9]+ tokens/s per rank, ETA [0-9]+ s for the level$' \
   "$RL_WORK/capprog.out" || fail "capprog: no progress line for level 4 after the held sequence"
 
+echo "== probe progress: a probe pass held past 2 s prints its loss and time"
+# Likewise a probe pass (the loss before and after a block's iterations), which prints
+# once it has taken 2 s (a minute at 7B width on a small rank): held 3 s in block 1's first.
+dir=$RL_WORK/probeprog
+args_for "$dir" --set reconstruction.iterations=2
+RL_HOLD=probe:0001:0
+rl_start probeprog 1 "${ARGS[@]}"
+rl_wait_held probe:0001:0 0
+sleep 3
+rl_release
+rl_finish
+rl_expect_rc 0
+grep -qE '^block 1: probe loss before [0-9.e+-]+ over 8 sequences in [0-9.]+ s$' "$RL_WORK/probeprog.out" ||
+  fail "probeprog: no probe line for block 1 after the held probe"
+
 # ------------------------------------------------------------------ in the middle of a block
 echo "== SIGTERM in the middle of block 1, 1 rank"
 dir=$RL_WORK/mid1
