@@ -7,9 +7,9 @@
  * directory will hold it (io/activations.h, io/qlevel_file.h). FLOPs per iteration:
  * 6 * weights * tokens for the seven projections (forward, weight and input gradients)
  * and 14 * B * H * T^2 * hs for attention (QK^T and PV forward; the backward recomputes
- * QK^T and runs four more; the
- * sgemm computes the masked half too). Time: the matrix products at the measured fraction
- * of the sgemm rate of a 1-second probe (PLAN_PRODUCTS_PEAK_FRACTION), split over a
+ * QK^T and runs four more; the sgemm computes the masked half too). Time: the matrix
+ * products at the measured fraction of the sgemm rate of a 1-second probe
+ * (PLAN_PRODUCTS_PEAK_FRACTION), split over a
  * group's data-parallel ranks by their share of the batch; the element-wise work (norms,
  * quantizer gradients, Adam; not split: every rank applies the same step) at what it
  * measured per weight relative to the same peak (below).
