@@ -13,8 +13,10 @@
 #include <time.h>
 
 /* The tensors of BlockActs, in carving order. The forward pass fills the first group and
- * the backward pass reads it; the second group is scratch that both passes reuse (none of
- * it is read across passes, so the backward can run again on the same forward). */
+ * the backward pass reads it; the second group is scratch that both passes reuse. The
+ * backward consumes U and G: it writes dU and dG over them (each element of the gradients
+ * needs only the same element of U, G and dHh), and once the feed-forward's backward is
+ * done, dQ, dK and dV take U, G and DU's room. So one forward serves one backward. */
 enum {
     /* forward, kept for backward */
     ACT_H1,    /* [N][d]  rmsnorm(X) * g_att */
@@ -25,8 +27,8 @@ enum {
     ACT_X1,    /* [N][d]  X + O Wo^T */
     ACT_RSTD2, /* [N]     1/rms of the rows of X1 */
     ACT_H2,    /* [N][d]  rmsnorm(X1) * g_ffn */
-    ACT_U,     /* [N][f]  h2 W1^T */
-    ACT_G,     /* [N][f]  h2 W3^T */
+    ACT_U,     /* [N][f]  h2 W1^T, then dL/dU (backward) */
+    ACT_G,     /* [N][f]  h2 W3^T, then dL/dG (backward) */
     ACT_COS,   /* [T][hs/2] rope tables, filled once at creation */
     ACT_SIN,   /* [T][hs/2] */
     /* scratch */
@@ -34,12 +36,11 @@ enum {
     ACT_DATT,  /* [T][T]  dP then dS of one (sequence, head) */
     ACT_DX1,   /* [N][d]  dL/dX1 */
     ACT_DH,    /* [N][d]  dL/dh2, then dL/dO */
-    ACT_DU,    /* [N][f]  silu(U) * G (forward, and again for dW2), then dL/dHh, then dL/dU */
-    ACT_DG,    /* [N][f]  (sized so that DU..DG also holds DQ, DK, DV) */
-    /* views into DU..DG, written once the feed-forward's backward is done with it */
-    ACT_DQ,    /* [N][d] */
-    ACT_DK,    /* [N][dkv] */
-    ACT_DV,    /* [N][dkv] */
+    ACT_DU,    /* [N][f]  silu(U) * G (forward, and again for dW2), then dL/dHh */
+    /* views, written once the feed-forward's backward is done with what they overlay */
+    ACT_DQ,    /* [N][d]   in U's place (U is sized for it if f < d) */
+    ACT_DK,    /* [N][dkv] in G's place */
+    ACT_DV,    /* [N][dkv] in DU's place */
     N_ACTS
 };
 #define ACT_HH ACT_DU /* silu(U) * G lives in DU's place: recomputed for dW2, not kept */
@@ -89,20 +90,19 @@ static double start_(const BlockActs *a) { return a->timings ? now_() : 0.0; }
 static size_t round16_(size_t n) { return (n + 15) / 16 * 16; }
 
 /* Element counts of every tensor carved, each rounded up to 16 floats (64-byte alignment);
- * the views (DQ, DK, DV) take no room of their own. */
+ * the views (DQ, DK, DV) take no room of their own: U, G and DU are sized for them too. */
 static void block_act_sizes_(const ModelConfig *c, int B, int T, size_t sizes[N_ACTS]) {
     size_t const N = (size_t)B * T, d = c->dim, f = c->hidden_dim, H = c->n_heads;
     size_t const hs = d / H, dkv = (size_t)c->n_kv_heads * hs, TT = (size_t)T * T;
     size_t const count[N_ACTS] = {
         [ACT_H1] = N * d,    [ACT_Q] = N * d,       [ACT_K] = N * dkv,  [ACT_V] = N * dkv,
         [ACT_O] = N * d,     [ACT_X1] = N * d,      [ACT_RSTD2] = N,    [ACT_H2] = N * d,
-        [ACT_U] = N * f,     [ACT_G] = N * f,       [ACT_COS] = T * hs / 2, [ACT_SIN] = T * hs / 2,
+        [ACT_U] = N * (f > d ? f : d), [ACT_G] = N * (f > dkv ? f : dkv),
+        [ACT_COS] = T * hs / 2, [ACT_SIN] = T * hs / 2,
         [ACT_P] = TT,        [ACT_DATT] = TT,       [ACT_DX1] = N * d,  [ACT_DH] = N * d,
-        [ACT_DU] = N * f,    [ACT_DG] = N * f,
+        [ACT_DU] = N * (f > dkv ? f : dkv),
     };
     for (int i = 0; i < N_ACTS; i++) sizes[i] = round16_(count[i]);
-    size_t const qkv = round16_(N * d) + 2 * round16_(N * dkv);
-    if (qkv > sizes[ACT_DU] + sizes[ACT_DG]) sizes[ACT_DG] = qkv - sizes[ACT_DU];
 }
 
 size_t block_acts_bytes(const ModelConfig *c, int B, int T) {
@@ -137,10 +137,9 @@ BlockActs *block_acts_create(const ModelConfig *c, int B, int T) {
         a->t[i] = p;
         p += sizes[i];
     }
-    size_t const N = (size_t)B * T, dkv = (size_t)c->n_kv_heads * (c->dim / c->n_heads);
-    a->t[ACT_DQ] = a->t[ACT_DU];
-    a->t[ACT_DK] = a->t[ACT_DQ] + round16_(N * c->dim);
-    a->t[ACT_DV] = a->t[ACT_DK] + round16_(N * dkv);
+    a->t[ACT_DQ] = a->t[ACT_U];
+    a->t[ACT_DK] = a->t[ACT_G];
+    a->t[ACT_DV] = a->t[ACT_DU];
     a->B = B;
     a->T = T;
     a->d = c->dim;
@@ -311,7 +310,7 @@ void block_forward_only(const ModelConfig *c, const BlockWeights *w, const float
     linear_forward(y, t[SCR_U], w->mat[MAT_W2], N, f, d, 1);
 }
 
-/* dY -> dW2, dHh -> dU, dG -> dW1, dW3; dh2 -> dX1 (plus the residual dY). */
+/* dY -> dW2, dHh -> dU, dG (over U, G) -> dW1, dW3; dh2 -> dX1 (plus the residual dY). */
 static void ffn_backward_(const ModelConfig *c, const BlockWeights *w, BlockActs *acts,
                           const float *dy, BlockGrads *grads) {
     float *const *t = acts->t;
@@ -323,13 +322,13 @@ static void ffn_backward_(const ModelConfig *c, const BlockWeights *w, BlockActs
     linear_backward_input(t[ACT_DU], dy, w->mat[MAT_W2], N, f, d, 0); /* dHh, over Hh */
     lap_(acts, BLOCK_PHASE_PROJECTIONS, &clock);
     if (stop_(acts)) return;
-    swiglu_backward(t[ACT_DU], t[ACT_DG], t[ACT_DU], t[ACT_U], t[ACT_G], (size_t)N * f);
+    swiglu_backward(t[ACT_U], t[ACT_G], t[ACT_DU], t[ACT_U], t[ACT_G], (size_t)N * f); /* in place */
     lap_(acts, BLOCK_PHASE_OTHER, &clock);
-    linear_backward_weight(grads->mat[MAT_W1], t[ACT_DU], t[ACT_H2], N, d, f);
-    linear_backward_weight(grads->mat[MAT_W3], t[ACT_DG], t[ACT_H2], N, d, f);
+    linear_backward_weight(grads->mat[MAT_W1], t[ACT_U], t[ACT_H2], N, d, f);
+    linear_backward_weight(grads->mat[MAT_W3], t[ACT_G], t[ACT_H2], N, d, f);
     if (stop_(acts)) return;
-    linear_backward_input(t[ACT_DH], t[ACT_DU], w->mat[MAT_W1], N, d, f, 0);
-    linear_backward_input(t[ACT_DH], t[ACT_DG], w->mat[MAT_W3], N, d, f, 1); /* dh2 */
+    linear_backward_input(t[ACT_DH], t[ACT_U], w->mat[MAT_W1], N, d, f, 0);
+    linear_backward_input(t[ACT_DH], t[ACT_G], w->mat[MAT_W3], N, d, f, 1); /* dh2 */
     lap_(acts, BLOCK_PHASE_PROJECTIONS, &clock);
     memcpy(t[ACT_DX1], dy, (size_t)N * d * sizeof(float));                  /* residual */
     rmsnorm_backward(t[ACT_DX1], t[ACT_DH], t[ACT_X1], w->ffn_norm, t[ACT_RSTD2], N, d);

@@ -17,8 +17,9 @@
  * of T tokens. Allocated once (one allocation, carved) and reused every iteration. What
  * is cheap to recompute is not kept: the attention probabilities (B H T^2 floats, 2 GB
  * for 7B at B 4, T 2048; the backward recomputes them one head at a time, about 1.4% more
- * FLOPs there) and silu(U) * G (N f floats, one element-wise pass); dQ, dK, dV reuse the
- * feed-forward's gradient buffers. Per token: (7 d + 2 dkv + 4 f) floats, + 2 T^2. */
+ * FLOPs there) and silu(U) * G (N f floats, one element-wise pass). Nothing is kept
+ * twice: dU and dG are written over U and G, and dQ, dK, dV over the feed-forward's
+ * buffers once it is done. Per token: (7 d + 2 dkv + 3 f) floats, + 2 T^2. */
 typedef struct BlockActs BlockActs;
 
 /* Returns NULL (with nq_fail recorded) when out of memory or the config or B, T are
@@ -56,7 +57,8 @@ int block_acts_seq_len(const BlockActs *acts);
 /* Token t of each sequence is at position t (RoPE), and attends to tokens 0..t of its own
  * sequence. acts must have been created with the same config shape.
  * x: [B][T][d] block input; y: [B][T][d] block output (may not alias x).
- * Fills acts for a later block_backward (which may run more than once on them). */
+ * Fills acts for one later block_backward (which consumes U and G: a second backward
+ * needs a new forward). */
 void block_forward(const ModelConfig *c, const BlockWeights *w, const float *x, float *y,
                    BlockActs *acts);
 
@@ -64,7 +66,7 @@ void block_forward(const ModelConfig *c, const BlockWeights *w, const float *x, 
  * none of BlockActs: BlockScratch holds one [N][d] buffer for h1, then O, then h2; Q, K,
  * V; U and G (Hh = silu(U) * G overwrites U); one head's [T][T] probabilities; the rope
  * tables: (2 d + 2 dkv + 2 f) floats per token + T^2, against BlockActs' (7 d + 2 dkv +
- * 4 f) per token + 2 T^2 (7B, T 2048, one sequence: 0.33 GB instead of 0.70 GB). */
+ * 3 f) per token + 2 T^2 (7B, T 2048, one sequence: 0.33 GB instead of 0.61 GB). */
 typedef struct BlockScratch BlockScratch;
 BlockScratch *block_scratch_create(const ModelConfig *c, int B, int T); /* NULL: see block_acts_create */
 void block_scratch_free(BlockScratch *s);                                /* NULL is fine */

@@ -15,9 +15,10 @@ void swiglu_forward(float *hh, const float *u, const float *g, size_t n) {
 void swiglu_backward(float *du, float *dg, const float *dhh, const float *u, const float *g,
                      size_t n) {
     for (size_t i = 0; i < n; i++) {
-        float const s = 1.0f / (1.0f + expf(-u[i]));
-        float const d = dhh[i]; /* read before du[i] is written: du may alias dhh */
-        dg[i] = d * u[i] * s;
-        du[i] = d * g[i] * s * (1.0f + u[i] * (1.0f - s));
+        /* all three read before either gradient is written: du may alias dhh or u, dg g */
+        float const ui = u[i], gi = g[i], d = dhh[i];
+        float const s = 1.0f / (1.0f + expf(-ui));
+        dg[i] = d * ui * s;
+        du[i] = d * gi * s * (1.0f + ui * (1.0f - s));
     }
 }

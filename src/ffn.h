@@ -8,7 +8,8 @@
 /* u, g, hh: [n] (n = N * f). */
 void swiglu_forward(float *hh, const float *u, const float *g, size_t n);
 
-/* du, dg: [n] gradients w.r.t. u and g given dhh [n]; du may alias dhh. */
+/* du, dg: [n] gradients w.r.t. u and g given dhh [n]; du may alias dhh or u, dg may
+ * alias g (the backward of a block writes them in place). */
 void swiglu_backward(float *du, float *dg, const float *dhh, const float *u, const float *g,
                      size_t n);
 

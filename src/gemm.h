@@ -18,7 +18,8 @@
 /* Row-major C [M][N] = alpha op(A) op(B) + beta C, as cblas_sgemm(CblasRowMajor, ...):
  * op(A) is A [M][K] (trans_a 0, lda >= K) or A^T with A [K][M] (trans_a 1, lda >= M);
  * op(B) is B [K][N] (trans_b 0, ldb >= N) or B^T with B [N][K] (trans_b 1, ldb >= K).
- * Runs on parallel_threads() threads when the product is large enough to be cut. */
+ * Runs on parallel_threads() threads when the product is large enough to be cut (on the
+ * calling thread alone when called inside parallel_ranges: the attention's heads). */
 void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
           const float *B, int ldb, float beta, float *C, int ldc);
 

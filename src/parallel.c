@@ -82,16 +82,23 @@ typedef struct {
     int r0, r1;
 } RangeJob;
 
+/* 1 while this thread runs a range: a parallel_ranges inside it (a gemm() inside one head
+ * of the attention) runs on this thread, not on threads of its own. */
+static _Thread_local int inside_range;
+
 static void *run_range(void *p) {
     RangeJob const *job = p;
+    int const outer = inside_range;
+    inside_range = 1;
     job->fn(job->arg, job->r0, job->r1);
+    inside_range = outer;
     return NULL;
 }
 
 void parallel_ranges(int n_threads, int n, void (*fn)(void *arg, int r0, int r1), void *arg) {
     if (n_threads > PARALLEL_MAX_THREADS) n_threads = PARALLEL_MAX_THREADS;
     if (n_threads > n) n_threads = n;
-    if (n_threads <= 1) {
+    if (n_threads <= 1 || inside_range) {
         if (n > 0) fn(arg, 0, n);
         return;
     }

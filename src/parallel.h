@@ -30,7 +30,8 @@ int parallel_blas_kernel_runs_here(char *why, size_t size);
 
 /* Calls fn(arg, r0, r1) on n_threads contiguous ranges covering [0, n) (the calling thread
  * takes the first; ranges differ in size by at most one). n_threads <= 1, or a thread
- * that cannot be started, runs that range on the calling thread: same results. */
+ * that cannot be started, runs that range on the calling thread: same results. Called
+ * from inside a range (nested), it runs fn(arg, 0, n) on the calling thread. */
 void parallel_ranges(int n_threads, int n, void (*fn)(void *arg, int r0, int r1), void *arg);
 
 #endif

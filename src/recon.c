@@ -55,7 +55,7 @@ struct Recon {
     BlockActs *acts;
     int acts_sequences;
     int abandoned; /* the last recon_accumulate_gradient was abandoned (should_stop) */
-    float *y_quant, *dy; /* [max_local][T][d] */
+    float *y_quant; /* [max_local][T][d] the block's output, then dL/dy in its place */
     int max_local;
 
     int step;
@@ -136,7 +136,7 @@ static int init_matrix(Recon *r, int i, const float *w) {
 
     /* a resume restores z, a and s from the state file: only the start scales here */
     QuantInit const how = r->p.restoring && moments ? QUANT_INIT_SCALES
-                          : r->p.method == RECON_RTN ? QUANT_INIT_FIXED
+                          : r->p.method == RECON_RTN || r->p.fixed_start ? QUANT_INIT_FIXED
                                                      : QUANT_INIT_SEARCH;
     QuantLatents start = {r->z[i].value, r->scale0[i], r->a[i].value};
     r->quant->init(r->p.spec, sh, w, how, &start);
@@ -201,8 +201,7 @@ Recon *recon_create(const ModelConfig *c, const BlockWeights *fp, const ReconPar
     r->ffn_norm = copy_floats(fp->ffn_norm, d, "ffn norm");
     size_t const rows = (size_t)max_local_sequences * (size_t)T * d;
     r->y_quant = nq_calloc(rows, sizeof(float), "quantized block output");
-    r->dy = nq_calloc(rows, sizeof(float), "output gradient");
-    if (!r->attn_norm || !r->ffn_norm || !r->y_quant || !r->dy) goto fail;
+    if (!r->attn_norm || !r->ffn_norm || !r->y_quant) goto fail;
     if (batch_sampler_create(&r->sampler, n_sequences, p->batch, p->seed, (uint64_t)block) != NQ_OK)
         goto fail;
     size_t weights_total = 0, weights_done = 0;
@@ -250,7 +249,6 @@ void recon_free(Recon *r) {
     free(r->da_rows);
     block_acts_free(r->acts);
     free(r->y_quant);
-    free(r->dy);
     batch_sampler_free(&r->sampler);
     free(r);
 }
@@ -400,19 +398,20 @@ double recon_accumulate_gradient(Recon *r, const float *x, const float *y, int b
     if (block_acts_abandoned(r->acts)) return abandon(r);
     clock = clock_start(r);
 
-    /* loss = mean over all total_sequences * T * d outputs of (y_q - y)^2 */
+    /* loss = mean over all total_sequences * T * d outputs of (y_q - y)^2; its gradient
+     * takes y_q's place (each element read before it is written) */
     size_t const n = (size_t)b * r->T * r->c.dim;
     double const norm = 2.0 / ((double)total_sequences * r->T * r->c.dim);
     double sse = 0;
     for (size_t i = 0; i < n; i++) {
         float const e = r->y_quant[i] - y[i];
         sse += (double)e * e;
-        r->dy[i] = (float)(norm * e);
+        r->y_quant[i] = (float)(norm * e);
     }
     BlockGrads grads;
     for (int i = 0; i < N_MATS; i++) grads.mat[i] = r->dw[i];
     lap(r, RECON_PHASE_LOSS, &clock);
-    block_backward(&r->c, &w, r->acts, r->dy, &grads);
+    block_backward(&r->c, &w, r->acts, r->y_quant, &grads);
     if (block_acts_abandoned(r->acts)) return abandon(r);
     clock = clock_start(r);
 

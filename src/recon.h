@@ -46,6 +46,10 @@ typedef struct {
      * resume), so the exponent search and the latents' start are skipped (their values
      * would be overwritten); only the start scales are computed. */
     int restoring;
+    /* 1: start from RTN's scales and exponent (no exponent search) even when learning: for
+     * the plan's probe of an iteration (mpi/plan_probe.c), which times the steps, not
+     * their result. */
+    int fixed_start;
     /* Optional: checked inside recon_accumulate_gradient between groups of matrix
      * products (an iteration takes seconds to minutes at 7B width); a non-zero return
      * abandons the iteration (recon_iteration_abandoned). NULL: never abandoned. */

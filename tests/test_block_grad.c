@@ -9,6 +9,7 @@
 
 #include "block.h"
 #include "naive_block.h"
+#include "parallel.h"
 #include "test_random.h"
 
 #include <math.h>
@@ -124,14 +125,70 @@ static void test_forward_only_tiled(void **state) {
     free(y);
 }
 
+/* Forward, backward and forward-only on 2, 3 and 5 threads give the 1-thread results bit
+ * for bit: the attention runs its (sequence, head) pairs side by side (kv groups in the
+ * backward, whose heads accumulate dK, dV in order), each with scratch of its own, and
+ * the products are cut into gemm()'s fixed tiles. 16 and 8 pairs for 5 threads: some
+ * threads take several, and with GQA several heads share one dK. */
+static void check_threads_bit_identical(int n_kv_heads) {
+    ModelConfig const c = {.dim = 256, .hidden_dim = 688, .n_layers = 1, .n_heads = 8, .n_kv_heads = n_kv_heads,
+                           .vocab_size = 8, .seq_len = 96, .rope_theta = 10000.0f, .norm_eps = 1e-5f,
+                           .rope_style = ROPE_HALF};
+    int const B = 2, T = 96, threads[] = {1, 2, 3, 5};
+    size_t const nd = (size_t)B * T * c.dim;
+    test_random_seed(0x7417ULL + (unsigned long long)n_kv_heads);
+    BlockWeights w;
+    float *norms[2], *mats[N_MATS];
+    for (int i = 0; i < 2; i++) norms[i] = test_random_tensor(c.dim, 0.3f, 1.0f);
+    for (int m = 0; m < N_MATS; m++)
+        w.mat[m] = mats[m] = test_random_tensor((size_t)mat_rows(&c, m) * mat_cols(&c, m),
+                                                (m == MAT_WQ || m == MAT_WK ? 3.0f : 1.0f) / sqrtf(mat_cols(&c, m)), 0.0f);
+    w.attn_norm = norms[0];
+    w.ffn_norm = norms[1];
+    float *x = test_random_tensor(nd, 1.0f, 0.0f), *dy = test_random_tensor(nd, 1.0f, 0.0f);
+    float *y[4], *grad[4][N_MATS];
+    for (int k = 0; k < 4; k++) {
+        parallel_set_threads(threads[k]);
+        BlockActs *acts = block_acts_create(&c, B, T);
+        y[k] = malloc(nd * sizeof(float));
+        assert_true(acts && y[k]);
+        BlockGrads g;
+        for (int m = 0; m < N_MATS; m++) {
+            g.mat[m] = grad[k][m] = malloc((size_t)mat_rows(&c, m) * mat_cols(&c, m) * sizeof(float));
+            assert_non_null(g.mat[m]);
+        }
+        block_forward(&c, &w, x, y[k], acts);
+        block_backward(&c, &w, acts, dy, &g);
+        block_acts_free(acts);
+        check_forward_only(&c, &w, B, T, x, y[k]);
+        if (k == 0) continue;
+        assert_memory_equal(y[k], y[0], nd * sizeof(float));
+        for (int m = 0; m < N_MATS; m++)
+            assert_memory_equal(grad[k][m], grad[0][m], (size_t)mat_rows(&c, m) * mat_cols(&c, m) * sizeof(float));
+    }
+    parallel_set_threads(1);
+    for (int k = 0; k < 4; k++) {
+        free(y[k]);
+        for (int m = 0; m < N_MATS; m++) free(grad[k][m]);
+    }
+    for (int i = 0; i < 2; i++) free(norms[i]);
+    for (int m = 0; m < N_MATS; m++) free(mats[m]);
+    free(x);
+    free(dy);
+}
+
+static void test_threads_gqa(void **state) { (void)state; check_threads_bit_identical(2); }
+static void test_threads_mha(void **state) { (void)state; check_threads_bit_identical(8); }
+
 static void check_block(RopeStyle style, int n_kv_heads) {
     unsigned long long const seed = 0xb10c0000ULL + 10 * style + n_kv_heads;
     Fixture f;
     fixture_make(&f, style, n_kv_heads, seed);
     const ModelConfig *c = &f.c;
     size_t const nd = (size_t)f.B * f.T * c->dim;
-    printf("rope %s, H %d, Hkv %d, seed %#llx\n",
+    printf("rope %s, H %d, Hkv %d, seed %#llx, 3 threads\n",
            style == ROPE_INTERLEAVED ? "interleaved" : "half", c->n_heads, n_kv_heads, seed);
+    parallel_set_threads(3); /* 8 (sequence, head) pairs side by side against the naive loops */
 
     /* forward vs naive */
     BlockActs *acts = block_acts_create(c, f.B, f.T);
@@ -149,7 +206,8 @@ static void check_block(RopeStyle style, int n_kv_heads) {
     assert_true(max_err < 1e-5);
     check_forward_only(c, &f.w, f.B, f.T, f.x, y);
 
-    /* backward, twice: grads are overwritten, not accumulated */
+    /* backward, twice (a forward each: the backward consumes U and G): grads are
+     * overwritten, not accumulated, and the same forward gives the same gradients */
     BlockGrads grads, again;
     for (int m = 0; m < N_MATS; m++) {
         size_t const n = (size_t)mat_rows(c, m) * mat_cols(c, m);
@@ -158,6 +216,7 @@ static void check_block(RopeStyle style, int n_kv_heads) {
         assert_true(grads.mat[m] && again.mat[m]);
     }
     block_backward(c, &f.w, acts, f.r, &grads);
+    block_forward(c, &f.w, f.x, y, acts);
     block_backward(c, &f.w, acts, f.r, &again);
 
     double const h = 1e-4;
@@ -184,6 +243,7 @@ static void check_block(RopeStyle style, int n_kv_heads) {
         assert_true(rel < 1e-3);
     }
 
+    parallel_set_threads(1);
     for (int m = 0; m < N_MATS; m++) free(grads.mat[m]), free(again.mat[m]);
     block_acts_free(acts);
     free(y);
@@ -203,6 +263,8 @@ int main(void) {
         cmocka_unit_test(test_interleaved_mha),
         cmocka_unit_test(test_half_mqa),
         cmocka_unit_test(test_forward_only_tiled),
+        cmocka_unit_test(test_threads_gqa),
+        cmocka_unit_test(test_threads_mha),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
