@@ -296,6 +296,7 @@ static int bench_shape(const Shape *s, const Options *o, double *peak) {
     printf("\n   %-7s %10s %9s %8s %9s %9s  %s\n", "threads", "ms/iter", "GFLOP/s", "of peak",
            "sgemm pk", "loss", "(best of the timed iterations)");
     IterResult best[4];
+    double predicted_products[4], predicted_ew[4];
     double hwm = 0;
     for (int ti = 0; ti < o->n_threads; ti++) {
         bench_set_threads(o->threads[ti]);
@@ -311,6 +312,17 @@ static int bench_shape(const Shape *s, const Options *o, double *peak) {
         double const gf = (k.proj + k.attn) / best[ti].total * 1e-9;
         printf("   %-7d %10.1f %9.1f %7.1f%% %9.1f %9.3g\n", o->threads[ti],
                1e3 * best[ti].total, gf, 100 * gf / peak[ti], peak[ti], best[ti].loss);
+        /* what the dry run would plan for this iteration, from its own probes (mpi/plan.h) */
+        predicted_products[ti] = plan_rank_products_gflops(&c, B, T, o->threads[ti], 0, NULL);
+        predicted_ew[ti] = plan_elementwise_probe_seconds_per_weight(&cfg, 0.3);
+    }
+    printf("\n   the dry run's probes (mpi/plan.h) for this iteration:\n");
+    for (int ti = 0; ti < o->n_threads; ti++) {
+        double const iteration = (k.proj + k.attn) / (predicted_products[ti] * 1e9) + predicted_ew[ti] * k.weights;
+        printf("   %d thread%s: products %.1f GFLOP/s (%.0f%% of the sgemm peak), element-wise %.2f ns per weight:"
+               " %.1f ms planned, measured/planned %.2f\n", o->threads[ti], o->threads[ti] > 1 ? "s" : "",
+               predicted_products[ti], 100 * predicted_products[ti] / peak[ti], predicted_ew[ti] * 1e9, 1e3 * iteration,
+               best[ti].total / iteration);
     }
     for (int ti = 0; ti < o->n_threads; ti++) {
         printf("\n   time by phase, %d thread%s (%.1f ms):\n", o->threads[ti],

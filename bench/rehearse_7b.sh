@@ -284,9 +284,10 @@ longest_silence() { # the longest gap between two lines of root's stdout, and th
 pct() { awk -v m="$1" -v p="$2" 'BEGIN { if (m == "-" || p == "-" || p + 0 == 0) print "-"; else printf "%+.0f%%", (m / p - 1) * 100 }'; }
 
 report_mode() {
-  local mode=$1 name=ref-$1 r p_peak p_block p_head p_cap p_act p_state p_done p_ckpt t0 tc0 tc1 tb tck tend
+  local mode=$1 name=ref-$1 r p_peak p_setup p_block p_head p_cap p_act p_state p_done p_ckpt t0 tc0 tc1 tb tck tend
   p_peak=$(plan_num "$mode" 'peak per rank')
-  p_block=$(plan_num "$mode" '^  total ')
+  p_setup=$(plan_num "$mode" '^  setup: the model.s block, no activations yet')
+  p_block=$(plan_num "$mode" '^  iterating: the model.s block released')
   p_head=$(plan_num "$mode" 'classifier, fp32\) from the capture on:')
   p_cap=$(plan_num "$mode" 'forward-only scratch of [0-9]+ [0-9.]+ GB =')
   p_act=$(plan_num "$mode" 'activations.h5 .inputs [^ ]+ fp32')
@@ -317,7 +318,7 @@ report_mode() {
     for ph in import capture setup reconstruction hand-on checkpoint; do
       line="$line $ph $(phase_peak "$name" "$ph" "$r"),"
     done
-    echo "| RSS by phase rank $r, GB (sampled VmRSS) | capture $p_cap + head $p_head; block $p_block + head $p_head |${line%,} | |"
+    echo "| RSS by phase rank $r, GB (sampled VmRSS) | capture $p_cap + head $p_head; block setup $p_setup, iterating $p_block, + head $p_head |${line%,} | |"
   done
   local d
   d=$(disk_peak "$name" activations); echo "| disk: activations, GB | $p_act | $d | $(pct "$d" "$p_act") |"

@@ -48,7 +48,7 @@ static nq_status agree(nq_status local) {
     return worst;
 }
 
-static ReconParams recon_params_from(const NupesConfig *cfg) {
+ReconParams job_recon_params(const NupesConfig *cfg) {
     ReconParams p = {0};
     p.method = cfg->method == METHOD_RTN ? RECON_RTN
                : cfg->method == METHOD_POWERQUANT ? RECON_POWERQUANT : RECON_NUPES;
@@ -504,7 +504,7 @@ nq_status job_run(const NupesConfig *cfg, const JobOptions *opt) {
     Job job = {.cfg = cfg, .start_time = job_now(),
                .status_is_tty = isatty(STDOUT_FILENO) && !getenv("OMPI_COMM_WORLD_SIZE")};
     job.layout.group_comm = MPI_COMM_NULL; /* job_free may run before layout_create */
-    job.params = recon_params_from(cfg);
+    job.params = job_recon_params(cfg);
     job.switch_step = cfg->mode == MODE_PARALLEL     ? INT_MAX
                       : cfg->mode == MODE_SEQUENTIAL ? 0
                                                      : (int)lround(cfg->switch_fraction * cfg->iterations);

@@ -5,6 +5,7 @@
 #define NUPES_JOB_H
 
 #include "config.h"
+#include "recon.h"
 #include "status.h"
 
 typedef struct {
@@ -15,5 +16,9 @@ typedef struct {
 /* Returns the exit status every rank agrees on (NQ_OK, NQ_ERR_INPUT, NQ_ERR_RUNTIME,
  * NQ_STOPPED); the error message is recorded on the ranks that saw it. */
 nq_status job_run(const NupesConfig *cfg, const JobOptions *opt);
+
+/* The reconstruction settings of cfg, as the job passes them to every block (the plan's
+ * iteration probe runs with the same). */
+ReconParams job_recon_params(const NupesConfig *cfg);
 
 #endif

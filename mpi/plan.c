@@ -61,8 +61,9 @@ static uint64_t block_weights(const ModelConfig *c, unsigned skip_mask, int quan
     return n;
 }
 
-/* One head's probabilities and their gradient, [T][T] each, part of BlockActs. */
-static uint64_t attention_bytes(uint64_t T) { return 2 * 4 * T * T; }
+/* P and dP of one (sequence, head) per thread: src/attention.c runs a thread's pairs on
+ * its own [T][T] pair (the first in BlockActs, the others allocated per call). */
+static uint64_t attention_bytes(uint64_t T, int threads) { return 2 * 4 * T * T * (uint64_t)threads; }
 
 /* Scales and exponents of every quantized matrix and what learning them adds. */
 static uint64_t scale_bytes(const ModelConfig *c, const NupesConfig *cfg, int learns) {
@@ -78,29 +79,34 @@ static uint64_t scale_bytes(const ModelConfig *c, const NupesConfig *cfg, int le
     return bytes;
 }
 
-static void memory_compute(const ModelConfig *c, const NupesConfig *cfg, int D, int N, int R, int T, PlanMemory *m) {
+static void memory_compute(const ModelConfig *c, const NupesConfig *cfg, int D, int N, int R, int T, int threads,
+                           PlanMemory *m) {
     int const learns = cfg->method == METHOD_NUPES;
     uint64_t const W = block_weights(c, cfg->skip_mask, 0), Wq = block_weights(c, cfg->skip_mask, 1);
     uint64_t const b = (uint64_t)((cfg->batch + D - 1) / D), d = (uint64_t)c->dim, TT = (uint64_t)T;
     memset(m, 0, sizeof *m);
-    m->weights = 4 * W + 4 * (W - Wq); /* the model's block, + recon's copy of skipped matrices */
+    m->weights = 4 * W;
+    m->skipped = 4 * (W - Wq);
     m->latents = 4 * Wq;
     m->exponents_scales = scale_bytes(c, cfg, learns);
     m->adam = learns ? 8 * Wq : 0;
     m->quantized = 5 * Wq;
     m->gradients = 4 * W; /* dL/dw_hat, all-reduced as it is (Adam forms dz = dw_hat * M inside its pass) */
-    m->attention = attention_bytes(TT);
-    m->block_acts = block_acts_bytes(c, (int)b, (int)TT) - m->attention;
-    m->batch_buffers = 4 * 4 * b * TT * d;
-    m->total = m->weights + m->latents + m->exponents_scales + m->adam + m->quantized + m->gradients +
-               m->block_acts + m->attention + m->batch_buffers;
+    m->attention = attention_bytes(TT, threads);
+    m->block_acts = block_acts_bytes(c, (int)b, (int)TT) - attention_bytes(TT, 1);
+    m->batch_buffers = 3 * 4 * b * TT * d;
+    uint64_t const kept = m->skipped + m->latents + m->exponents_scales + m->adam + m->quantized + m->gradients +
+                          m->batch_buffers;
+    m->setup_total = m->weights + kept;
+    m->total = kept + m->block_acts + m->attention;
     uint64_t const n_local = ((uint64_t)N + (uint64_t)R - 1) / (uint64_t)R, chunk = CAPTURE_CHUNK;
     m->capture_shard = 4 * n_local * TT * d;
     /* block_forward_in_place: a forward-only pass in place, on BlockScratch (src/block.h) */
-    m->capture_forward = block_scratch_bytes(c, (int)chunk, (int)TT);
+    m->capture_forward = block_scratch_bytes(c, (int)chunk, (int)TT) + 4 * TT * TT * (uint64_t)(threads - 1);
     m->capture_total = 4 * W + m->capture_shard + m->capture_forward;
     m->head = (uint64_t)c->vocab_size * d * 4 * (c->tied_embeddings ? 1 : 2);
-    m->rank_peak = (m->total > m->capture_total ? m->total : m->capture_total) + m->head;
+    uint64_t const block_peak = m->total > m->setup_total ? m->total : m->setup_total;
+    m->rank_peak = (block_peak > m->capture_total ? block_peak : m->capture_total) + m->head;
 }
 
 /* ---------------------------------------------------------------- run.dir files */
@@ -111,8 +117,8 @@ static void memory_compute(const ModelConfig *c, const NupesConfig *cfg, int D, 
  * fp32_bytes per weight. raw (fp32_bytes unused): one byte per code and 4 per fp32 weight,
  * as root receives and compresses them; *raw_fp32 (if not NULL): the skipped matrices'
  * share of that, which root compresses at the fp32 rate, not the codes' rate. */
-static uint64_t done_block_bytes(const ModelConfig *c, const NupesConfig *cfg, int raw, double fp32_bytes,
-                                 uint64_t *raw_fp32) {
+static uint64_t done_block_bytes(const ModelConfig *c, const NupesConfig *cfg, int raw, double code_bits,
+                                 double fp32_bytes, uint64_t *raw_fp32) {
     QuantSpec const spec = config_quant_spec(cfg);
     uint64_t bytes = 0;
     if (raw_fp32) *raw_fp32 = 0;
@@ -128,7 +134,7 @@ static uint64_t done_block_bytes(const ModelConfig *c, const NupesConfig *cfg, i
                                                    RESULT_FORMAT_VERSION, desc);
         for (int a = 0; a < k; a++) {
             uint64_t const count = qarray_count(&desc[a]);
-            bytes += desc[a].type == QA_I8 && !raw ? count * (uint64_t)cfg->bits / 8
+            bytes += desc[a].type == QA_I8 && !raw ? (uint64_t)((double)count * code_bits / 8)
                                                    : count * qarray_type_size(desc[a].type);
         }
     }
@@ -215,14 +221,15 @@ nq_status plan_compute(const ModelConfig *c, const NupesConfig *cfg, int world_s
     p.params_blocks = p.params_block * (uint64_t)c->n_layers;
     p.params_head = (uint64_t)c->vocab_size * (uint64_t)c->dim * (c->tied_embeddings ? 1 : 2) + (uint64_t)c->dim;
     p.params_total = p.params_blocks + p.params_head;
-    memory_compute(c, cfg, p.data_parallel[cfg->mode], n_sequences, world_size, T, &p.mem);
+    memory_compute(c, cfg, p.data_parallel[cfg->mode], n_sequences, world_size, T, p.threads, &p.mem);
     p.activation_bytes = activation_bytes(c, cfg->mode, cfg->activation_dtype, n_sequences, T, &p.inputs_bytes, &p.qinputs_bytes);
     if (p.iterations > 0) /* z, Adam m and v of every quantized weight, and the scale state */
         p.state_bytes = 12 * block_weights(c, cfg->skip_mask, 1) + scale_bytes(c, cfg, 1);
     p.quantized_weights_per_block = block_weights(c, cfg->skip_mask, 1);
     p.blocks_in_flight = cfg->mode == MODE_SEQUENTIAL ? 1 : (G < c->n_layers ? G : c->n_layers);
     idle_compute(cfg, &p);
-    p.done_raw_bytes = done_block_bytes(c, cfg, 1, 4.0, &p.done_raw_fp32_bytes);
+    p.done_raw_bytes = done_block_bytes(c, cfg, 1, cfg->bits, 4.0, &p.done_raw_fp32_bytes);
+    p.stored_code_bits = cfg->bits;
     flops_compute(c, cfg, n_sequences, T, &p);
     *out = p;
     plan_set_fp32_storage(out, cfg, "float32", 4.0, 0.0);
@@ -235,7 +242,7 @@ void plan_set_fp32_storage(Plan *p, const NupesConfig *cfg, const char *source_d
     snprintf(p->source_dtype, sizeof p->source_dtype, "%s", source_dtype);
     p->fp32_stored_bytes = bytes_per_weight;
     p->fp32_zstd_mbs = zstd_mbs;
-    p->done_bytes = done_block_bytes(c, cfg, 0, bytes_per_weight, NULL);
+    p->done_bytes = done_block_bytes(c, cfg, 0, p->stored_code_bits, bytes_per_weight, NULL);
     uint64_t const head_weights = p->mem.head / 4;
     p->checkpoint_bytes = (uint64_t)c->n_layers * (p->done_bytes + 8 * (uint64_t)c->dim) +
                           (uint64_t)(bytes_per_weight * (double)head_weights) + 4 * (uint64_t)c->dim;
@@ -257,28 +264,32 @@ double plan_pipelined_block_times(int L, int G, double f) {
     return end;
 }
 
+/* FLOP/s of the iteration's products on one rank: probed, else the sgemm rate. */
+static double products_rate(const Plan *p) {
+    return 1e9 * (p->products_gflops > 0 ? p->products_gflops : p->sgemm_gflops);
+}
+
 /* One block on a group of D ranks: the matrix products of the rank with the largest batch
- * share, plus the element-wise work every rank does over the block's weights, both at the
- * fractions of the sgemm peak bench/block_iteration measured (plan.h). */
+ * share, plus the element-wise work every rank does over the block's quantized weights,
+ * both as the dry run's probes measured them (plan.h). */
 static double block_seconds(const Plan *p, int D) {
     if (p->iterations == 0) return 0;
     double const share = (double)((p->batch + D - 1) / D) / p->batch;
-    double const peak = p->sgemm_gflops * 1e9;
-    double const mm = (p->flops_projections + p->flops_attention) * share / (peak * PLAN_PRODUCTS_PEAK_FRACTION);
-    double const ew = PLAN_ELEMENTWISE_FLOP_PER_WEIGHT * (double)block_weights(&p->model, 0, 0) / peak;
+    double const mm = (p->flops_projections + p->flops_attention) * share / products_rate(p);
+    double const ew = p->elementwise_seconds_per_weight * (double)p->quantized_weights_per_block;
     return p->iterations * (mm + ew);
 }
 
 /* The two probe passes of a block (mpi/block_run.h: the loss over min(N, 8) sequences
  * before the first step and after the last), a forward each, split over the group's D
- * ranks, at the products' fraction of the peak. */
+ * ranks, at the products' probed rate. */
 static double probe_seconds(const Plan *p, int D) {
     int const P = p->n_sequences < PROBE_SEQUENCES ? p->n_sequences : PROBE_SEQUENCES;
     int const share = (P + D - 1) / D;
     double const W = (double)block_weights(&p->model, 0, 0), T = p->T;
     double const hs = (double)p->model.dim / p->model.n_heads;
     double const flops = share * (2.0 * W * T + 4.0 * p->model.n_heads * T * T * hs);
-    return 2.0 * flops / (p->sgemm_gflops * 1e9 * PLAN_PRODUCTS_PEAK_FRACTION);
+    return 2.0 * flops / products_rate(p);
 }
 
 void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd_mbs) {
@@ -287,7 +298,8 @@ void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd
     p->zstd_mbs = zstd_mbs;
     if (!(sgemm_gflops > 0) || !(memory_gbs > 0) || !(zstd_mbs > 0)) return;
     int const L = p->model.n_layers;
-    p->capture_seconds = p->flops_capture / p->world_size / (sgemm_gflops * 1e9);
+    double const capture_rate = 1e9 * (p->capture_products_gflops > 0 ? p->capture_products_gflops : sgemm_gflops);
+    p->capture_seconds = p->flops_capture / p->world_size / capture_rate;
     p->setup_seconds = p->setup_seconds_per_weight * (double)p->quantized_weights_per_block;
     for (int m = 0; m < PLAN_N_MODES; m++) {
         p->probe_seconds[m] = probe_seconds(p, p->data_parallel[m]);
@@ -394,19 +406,21 @@ static void print_memory(const Plan *p, FILE *out) {
     int const b = (p->batch + D - 1) / D;
     fprintf(out, "memory per rank, one block in flight (batch share %d of %d sequences x %d tokens):\n", b, p->batch, p->T);
     const struct { const char *name; uint64_t bytes; } rows[] = {
-        {"block weights, fp32", m->weights},
+        {"the model's block, fp32 (setup only)", m->weights},
+        {"fp32 copies of skipped matrices", m->skipped},
         {"latents z", m->latents},
         {"exponents and scales (+ moments, gradients)", m->exponents_scales},
         {"Adam moments m, v of z", m->adam},
         {"quantized weights w_hat + codes", m->quantized},
         {"gradients dL/dw_hat", m->gradients},
-        {"block activations for the backward", m->block_acts},
-        {"attention probabilities of one head [T][T] + gradient", m->attention},
-        {"batch x, y, quantized output, its gradient", m->batch_buffers},
+        {"block activations for the backward (iterating)", m->block_acts},
+        {"attention probabilities [T][T] + gradient, per thread", m->attention},
+        {"batch x, y, quantized output (then its gradient)", m->batch_buffers},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         fprintf(out, "  %-50s %9.2f GB\n", rows[i].name, gb(rows[i].bytes));
-    fprintf(out, "  %-50s %9.2f GB\n", "total", gb(m->total));
+    fprintf(out, "  %-50s %9.2f GB\n", "setup: the model's block, no activations yet", gb(m->setup_total));
+    fprintf(out, "  %-50s %9.2f GB\n", "iterating: the model's block released", gb(m->total));
     uint64_t const n_local = ((uint64_t)p->n_sequences + (uint64_t)p->world_size - 1) / (uint64_t)p->world_size;
     fprintf(out, "  capture (before): block weights %.2f GB + its %llu sequences %.2f GB + forward-only scratch of %d %.2f GB = %.2f GB\n",
             gb(4 * block_weights(&p->model, 0, 0)), (unsigned long long)n_local, gb(m->capture_shard), CAPTURE_CHUNK,
@@ -479,6 +493,15 @@ static void print_times(const Plan *p, FILE *out) {
     fprintf(out, "speed per rank (probes on this machine): sgemm %.1f GFLOP/s, memory %.1f GB/s; zstd %.0f MB/s;"
                  " file system %.0f MB/s assumed\n",
             p->sgemm_gflops, p->memory_gbs, p->zstd_mbs, PLAN_FS_MBS);
+    if (p->products_gflops > 0)
+        fprintf(out, "  matrix products of this job's shape: %.1f GFLOP/s per rank in the iteration, %.1f in the "
+                     "capture; element-wise work of an iteration %.2f ns per quantized weight (probes)\n",
+                p->products_gflops, p->capture_products_gflops, p->elementwise_seconds_per_weight * 1e9);
+    if (p->products_gflops > 0 && p->threads > 1 && p->products_threads_busy < 0.9)
+        fprintf(out, "  note: the iteration's products keep %.0f%% of a rank's %d threads busy: src/gemm.c cuts each "
+                     "product into fixed tiles (results independent of the thread count), too few for this many "
+                     "threads; more ranks of fewer threads (mpi.data_parallel) use the cores better\n",
+                100 * p->products_threads_busy, p->threads);
     fprintf(out, "estimated time at that speed per rank (all-reduce not counted):\n");
     fprintf(out, "  capture over %d rank%s: %s\n", p->world_size, p->world_size > 1 ? "s" : "",
             human_time(p->capture_seconds, a, sizeof a));
@@ -551,9 +574,14 @@ void plan_print(const Plan *p, const NupesConfig *cfg, int64_t free_bytes, FILE 
             config_method_name(cfg->method), cfg->bits, grouping, grid, config_mode_name(p->mode), p->iterations,
             p->batch);
     double const side = side_bits_per_weight(c, cfg);
-    fprintf(out, "bits per quantized weight: at most %.3f = codes %d (int8 stored, zstd brings them near their "
-                 "entropy, below %d) + scales and exponents %.3f (fp16 as stored)\n",
-            cfg->bits + side, cfg->bits, cfg->bits, side);
+    if (p->stored_code_bits < cfg->bits)
+        fprintf(out, "bits per quantized weight: ~%.3f = codes ~%.2f (int8, which zstd stores near their entropy: "
+                     "probed on heavy-tailed weights) + scales and exponents %.3f (fp16 as stored)\n",
+                p->stored_code_bits + side, p->stored_code_bits, side);
+    else
+        fprintf(out, "bits per quantized weight: at most %.3f = codes %d (int8 stored, zstd brings them near their "
+                     "entropy, below %d) + scales and exponents %.3f (fp16 as stored)\n",
+                cfg->bits + side, cfg->bits, cfg->bits, side);
     fprintf(out, "cluster: %d node%s x %d rank%s, %d thread%s per rank (OPENBLAS_NUM_THREADS)\n", p->nodes,
             p->nodes > 1 ? "s" : "", p->ranks_per_node, p->ranks_per_node > 1 ? "s" : "", p->threads,
             p->threads > 1 ? "s" : "");
@@ -726,10 +754,19 @@ nq_status plan_dry_run_cluster(const NupesConfig *cfg, int world_size, const Pla
     p.ranks_per_node = per_node;
     p.threads = threads;
     p.cluster_named = named;
+    memory_compute(&c, cfg, p.data_parallel[cfg->mode], N, ranks, T, threads, &p.mem);
     int probe_threads = 1;
     double const gflops = rank_sgemm_gflops(threads, &probe_threads);
-    /* The setup runs on the rank's threads (src/parallel.h): probed on this process's, scaled. */
-    p.setup_seconds_per_weight = plan_setup_probe_seconds_per_weight(cfg, 0.2) * parallel_threads() / threads;
+    /* The setup and the element-wise passes run on the rank's threads (src/parallel.h):
+     * probed on this process's, scaled. The products: the configured mode's batch share
+     * (the iteration) and CAPTURE_CHUNK sequences (the capture), tile by tile. */
+    p.setup_seconds_per_weight =
+        plan_setup_probe_seconds_per_weight(cfg, 0.2, &p.stored_code_bits) * parallel_threads() / threads;
+    p.elementwise_seconds_per_weight =
+        plan_elementwise_probe_seconds_per_weight(cfg, 0.3) * parallel_threads() / threads;
+    int const D = p.data_parallel[p.mode];
+    p.products_gflops = plan_rank_products_gflops(&c, (cfg->batch + D - 1) / D, T, threads, 0, &p.products_threads_busy);
+    p.capture_products_gflops = plan_rank_products_gflops(&c, CAPTURE_CHUNK, T, threads, 1, NULL);
     char dtype[16];
     source_dtype(cfg, shape_from == cfg->model_path, dtype, sizeof dtype);
     double fp32_mbs = 0;

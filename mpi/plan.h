@@ -8,11 +8,10 @@
  * 6 * weights * tokens for the seven projections (forward, weight and input gradients)
  * and 14 * B * H * T^2 * hs for attention (QK^T and PV forward; the backward recomputes
  * QK^T and runs four more; the sgemm computes the masked half too). Time: the matrix
- * products at the measured fraction of the sgemm rate of a 1-second probe
- * (PLAN_PRODUCTS_PEAK_FRACTION), split over a
- * group's data-parallel ranks by their share of the batch; the element-wise work (norms,
- * quantizer gradients, Adam; not split: every rank applies the same step) at what it
- * measured per weight relative to the same peak (below).
+ * products at the rate a probe measures for a tile of the job's own product (below),
+ * split over a group's data-parallel ranks by their share of the batch; the element-wise
+ * work (quantizer forward and gradients, Adam; not split: every rank applies the same
+ * step) at what a probe of src/recon.c measures per quantized weight.
  * Each block also has its setup (timed by a probe on a small matrix, per weight) and two
  * probe passes (a forward over the probe sequences, at the products' fraction of the peak).
  * Gradient all-reduce is not counted; the done files and the checkpoint are timed at the
@@ -31,21 +30,12 @@
 #include "status.h"
 
 #define PLAN_N_MODES 3 /* indexed by ReconMode: parallel, sequential, pipelined */
-/* Measured by bench/block_iteration (bench/README.md), a 7B block at T 512, B 1, W4 per
- * channel, learn_scale, on a quiet machine (SkylakeX kernel, 1 and 2 threads; issue 18):
- * the whole iteration ran at 66-68% of the sgemm peak measured in the same run, its
- * matrix products at 98%. The rest of the iteration is element-wise work whose time per
- * weight does not depend on T or B: at that shape (2880 FLOP of products per weight) it
- * took 2880 x (1/0.67 - 1/0.98) ~ 1360 FLOP's worth of sgemm-peak time per weight. The
- * plan scales both with the sgemm probe of the machine it runs on: a dry run has no block
- * to time, and a probe iteration at a small shape would measure the element-wise share of
- * that shape, not the job's. At the configured B 4 x T 2048 the products are 17x larger
- * per weight, so the iteration's planned fraction of the peak rises to ~95%. */
-#define PLAN_ITERATION_PEAK_FRACTION 0.67
-#define PLAN_PRODUCTS_PEAK_FRACTION 0.98
-#define PLAN_BENCH_FLOP_PER_WEIGHT 2880.0
-#define PLAN_ELEMENTWISE_FLOP_PER_WEIGHT \
-    (PLAN_BENCH_FLOP_PER_WEIGHT * (1.0 / PLAN_ITERATION_PEAK_FRACTION - 1.0 / PLAN_PRODUCTS_PEAK_FRACTION))
+/* The iteration's time comes from two probes of the dry run, not from constants: its
+ * matrix products at the rate of one tile (src/gemm.h) of the job's own product shape
+ * (rows = the batch share's tokens, inner = d), times the tiles a rank's threads run side
+ * by side; its element-wise work (quantizer forward, straight-through gradients, Adam)
+ * per quantized weight, timed through src/recon.c on a small block whose arrays are far
+ * beyond the caches. bench/block_iteration measures the whole iteration against them. */
 #define PLAN_FS_MBS 500.0          /* assumed write rate of run.dir's file system, MB/s */
 #define PLAN_SIGNAL_MARGIN 300     /* nupes.sbatch's --signal=B:USR1@300 */
 #define PLAN_TIME_FACTOR 1.25      /* the suggested --time: estimate x this + the margin */
@@ -55,9 +45,13 @@ typedef struct {
     int nodes, ranks_per_node, threads;
 } PlanCluster;
 
-/* Bytes per rank while one block is reconstructed (and, separately, during capture). */
+/* Bytes per rank while one block is reconstructed (and, separately, during capture). The
+ * block's setup and its iterations peak apart: the setup holds the model's fp32 block
+ * while it builds the latents (mpi/block_run.c releases it before the first step); the
+ * first step allocates the activations. */
 typedef struct {
-    uint64_t weights;          /* fp32 block weights as the model hands them out */
+    uint64_t weights;          /* fp32 block weights as the model hands them out (setup) */
+    uint64_t skipped;          /* recon's fp32 copies of skipped matrices */
     uint64_t latents;          /* z, one float per quantized weight */
     uint64_t exponents_scales; /* scales M0 and M, learned factors s and their moments,
                                   exponents, their double gradients */
@@ -67,14 +61,15 @@ typedef struct {
     uint64_t block_acts;       /* what the forward keeps for the backward (BlockActs) */
     uint64_t attention;        /* one head's probabilities [T][T] and their gradient (the
                                   backward recomputes them, src/block.h) */
-    uint64_t batch_buffers;    /* x, y of the batch share, quantized output and its gradient */
-    uint64_t total;
+    uint64_t batch_buffers;    /* x, y of the batch share, quantized output (then its gradient) */
+    uint64_t setup_total;      /* the model's block + everything recon keeps, no activations */
+    uint64_t total;            /* while iterating: no model block, with the activations */
     uint64_t capture_shard;    /* capture: this rank's sequences [n_local][T][d] */
     uint64_t capture_forward;  /* capture: forward buffers of CAPTURE_CHUNK sequences */
     uint64_t capture_total;
     uint64_t head;             /* fp32 embeddings (+ classifier): every rank converts them for
                                   the capture and keeps them until the job ends */
-    uint64_t rank_peak;        /* max(total, capture_total) + head */
+    uint64_t rank_peak;        /* max(setup_total, total, capture_total) + head */
 } PlanMemory;
 
 typedef struct {
@@ -98,6 +93,8 @@ typedef struct {
     uint64_t done_raw_bytes; /* the same with one byte per code, as root compresses it */
     uint64_t done_raw_fp32_bytes; /* the skipped matrices' share of done_raw_bytes */
     char source_dtype[16];   /* the model's torch_dtype: "float32" | "float16" | "bfloat16" */
+    double stored_code_bits;  /* bits zstd stores per int8 code (bits until probed: set it
+                                 before plan_set_fp32_storage) */
     double fp32_stored_bytes; /* zstd's bytes per fp32 copy of a source weight (4 for fp32;
                                  16-bit sources leave zero low bits: about 2) */
     double fp32_zstd_mbs;    /* root's zstd rate on those, MB/s (0: the codes' rate) */
@@ -108,6 +105,12 @@ typedef struct {
     uint64_t quantized_weights_per_block; /* skipped matrices excluded */
     double flops_projections, flops_attention; /* per iteration over the whole batch */
     double flops_block, flops_blocks, flops_capture;
+    /* Probed by the dry run before plan_set_speed (0: not probed; the products then run
+     * at the sgemm rate and the element-wise work is not counted): */
+    double products_gflops;         /* one rank's rate on the iteration's products */
+    double products_threads_busy;   /* the share of the rank's threads they keep busy */
+    double capture_products_gflops; /* the same at the capture's rows (CAPTURE_CHUNK x T) */
+    double elementwise_seconds_per_weight; /* quantizer passes and Adam, one rank, one step */
     /* Filled by plan_set_speed (0 until then): */
     double sgemm_gflops, memory_gbs, zstd_mbs;
     double capture_seconds, gather_seconds, checkpoint_seconds;
@@ -154,10 +157,29 @@ double plan_zstd_probe_mbs(int level, double seconds);
  * "float16", "bfloat16") weights, on 4 MB of Gaussian weights rounded to that type;
  * *mbs: the rate, MB/s of fp32 input, over `seconds`. */
 double plan_fp32_zstd_probe(const char *source_dtype, int level, double seconds, double *mbs);
+/* GFLOP/s of one thread on one gemm tile: out [rows][cols] = in [rows][inner] w^T, as
+ * linear_forward multiplies (src/gemm.c runs each tile on one thread). */
+double plan_products_probe_gflops(int rows, int cols, int inner, double seconds);
+/* GFLOP/s of one rank of `threads` threads on an iteration's matrix products (forward_only:
+ * the capture's) for B sequences of T tokens, as src/gemm.c runs each: its fixed tiles
+ * shared out in rounds, one thread per tile. A tile of the projections and one of the
+ * attention are probed; every product is counted by its tiles and rounds. Fixed tiles
+ * keep results independent of the thread count, and cap the threads a product can use:
+ * at 7B, B 4 x T 2048, a d x d weight gradient has 8 tiles. The attention runs its
+ * (sequence, head) pairs side by side instead, one thread each. */
+double plan_rank_products_gflops(const ModelConfig *c, int B, int T, int threads, int forward_only,
+                                 double *threads_busy); /* the share of thread time that runs tiles */
+/* Seconds per quantized weight of an iteration's element-wise work (quantizer forward,
+ * straight-through gradients, Adam) with cfg's quantizer, on this process's threads:
+ * src/recon.c's own passes timed on a 3.4 M-weight block (d 512, f 1536), the first
+ * iteration left out. 0 when cfg learns nothing (RTN, PowerQuant). */
+double plan_elementwise_probe_seconds_per_weight(const NupesConfig *cfg, double seconds);
 /* Seconds per weight of a block's setup with cfg's quantizer and method on this process's
  * threads (parallel_threads), timed on a 256 x 4096 matrix of heavy-tailed weights. At 7B
- * width the setup took minutes per block, more than the plan could leave out. */
-double plan_setup_probe_seconds_per_weight(const NupesConfig *cfg, double seconds);
+ * width the setup took minutes per block, more than the plan could leave out. *code_bits
+ * (left alone on failure): bits per code that zstd at cfg's level stores for the codes
+ * of that start (int8 codes of a 4-bit quantizer store near their entropy, ~3 bits). */
+double plan_setup_probe_seconds_per_weight(const NupesConfig *cfg, double seconds, double *code_bits);
 
 /* Prints the plan (and, with free_bytes >= 0, the run.dir space check). */
 void plan_print(const Plan *p, const NupesConfig *cfg, int64_t free_bytes, FILE *out);
