@@ -170,7 +170,7 @@ phase_of() {
     capture:*) echo capture ;;
     *"handing on"*|*"quantized inputs"*) echo hand-on ;;
     "block "*": setup"*) echo setup ;;
-    status:*|"block "*" done"*) echo reconstruction ;;
+    status:*|"block "*" done"*|"block "*": probe loss"*) echo reconstruction ;;
     checkpoint:*) echo checkpoint ;;
     *) echo "" ;;
   esac
@@ -181,7 +181,8 @@ sampler() {
   local name=$1 dir=$2 phase=import line r p rss
   while kill -0 "$LAUNCH_PID" 2>/dev/null; do
     line=$(tail -n 200 "$work/$name.out" 2>/dev/null | cut -d' ' -f2- | while IFS= read -r l; do
-             q=$(phase_of "$l"); [ -n "$q" ] && echo "$q"; done | tail -n 1)
+             q=$(phase_of "$l"); if [ -n "$q" ]; then echo "$q"; fi; done | tail -n 1)
+    # (an 'if', not '&&': under pipefail a last line with no phase must not end the sampler)
     [ -n "$line" ] && phase=$line
     for r in $(seq 0 $((NP - 1))); do
       p=$(rank_pid "$name" "$r") || continue
@@ -208,6 +209,7 @@ plan_line() { grep -E -- "$2" "$1" | head -n 1; }
 
 run_measured() { # run_measured MODE: the uninterrupted run "ref"
   local mode=$1 name=ref-$1
+  rm -rf "$work/run-$name" # a kept run directory would resume, measuring nothing
   launch "$name" "$mode" "$work/run-$name"
   sampler "$name" "$work/run-$name" &
   local sp=$!

@@ -299,7 +299,13 @@ void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd
     if (!(sgemm_gflops > 0) || !(memory_gbs > 0) || !(zstd_mbs > 0)) return;
     int const L = p->model.n_layers;
     double const capture_rate = 1e9 * (p->capture_products_gflops > 0 ? p->capture_products_gflops : sgemm_gflops);
-    p->capture_seconds = p->flops_capture / p->world_size / capture_rate;
+    /* Every rank reads each block, and the head once, from the model's files (the pages
+     * are dropped once converted: io/hf_model.c), its node's ranks side by side. */
+    double const source_bytes = !strcmp(p->source_dtype, "float16") || !strcmp(p->source_dtype, "bfloat16") ? 2 : 4;
+    double const read_rate = PLAN_FS_MBS * 1e6 / (p->ranks_per_node > 0 ? p->ranks_per_node : 1);
+    double const head_read = source_bytes * (double)(p->mem.head / 4) / read_rate;
+    p->capture_seconds = p->flops_capture / p->world_size / capture_rate +
+                         (L * source_bytes * (double)block_weights(&p->model, 0, 0)) / read_rate + head_read;
     p->setup_seconds = p->setup_seconds_per_weight * (double)p->quantized_weights_per_block;
     for (int m = 0; m < PLAN_N_MODES; m++) {
         p->probe_seconds[m] = probe_seconds(p, p->data_parallel[m]);
@@ -322,7 +328,8 @@ void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd
     if (p->mode == MODE_PARALLEL && Gp < L) last_round = L - ((L + Gp - 1) / Gp - 1) * Gp;
     if (p->mode != MODE_PARALLEL) last_round = 1;
     p->gather_seconds = last_round * per_done;
-    p->checkpoint_seconds = (double)L * codes_raw / (zstd_mbs * 1e6) +
+    p->checkpoint_seconds = source_bytes * (double)(p->mem.head / 4) / (PLAN_FS_MBS * 1e6) + /* the head, read */
+                            (double)L * codes_raw / (zstd_mbs * 1e6) +
                             ((double)L * (double)p->done_raw_fp32_bytes + (double)p->mem.head) / (fp32_mbs * 1e6) +
                             (double)p->checkpoint_bytes / (PLAN_FS_MBS * 1e6);
 }
@@ -503,8 +510,8 @@ static void print_times(const Plan *p, FILE *out) {
                      "threads; more ranks of fewer threads (mpi.data_parallel) use the cores better\n",
                 100 * p->products_threads_busy, p->threads);
     fprintf(out, "estimated time at that speed per rank (all-reduce not counted):\n");
-    fprintf(out, "  capture over %d rank%s: %s\n", p->world_size, p->world_size > 1 ? "s" : "",
-            human_time(p->capture_seconds, a, sizeof a));
+    fprintf(out, "  capture over %d rank%s (forward passes; every rank reads each block and the head): %s\n",
+            p->world_size, p->world_size > 1 ? "s" : "", human_time(p->capture_seconds, a, sizeof a));
     if (p->setup_seconds > 0)
         fprintf(out, "  per block, in the reconstruction times below: setup (scales, exponent search; probed) %s, "
                      "probe passes %s\n",
