@@ -214,15 +214,15 @@ double plan_products_probe_gflops(int rows, int cols, int inner, double seconds)
     return 2.0 * rows * (double)cols * inner * calls / (t - t0) / 1e9;
 }
 
-/* Adds `count` products M x N x K as src/gemm.c runs them on `threads` threads: its tiles
- * shared out in rounds, each tile on one thread at tile_gflops (a partial tile counted
- * whole). */
 typedef struct {
     double flops;   /* of the products */
     double seconds; /* wall time on the rank's threads */
     double busy;    /* thread-seconds of tiles run */
 } ProductsTime;
 
+/* Adds `count` products M x N x K as src/gemm.c runs them on `threads` threads: its tiles
+ * shared out in rounds, each tile on one thread at tile_gflops (a partial tile counted
+ * whole). */
 static void add_products(ProductsTime *t, double count, int M, int N, int K, int threads, double tile_gflops) {
     int tile_m = M, tile_n = N;
     gemm_tiles(M, N, K, &tile_m, &tile_n);
