@@ -258,6 +258,26 @@ then ok "rehearsal (BF16, MLP fp32): planned done/ $done_gb GB, checkpoint $ckpt
 else bad "rehearsal (BF16, MLP fp32): planned done/ '$done_gb' GB, checkpoint '$ckpt_gb' GB; measured 0.58, 1.08"
     cat "$TMP/rehearsal-skip.out"; fi
 
+# The full-width rehearsal of 2026-12-03 (bench/README.md; every matrix quantized, BF16, T 256,
+# 8 sequences, batch 2, 4 iterations, 2 ranks of 1 thread) measured a peak RSS of 6.16 GB per
+# rank, done/ 0.148 GB for both blocks (codes stored at 2.92 bits) and a 0.65 GB checkpoint.
+# The plan must be within 15% of each: before the setup and the iterations were planned
+# apart and the codes at their probed bits, done/ was 0.20 GB (+35%).
+"$BIN" --config "$SRC/configs/llama7b.toml" --set model.path="$TMP/no-such-model" --set run.dir="$TMP/run" \
+    --set model.shape.num_hidden_layers=2 --set model.shape.torch_dtype=bfloat16 --set calibration.seq_len=256 \
+    --set calibration.sequences=8 --set reconstruction.batch=2 --set reconstruction.iterations=4 \
+    --set calibration.activation_dtype=fp32 --dry-run --nodes 1 --ranks-per-node 2 --threads 1 >"$TMP/rehearsal-full.out" 2>&1
+peak=$(sed -n 's/.*peak per rank \([0-9.]*\) GB.*/\1/p' "$TMP/rehearsal-full.out")
+done_gb=$(sed -n 's|.*done/ 2 blocks x ~[0-9.]* GB *\([0-9.]*\) GB.*|\1|p' "$TMP/rehearsal-full.out")
+ckpt_gb=$(sed -n 's|.*checkpoint (~, zstd codes + fp32 head) *\([0-9.]*\) GB.*|\1|p' "$TMP/rehearsal-full.out")
+if [[ -n $peak && -n $done_gb && -n $ckpt_gb ]] && python3 -c "
+import sys; p, d, c = (float(a) for a in sys.argv[1:4])
+sys.exit(0 if abs(p - 6.16) <= 0.15 * 6.16 and abs(d - 0.148) <= 0.15 * 0.148 and abs(c - 0.65) <= 0.15 * 0.65 else 1)" \
+    "$peak" "$done_gb" "$ckpt_gb"
+then ok "rehearsal (full width): planned peak $peak, done/ $done_gb, checkpoint $ckpt_gb GB; measured 6.16, 0.148, 0.65 (within 15%)"
+else bad "rehearsal (full width): planned peak '$peak', done/ '$done_gb', checkpoint '$ckpt_gb' GB; measured 6.16, 0.148, 0.65"
+    cat "$TMP/rehearsal-full.out"; fi
+
 # A bad layout is refused like the real job would refuse it.
 "${DRY[@]}" --set mpi.data_parallel=3 >"$TMP/dp.out" 2>&1 </dev/null
 rc=$?
