@@ -147,7 +147,9 @@ double plan_job_seconds(const Plan *p);
  * (1 - f) block-times after block l - 1 and not before its group (l mod G) is free. */
 double plan_pipelined_block_times(int L, int G, double f);
 
-/* The measured sgemm rate of this process (square 1024 products for `seconds`). */
+/* The measured sgemm rate of this process (square 1024 products for `seconds`, the fastest
+ * call: a neighbour busy for part of the probe does not lower it; likewise the products
+ * and element-wise probes below). */
 double plan_sgemm_probe_gflops(double seconds);
 /* The measured memory bandwidth (triad over 3 x 32 MB arrays for `seconds`), GB/s. */
 double plan_memory_probe_gbs(double seconds);
@@ -158,7 +160,8 @@ double plan_zstd_probe_mbs(int level, double seconds);
  * *mbs: the rate, MB/s of fp32 input, over `seconds`. */
 double plan_fp32_zstd_probe(const char *source_dtype, int level, double seconds, double *mbs);
 /* GFLOP/s of one thread on one gemm tile: out [rows][cols] = in [rows][inner] w^T, as
- * linear_forward multiplies (src/gemm.c runs each tile on one thread). */
+ * linear_forward multiplies (src/gemm.c runs each tile on one thread); the fastest of at
+ * least 2 calls after a warm-up. */
 double plan_products_probe_gflops(int rows, int cols, int inner, double seconds);
 /* GFLOP/s of one rank of `threads` threads on an iteration's matrix products (forward_only:
  * the capture's) for B sequences of T tokens, as src/gemm.c runs each: its fixed tiles
@@ -171,8 +174,8 @@ double plan_rank_products_gflops(const ModelConfig *c, int B, int T, int threads
                                  double *threads_busy); /* the share of thread time that runs tiles */
 /* Seconds per quantized weight of an iteration's element-wise work (quantizer forward,
  * straight-through gradients, Adam) with cfg's quantizer, on this process's threads:
- * src/recon.c's own passes timed on a 3.4 M-weight block (d 512, f 1536), the first
- * iteration left out. 0 when cfg learns nothing (RTN, PowerQuant). */
+ * src/recon.c's own passes timed on a 3.4 M-weight block (d 512, f 1536), the fastest
+ * iteration after the first. 0 when cfg learns nothing (RTN, PowerQuant). */
 double plan_elementwise_probe_seconds_per_weight(const NupesConfig *cfg, double seconds);
 /* Seconds per weight of a block's setup with cfg's quantizer and method on this process's
  * threads (parallel_threads), timed on a 256 x 4096 matrix of heavy-tailed weights. At 7B
