@@ -97,30 +97,42 @@ static void check_forward_only(const ModelConfig *c, const BlockWeights *w, int 
     block_scratch_free(s);
 }
 
-/* A shape whose products are cut into gemm()'s tiles (>= 2^22 multiply-adds). */
-static void test_forward_only_tiled(void **state) {
-    (void)state;
-    ModelConfig const c = {.dim = 256, .hidden_dim = 688, .n_layers = 1, .n_heads = 8, .n_kv_heads = 2,
+/* A block whose products are cut into gemm()'s tiles (>= 2^22 multiply-adds), 2 sequences
+ * of 96 tokens, 8 heads over n_kv_heads; random weights (q and k scaled by qk_gain) into
+ * w, owned by norms and mats (tiled_block_free). */
+static ModelConfig tiled_block(int n_kv_heads, float qk_gain, BlockWeights *w, float *norms[2], float *mats[N_MATS]) {
+    ModelConfig const c = {.dim = 256, .hidden_dim = 688, .n_layers = 1, .n_heads = 8, .n_kv_heads = n_kv_heads,
                            .vocab_size = 8, .seq_len = 96, .rope_theta = 10000.0f, .norm_eps = 1e-5f,
                            .rope_style = ROPE_HALF};
+    for (int i = 0; i < 2; i++) norms[i] = test_random_tensor(c.dim, 0.3f, 1.0f);
+    for (int m = 0; m < N_MATS; m++)
+        w->mat[m] = mats[m] = test_random_tensor((size_t)mat_rows(&c, m) * mat_cols(&c, m),
+                                                 (m == MAT_WQ || m == MAT_WK ? qk_gain : 1.0f) / sqrtf(mat_cols(&c, m)), 0.0f);
+    w->attn_norm = norms[0];
+    w->ffn_norm = norms[1];
+    return c;
+}
+
+static void tiled_block_free(float *norms[2], float *mats[N_MATS]) {
+    for (int i = 0; i < 2; i++) free(norms[i]);
+    for (int m = 0; m < N_MATS; m++) free(mats[m]);
+}
+
+static void test_forward_only_tiled(void **state) {
+    (void)state;
     int const B = 2, T = 96;
-    size_t const nd = (size_t)B * T * c.dim;
     test_random_seed(0xf0f0);
     BlockWeights w;
     float *norms[2], *mats[N_MATS];
-    for (int i = 0; i < 2; i++) norms[i] = test_random_tensor(c.dim, 0.3f, 1.0f);
-    for (int m = 0; m < N_MATS; m++)
-        w.mat[m] = mats[m] = test_random_tensor((size_t)mat_rows(&c, m) * mat_cols(&c, m), 1.0f / sqrtf(mat_cols(&c, m)), 0.0f);
-    w.attn_norm = norms[0];
-    w.ffn_norm = norms[1];
+    ModelConfig const c = tiled_block(2, 1.0f, &w, norms, mats);
+    size_t const nd = (size_t)B * T * c.dim;
     float *x = test_random_tensor(nd, 1.0f, 0.0f), *y = malloc(nd * sizeof(float));
     BlockActs *acts = block_acts_create(&c, B, T);
     assert_true(y && acts);
     block_forward(&c, &w, x, y, acts);
     check_forward_only(&c, &w, B, T, x, y);
     block_acts_free(acts);
-    for (int i = 0; i < 2; i++) free(norms[i]);
-    for (int m = 0; m < N_MATS; m++) free(mats[m]);
+    tiled_block_free(norms, mats);
     free(x);
     free(y);
 }
@@ -131,20 +143,12 @@ static void test_forward_only_tiled(void **state) {
  * the products are cut into gemm()'s fixed tiles. 16 and 8 pairs for 5 threads: some
  * threads take several, and with GQA several heads share one dK. */
 static void check_threads_bit_identical(int n_kv_heads) {
-    ModelConfig const c = {.dim = 256, .hidden_dim = 688, .n_layers = 1, .n_heads = 8, .n_kv_heads = n_kv_heads,
-                           .vocab_size = 8, .seq_len = 96, .rope_theta = 10000.0f, .norm_eps = 1e-5f,
-                           .rope_style = ROPE_HALF};
     int const B = 2, T = 96, threads[] = {1, 2, 3, 5};
-    size_t const nd = (size_t)B * T * c.dim;
     test_random_seed(0x7417ULL + (unsigned long long)n_kv_heads);
     BlockWeights w;
     float *norms[2], *mats[N_MATS];
-    for (int i = 0; i < 2; i++) norms[i] = test_random_tensor(c.dim, 0.3f, 1.0f);
-    for (int m = 0; m < N_MATS; m++)
-        w.mat[m] = mats[m] = test_random_tensor((size_t)mat_rows(&c, m) * mat_cols(&c, m),
-                                                (m == MAT_WQ || m == MAT_WK ? 3.0f : 1.0f) / sqrtf(mat_cols(&c, m)), 0.0f);
-    w.attn_norm = norms[0];
-    w.ffn_norm = norms[1];
+    ModelConfig const c = tiled_block(n_kv_heads, 3.0f, &w, norms, mats);
+    size_t const nd = (size_t)B * T * c.dim;
     float *x = test_random_tensor(nd, 1.0f, 0.0f), *dy = test_random_tensor(nd, 1.0f, 0.0f);
     float *y[4], *grad[4][N_MATS];
     for (int k = 0; k < 4; k++) {
@@ -171,8 +175,7 @@ static void check_threads_bit_identical(int n_kv_heads) {
         free(y[k]);
         for (int m = 0; m < N_MATS; m++) free(grad[k][m]);
     }
-    for (int i = 0; i < 2; i++) free(norms[i]);
-    for (int m = 0; m < N_MATS; m++) free(mats[m]);
+    tiled_block_free(norms, mats);
     free(x);
     free(dy);
 }
