@@ -135,6 +135,10 @@ nq_status plan_compute(const ModelConfig *c, const NupesConfig *cfg, int world_s
 void plan_set_fp32_storage(Plan *p, const NupesConfig *cfg, const char *source_dtype, double bytes_per_weight,
                            double zstd_mbs);
 
+/* Threads per rank (the cluster's --threads): the memory that depends on them (one
+ * attention [T][T] pair per thread) is counted again. */
+void plan_set_threads(Plan *p, const NupesConfig *cfg, int threads);
+
 /* Time estimates from measured speeds (per rank): sgemm GFLOP/s, memory GB/s, and root's
  * zstd rate in MB/s for the done files and the checkpoint. */
 void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd_mbs);
