@@ -342,6 +342,14 @@ static void hf_release_block(Model *m, int l) {
     }
 }
 
+static nq_status hf_block_norms(Model *m, int l, float *attn_norm, float *ffn_norm) {
+    HfModel *hf = m->backend;
+    const TensorRef *refs = &hf->block_refs[(size_t)l * N_SLOTS];
+    safetensors_to_f32(refs[SLOT_ATTN_NORM].t, attn_norm);
+    safetensors_to_f32(refs[SLOT_FFN_NORM].t, ffn_norm);
+    return NQ_OK;
+}
+
 static nq_status hf_head(Model *m, HeadWeights *h) {
     HfModel *hf = m->backend;
     if (!hf->head_loaded) {
@@ -403,6 +411,7 @@ static void hf_close(Model *m) {
 static const ModelOps hf_ops = {
     .block = hf_block,
     .release_block = hf_release_block,
+    .block_norms = hf_block_norms,
     .head = hf_head,
     .content_hash = hf_content_hash,
     .close = hf_close,

@@ -121,6 +121,28 @@ void model_release_block(Model *m, int l) {
     if (m->ops->release_block) m->ops->release_block(m, l);
 }
 
+nq_status model_block_norms(Model *m, int l, float *attn_norm, float *ffn_norm) {
+    size_t const d = (size_t)m->config.dim;
+    if (l < 0 || l >= m->config.n_layers)
+        return nq_fail(NQ_ERR_INPUT, "%s: block %d requested, the model has %d", m->path, l, m->config.n_layers);
+    if (!m->ops->block_norms) {
+        BlockWeights w;
+        nq_status const st = model_block(m, l, &w);
+        if (st != NQ_OK) return st;
+        memcpy(attn_norm, w.attn_norm, d * sizeof *attn_norm);
+        memcpy(ffn_norm, w.ffn_norm, d * sizeof *ffn_norm);
+        model_release_block(m, l);
+        return NQ_OK;
+    }
+    nq_status st = m->ops->block_norms(m, l, attn_norm, ffn_norm);
+    char name[64];
+    snprintf(name, sizeof name, "block %d attn_norm", l);
+    if (st == NQ_OK) st = check_finite_(m, name, attn_norm, d, 1);
+    snprintf(name, sizeof name, "block %d ffn_norm", l);
+    if (st == NQ_OK) st = check_finite_(m, name, ffn_norm, d, 1);
+    return st;
+}
+
 nq_status model_head(Model *m, HeadWeights *h) {
     int const L = m->config.n_layers;
     nq_status st = m->ops->head(m, h);

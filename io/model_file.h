@@ -28,6 +28,12 @@ const char *model_path(const Model *m);
 nq_status model_block(Model *m, int l, BlockWeights *w);
 void model_release_block(Model *m, int l);
 
+/* Block l's norm gains copied into attn_norm [dim] and ffn_norm [dim]. A Hugging Face
+ * directory converts only those two tensors (a 7B block's matrices are 400 MB of BF16 the
+ * checkpoint's assembly does not need); a nupes checkpoint loads block l and releases it,
+ * so do not hold views of block l across this call. */
+nq_status model_block_norms(Model *m, int l, float *attn_norm, float *ffn_norm);
+
 /* Embeddings, final norm and classifier, valid until model_close. */
 nq_status model_head(Model *m, HeadWeights *h);
 

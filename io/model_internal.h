@@ -11,6 +11,9 @@
 typedef struct {
     nq_status (*block)(Model *m, int l, BlockWeights *w);
     void (*release_block)(Model *m, int l);
+    /* Optional: block l's two norm gains [dim] copied out without the matrices (else
+     * model_block_norms loads the whole block). */
+    nq_status (*block_norms)(Model *m, int l, float *attn_norm, float *ffn_norm);
     nq_status (*head)(Model *m, HeadWeights *h);
     nq_status (*content_hash)(Model *m, uint64_t *hash);
     void (*close)(Model *m); /* frees m->backend */

@@ -383,7 +383,9 @@ nq_status block_run(Job *job, int l, BlockResult *out) {
     const Layout *L = &job->layout;
     run_dir_state_path(job->run_dir, l, b.state_path, sizeof b.state_path);
     int const share = (job->params.batch + L->data_parallel - 1) / L->data_parallel;
-    int const max_local = share > PROBE_SEQUENCES ? share : PROBE_SEQUENCES;
+    int const probes = job->N < PROBE_SEQUENCES ? job->N : PROBE_SEQUENCES;
+    int const probe_share = (probes + L->data_parallel - 1) / L->data_parallel; /* probe_loss's most */
+    int const max_local = share > probe_share ? share : probe_share;
     size_t const per_seq = (size_t)job->T * job->c->dim;
 
     b.max_local = max_local;

@@ -444,6 +444,10 @@ static nq_status assemble_checkpoint(Job *job) {
                                  .threads_per_rank = job->threads, .skip_mask = job->params.skip_mask};
     CheckpointWriter *w = NULL;
     double const start = job_now();
+    /* The norm gains only: a block's matrices are in its done file (at 7B width, reading
+     * and converting the model's block cost ~1 s per block for 2 x 16 KB). */
+    float *norms = st == NQ_OK ? nq_calloc(2 * (size_t)job->c->dim, sizeof *norms, "block norms") : NULL;
+    if (st == NQ_OK && !norms) st = NQ_ERR_RUNTIME;
     if (st == NQ_OK)
         st = checkpoint_create(job->cfg->output_path, &meta, job->c, &head, job->cfg->zstd_level, &w);
     for (int l = 0; l < job->c->n_layers && st == NQ_OK; l++) {
@@ -455,12 +459,10 @@ static nq_status assemble_checkpoint(Job *job) {
         char path[PATH_MAX];
         run_dir_done_path(job->run_dir, l, path, sizeof path);
         BlockResult r;
-        BlockWeights fp;
         BlockFileExpect const want = done_expected(job, l);
         st = block_file_load_expected(path, job->c, &want, &r);
-        if (st == NQ_OK) st = model_block(job->model, l, &fp);
-        if (st == NQ_OK) st = checkpoint_write_block(w, &r, fp.attn_norm, fp.ffn_norm);
-        model_release_block(job->model, l);
+        if (st == NQ_OK) st = model_block_norms(job->model, l, norms, norms + job->c->dim);
+        if (st == NQ_OK) st = checkpoint_write_block(w, &r, norms, norms + job->c->dim);
         block_result_free(&r);
         if (st == NQ_OK) { /* minutes at 7B width: never silent for more than a block */
             double const spent = job_now() - start;
@@ -474,6 +476,7 @@ static nq_status assemble_checkpoint(Job *job) {
     } else {
         checkpoint_abort(w);
     }
+    free(norms);
     free(toml);
     if (st == NQ_OK) {
         printf("checkpoint: %s written\n", job->cfg->output_path);
@@ -511,14 +514,6 @@ nq_status job_run(const NupesConfig *cfg, const JobOptions *opt) {
     snprintf(job.run_dir, sizeof job.run_dir, "%s", cfg->run_dir);
     stop_install_handlers();
     nq_status st = agree(h5u_init());
-    if (st == NQ_OK && opt->dry_run) { /* the plan needs only the model's config (mpi/plan.h) */
-        int rank = 0, size = 1;
-        MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
-        MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size));
-        st = agree(rank == 0 ? plan_dry_run(cfg, size, stdout) : NQ_OK);
-        job_free(&job);
-        return st;
-    }
     /* Bad paths are found before any work (exit 2), not when the checkpoint is written. */
     if (st == NQ_OK) {
         int rank = 0;

@@ -11,6 +11,9 @@
 
 #include "job_context.h"
 
+/* Sequences per block_forward call when handing on (the plan counts its scratch). */
+#define HAND_ON_CHUNK 8
+
 /* pending: the blocks without a done file, ascending. Returns NQ_OK, or NQ_STOPPED on every
  * rank after a stop (states saved); other failures abort the job (a group cannot leave
  * the others waiting). Root writes the done file of every block as it arrives. */

@@ -246,7 +246,13 @@ static void assert_model_matches(const Synthetic *s, const char *path) {
     assert_memory_equal(h.norm_final, want.norm_final, s->c.dim * sizeof(float));
     assert_memory_equal(h.classifier, want.classifier, vd * sizeof(float));
     if (s->c.tied_embeddings) assert_ptr_equal(h.classifier, h.tok_embeddings);
+    float *norms = malloc(2 * (size_t)s->c.dim * sizeof *norms);
+    assert_non_null(norms);
     for (int l = 0; l < s->c.n_layers; l++) {
+        /* the norms alone (before model_block: this backend loads and releases the block) */
+        assert_int_equal(model_block_norms(m, l, norms, norms + s->c.dim), NQ_OK);
+        assert_memory_equal(norms, attn_norm_of(s, l), s->c.dim * sizeof(float));
+        assert_memory_equal(norms + s->c.dim, ffn_norm_of(s, l), s->c.dim * sizeof(float));
         BlockWeights w;
         assert_int_equal(model_block(m, l, &w), NQ_OK);
         assert_memory_equal(w.attn_norm, attn_norm_of(s, l), s->c.dim * sizeof(float));
@@ -268,6 +274,7 @@ static void assert_model_matches(const Synthetic *s, const char *path) {
         }
         model_release_block(m, l);
     }
+    free(norms);
     model_close(m);
 }
 

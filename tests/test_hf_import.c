@@ -308,6 +308,18 @@ static uint64_t run_variant(const Variant *v) {
     if (diff > v->logit_bound) fail_msg("%s: logit diff %.3g > %.3g", v->label, diff, v->logit_bound);
     if (v->dtype == HF_F32 && !v->untied) assert_true(max_abs_diff(logits, fx.oracle, n_logits()) <= 1e-4);
 
+    /* The norms alone, as the checkpoint's assembly reads them: the block's own values. */
+    size_t const d = (size_t)c->dim;
+    float *norms = malloc(2 * d * sizeof *norms);
+    assert_non_null(norms);
+    for (int l = 0; l < L; l++) {
+        assert_int_equal(model_block_norms(m, l, norms, norms + d), NQ_OK);
+        assert_memory_equal(norms, blocks[l].attn_norm, d * sizeof *norms);
+        assert_memory_equal(norms + d, blocks[l].ffn_norm, d * sizeof *norms);
+    }
+    assert_int_equal(model_block_norms(m, L, norms, norms + d), NQ_ERR_INPUT);
+    free(norms);
+
     /* Asking again before release gives the same views; a released block comes back identical. */
     BlockWeights same;
     assert_int_equal(model_block(m, 1, &same), NQ_OK);
