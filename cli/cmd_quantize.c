@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "atomic_file.h"
 #include "commands.h"
@@ -47,6 +48,7 @@ typedef struct {
     int n_overrides;
     JobOptions job;
     PlanCluster cluster; /* --nodes, --ranks-per-node, --threads (0 = not given) */
+    int dry_run;         /* --dry-run: print the plan (mpi/plan.h) instead of running the job */
     int help;
 } QuantizeArgs;
 
@@ -69,7 +71,7 @@ static nq_status parse_args(int argc, char **argv, QuantizeArgs *a) {
         } else if (strcmp(arg, "--restart") == 0) {
             a->job.restart = 1;
         } else if (strcmp(arg, "--dry-run") == 0) {
-            a->job.dry_run = 1;
+            a->dry_run = 1;
         } else if (strcmp(arg, "--nodes") == 0 || strcmp(arg, "--ranks-per-node") == 0 ||
                    strcmp(arg, "--threads") == 0) {
             if (i + 1 >= argc) return nq_fail(NQ_ERR_INPUT, "%s needs a value", arg);
@@ -90,7 +92,7 @@ static nq_status parse_args(int argc, char **argv, QuantizeArgs *a) {
         }
     }
     if (!a->help && !a->config) return nq_fail(NQ_ERR_INPUT, "--config FILE is required (run 'nupes-mpi --help')");
-    if (!a->help && !a->job.dry_run && (a->cluster.nodes || a->cluster.ranks_per_node || a->cluster.threads))
+    if (!a->help && !a->dry_run && (a->cluster.nodes || a->cluster.ranks_per_node || a->cluster.threads))
         return nq_fail(NQ_ERR_INPUT, "--nodes, --ranks-per-node and --threads plan a cluster with --dry-run; a job "
                        "takes its ranks from mpirun or srun and its threads from OPENBLAS_NUM_THREADS");
     return NQ_OK;
@@ -119,13 +121,24 @@ static void write_exit_file(nq_status st) {
 }
 
 /* --dry-run: root prints the plan (mpi/plan.h) for the named cluster or this launch's
- * size; every rank returns root's status. */
+ * size; every rank returns root's status. Every rank probes this machine beside root, as
+ * the job's ranks will share it, then waits for root asleep, not in a busy-polling
+ * MPI_Bcast: a rank spinning while root alone probed had moved the sgemm probe from 39 to
+ * 27 GFLOP/s on one dry run and not on the next. */
 static nq_status dry_run(const NupesConfig *cfg, const PlanCluster *cluster, int rank) {
     int size = 1;
     MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size));
     int st = h5u_init();
-    if (st == NQ_OK && rank == 0) st = plan_dry_run_cluster(cfg, size, cluster, stdout);
-    MPI_CHECK(MPI_Bcast(&st, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    if (st == NQ_OK) st = plan_dry_run_cluster(cfg, size, cluster, rank == 0 ? stdout : NULL);
+    if (rank != 0) nq_clear_error(); /* root's status is the one returned, its error printed */
+    MPI_Request request;
+    MPI_CHECK(MPI_Ibcast(&st, 1, MPI_INT, 0, MPI_COMM_WORLD, &request));
+    struct timespec const pause = {0, 10 * 1000 * 1000}; /* 10 ms: a plan takes seconds */
+    for (int done = 0;;) {
+        MPI_CHECK(MPI_Test(&request, &done, MPI_STATUS_IGNORE));
+        if (done) break;
+        nanosleep(&pause, NULL);
+    }
     return (nq_status)st;
 }
 
@@ -145,7 +158,7 @@ int cmd_quantize(int argc, char **argv) {
         if (rank == 0) print_help(stdout);
     } else {
         if (st == NQ_OK) st = load_config(&args, cfg);
-        if (st == NQ_OK && args.job.dry_run) st = dry_run(cfg, &args.cluster, rank);
+        if (st == NQ_OK && args.dry_run) st = dry_run(cfg, &args.cluster, rank);
         else if (st == NQ_OK) st = job_run(cfg, &args.job);
         if (st != NQ_OK && st != NQ_STOPPED && rank == 0)
             fprintf(stderr, "nupes-mpi: error: %s\n", nq_last_error());

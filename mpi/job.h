@@ -10,7 +10,6 @@
 
 typedef struct {
     int restart; /* --restart: start over even if the run dir belongs to another config */
-    int dry_run; /* --dry-run: print the plan and exit */
 } JobOptions;
 
 /* Returns the exit status every rank agrees on (NQ_OK, NQ_ERR_INPUT, NQ_ERR_RUNTIME,

@@ -18,6 +18,7 @@
 #include "quantizer.h"
 #include "result.h"
 #include "run_dir.h"
+#include "schedule.h"
 
 /* ---------------------------------------------------------------- layout */
 
@@ -84,7 +85,11 @@ static void memory_compute(const ModelConfig *c, const NupesConfig *cfg, int D, 
     m->gradients = 4 * W; /* dL/dw_hat, all-reduced as it is (Adam forms dz = dw_hat * M inside its pass) */
     m->attention = attention_bytes(TT, threads);
     m->block_acts = block_acts_bytes(c, (int)b, (int)TT) - attention_bytes(TT, 1);
-    m->batch_buffers = 3 * 4 * b * TT * d;
+    /* x and y hold the batch share or the probe passes' share, whichever is more
+     * (mpi/block_run.c); the quantized output the batch share */
+    uint64_t const probes = (uint64_t)(N < PROBE_SEQUENCES ? N : PROBE_SEQUENCES);
+    uint64_t const probe_share = (probes + (uint64_t)D - 1) / (uint64_t)D;
+    m->batch_buffers = 4 * TT * d * (2 * (b > probe_share ? b : probe_share) + b);
     uint64_t const kept = m->skipped + m->latents + m->exponents_scales + m->adam + m->quantized + m->gradients +
                           m->batch_buffers;
     m->setup_total = m->weights + kept;
@@ -94,9 +99,17 @@ static void memory_compute(const ModelConfig *c, const NupesConfig *cfg, int D, 
     /* block_forward_in_place: a forward-only pass in place, on BlockScratch (src/block.h) */
     m->capture_forward = block_scratch_bytes(c, (int)chunk, (int)TT) + 4 * TT * TT * (uint64_t)(threads - 1);
     m->capture_total = 4 * W + m->capture_shard + m->capture_forward;
+    if (cfg->mode != MODE_PARALLEL) { /* mpi/schedule.c's hand_on on a group of D */
+        uint64_t const share = ((uint64_t)N + (uint64_t)D - 1) / (uint64_t)D;
+        uint64_t const chunk_seqs = share < HAND_ON_CHUNK ? share : HAND_ON_CHUNK;
+        m->hand_on = 4 * share * TT * d + 4 * W + W + /* its inputs, dequantized weights, int8 codes */
+                     block_scratch_bytes(c, (int)chunk_seqs, (int)TT) + 4 * TT * TT * (uint64_t)(threads - 1);
+    }
     m->head = (uint64_t)c->vocab_size * d * 4 * (c->tied_embeddings ? 1 : 2);
-    uint64_t const block_peak = m->total > m->setup_total ? m->total : m->setup_total;
-    m->rank_peak = (block_peak > m->capture_total ? block_peak : m->capture_total) + m->head;
+    uint64_t peak = m->total > m->setup_total ? m->total : m->setup_total;
+    if (m->capture_total > peak) peak = m->capture_total;
+    if (m->hand_on > peak) peak = m->hand_on;
+    m->rank_peak = peak + m->head;
 }
 
 void plan_set_threads(Plan *p, const NupesConfig *cfg, int threads) {
@@ -259,32 +272,61 @@ double plan_pipelined_block_times(int L, int G, double f) {
     return end;
 }
 
-/* FLOP/s of the iteration's products on one rank: probed, else the sgemm rate. */
-static double products_rate(const Plan *p) {
+/* FLOP/s of mode m's iteration products on one rank: probed for that mode's batch share,
+ * else for the configured mode's, else the sgemm rate. */
+static double products_rate(const Plan *p, int m) {
+    if (p->mode_products_gflops[m] > 0) return 1e9 * p->mode_products_gflops[m];
     return 1e9 * (p->products_gflops > 0 ? p->products_gflops : p->sgemm_gflops);
+}
+
+/* One step's gradient sum over a group of D ranks: dL/dw_hat of the block's quantized
+ * weights, fp32 (src/recon.c keeps them contiguous for one MPI_Allreduce), as a ring,
+ * each rank sending and receiving 2 (D-1)/D of it. A group is D consecutive ranks
+ * (mpi/layout.c), on one node when D divides the ranks per node (srun and mpirun place
+ * consecutive ranks together), else across nodes. */
+static double allreduce_seconds(const Plan *p, int D) {
+    if (p->iterations == 0 || D < 2) return 0;
+    int const one_node = p->ranks_per_node % D == 0;
+    double const rate = 1e9 * (one_node ? PLAN_SHM_ALLREDUCE_GBS : PLAN_NETWORK_ALLREDUCE_GBS);
+    return 2.0 * (D - 1) / D * 4.0 * (double)p->quantized_weights_per_block / rate;
 }
 
 /* One block on a group of D ranks: the matrix products of the rank with the largest batch
  * share, plus the element-wise work every rank does over the block's quantized weights,
- * both as the dry run's probes measured them (plan.h). */
-static double block_seconds(const Plan *p, int D) {
+ * both as the dry run's probes measured them (plan.h), plus the gradient sum. */
+static double block_seconds(const Plan *p, int m, int D) {
     if (p->iterations == 0) return 0;
     double const share = (double)((p->batch + D - 1) / D) / p->batch;
-    double const mm = (p->flops_projections + p->flops_attention) * share / products_rate(p);
+    double const mm = (p->flops_projections + p->flops_attention) * share / products_rate(p, m);
     double const ew = p->elementwise_seconds_per_weight * (double)p->quantized_weights_per_block;
-    return p->iterations * (mm + ew);
+    return p->iterations * (mm + ew + allreduce_seconds(p, D));
 }
 
 /* The two probe passes of a block (mpi/block_run.h: the loss over min(N, 8) sequences
  * before the first step and after the last), a forward each, split over the group's D
  * ranks, at the products' probed rate. */
-static double probe_seconds(const Plan *p, int D) {
+static double probe_seconds(const Plan *p, int m, int D) {
     int const P = p->n_sequences < PROBE_SEQUENCES ? p->n_sequences : PROBE_SEQUENCES;
     int const share = (P + D - 1) / D;
     double const W = (double)block_weights(&p->model, 0, 0), T = p->T;
     double const hs = (double)p->model.dim / p->model.n_heads;
     double const flops = share * (2.0 * W * T + 4.0 * p->model.n_heads * T * T * hs);
-    return 2.0 * flops / products_rate(p);
+    return 2.0 * flops / products_rate(p, m);
+}
+
+/* The hand-on after a block (pipelined, sequential): a forward of the group rank's share
+ * of the N sequences through the quantized block at the capture's probed rate (a forward
+ * of few sequences, like the capture's), and the level read and written whole through
+ * run.dir's file system. */
+static double hand_on_seconds(const Plan *p, int mode, int D) {
+    if (mode == MODE_PARALLEL) return 0;
+    int const share = (p->n_sequences + D - 1) / D;
+    double const W = (double)block_weights(&p->model, 0, 0), T = p->T;
+    double const hs = (double)p->model.dim / p->model.n_heads;
+    double const flops = share * (2.0 * W * T + 4.0 * p->model.n_heads * T * T * hs);
+    double const rate = 1e9 * (p->capture_products_gflops > 0 ? p->capture_products_gflops : p->sgemm_gflops);
+    double const level = (double)p->qinputs_bytes / (p->model.n_layers > 1 ? p->model.n_layers - 1 : 1);
+    return flops / rate + 2.0 * level / (PLAN_FS_MBS * 1e6);
 }
 
 void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd_mbs) {
@@ -303,14 +345,19 @@ void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd
                          (L * source_bytes * (double)block_weights(&p->model, 0, 0)) / read_rate + head_read;
     p->setup_seconds = p->setup_seconds_per_weight * (double)p->quantized_weights_per_block;
     for (int m = 0; m < PLAN_N_MODES; m++) {
-        p->probe_seconds[m] = probe_seconds(p, p->data_parallel[m]);
-        p->block_seconds[m] = block_seconds(p, p->data_parallel[m]) + p->setup_seconds + p->probe_seconds[m];
+        p->probe_seconds[m] = probe_seconds(p, m, p->data_parallel[m]);
+        p->allreduce_seconds[m] = allreduce_seconds(p, p->data_parallel[m]);
+        p->hand_on_seconds[m] = hand_on_seconds(p, m, p->data_parallel[m]);
+        p->block_seconds[m] =
+            block_seconds(p, m, p->data_parallel[m]) + p->setup_seconds + p->probe_seconds[m] + p->hand_on_seconds[m];
     }
     int const Gp = p->n_groups[MODE_PARALLEL], Gq = p->n_groups[MODE_PIPELINED];
     p->wall_seconds[MODE_PARALLEL] = ((L + Gp - 1) / Gp) * p->block_seconds[MODE_PARALLEL];
-    p->wall_seconds[MODE_SEQUENTIAL] = L * p->block_seconds[MODE_SEQUENTIAL];
+    /* the last block hands nothing on */
+    p->wall_seconds[MODE_SEQUENTIAL] = L * p->block_seconds[MODE_SEQUENTIAL] - p->hand_on_seconds[MODE_SEQUENTIAL];
     p->wall_seconds[MODE_PIPELINED] =
-        plan_pipelined_block_times(L, Gq, p->switch_fraction) * p->block_seconds[MODE_PIPELINED];
+        plan_pipelined_block_times(L, Gq, p->switch_fraction) * p->block_seconds[MODE_PIPELINED] -
+        p->hand_on_seconds[MODE_PIPELINED];
     /* Root compresses and writes each done file as its block arrives; in parallel mode the
      * blocks of the last round arrive together, so those are waited for. The checkpoint
      * reads every done file back and compresses it again, with the head. */
@@ -427,6 +474,10 @@ static void print_memory(const Plan *p, FILE *out) {
     fprintf(out, "  capture (before): block weights %.2f GB + its %llu sequences %.2f GB + forward-only scratch of %d %.2f GB = %.2f GB\n",
             gb(4 * block_weights(&p->model, 0, 0)), (unsigned long long)n_local, gb(m->capture_shard), CAPTURE_CHUNK,
             gb(m->capture_forward), gb(m->capture_total));
+    if (m->hand_on > 0)
+        fprintf(out, "  hand-on after each block: the group rank's %d of %d sequences fp32, the block dequantized and "
+                     "its codes, forward scratch of %d = %.2f GB\n",
+                (p->n_sequences + D - 1) / D, p->n_sequences, HAND_ON_CHUNK, gb(m->hand_on));
     fprintf(out, "  every rank also holds the head (embeddings%s, fp32) from the capture on: %.2f GB\n",
             p->model.tied_embeddings ? "" : " and classifier", gb(m->head));
     fprintf(out, "  peak per rank %.2f GB; per node (%d rank%s) %.2f GB\n", gb(m->rank_peak), p->ranks_per_node,
@@ -499,18 +550,27 @@ static void print_times(const Plan *p, FILE *out) {
         fprintf(out, "  matrix products of this job's shape: %.1f GFLOP/s per rank in the iteration, %.1f in the "
                      "capture; element-wise work of an iteration %.2f ns per quantized weight (probes)\n",
                 p->products_gflops, p->capture_products_gflops, p->elementwise_seconds_per_weight * 1e9);
+    for (int m = 0; m < PLAN_N_MODES && p->products_gflops > 0; m++)
+        if (p->mode_products_gflops[m] > 0 && p->mode_products_gflops[m] != p->products_gflops) {
+            int const share = (p->batch + p->data_parallel[m] - 1) / p->data_parallel[m];
+            fprintf(out, "  %s mode, a batch share of %d sequence%s per rank: its products at %.1f GFLOP/s per rank\n",
+                    config_mode_name((ReconMode)m), share, share > 1 ? "s" : "", p->mode_products_gflops[m]);
+        }
     if (p->products_gflops > 0 && p->threads > 1 && p->products_threads_busy < 0.9)
         fprintf(out, "  note: the iteration's products keep %.0f%% of a rank's %d threads busy: src/gemm.c cuts each "
                      "product into fixed tiles (results independent of the thread count), too few for this many "
                      "threads; more ranks of fewer threads (mpi.data_parallel) use the cores better\n",
                 100 * p->products_threads_busy, p->threads);
-    fprintf(out, "estimated time at that speed per rank (all-reduce not counted):\n");
+    fprintf(out, "estimated time at that speed per rank:\n");
     fprintf(out, "  capture over %d rank%s (forward passes; every rank reads each block and the head): %s\n",
             p->world_size, p->world_size > 1 ? "s" : "", human_time(p->capture_seconds, a, sizeof a));
     if (p->setup_seconds > 0)
         fprintf(out, "  per block, in the reconstruction times below: setup (scales, exponent search; probed) %s, "
                      "probe passes %s\n",
                 human_time(p->setup_seconds, a, sizeof a), human_time(p->probe_seconds[p->mode], b, sizeof b));
+    if (p->hand_on_seconds[p->mode] > 0)
+        fprintf(out, "  per block, in the %s mode's times below: the hand-on of its output to the next block %s\n",
+                config_mode_name(p->mode), human_time(p->hand_on_seconds[p->mode], a, sizeof a));
     fprintf(out, "  reconstruction:\n");
     int const L = p->model.n_layers;
     for (int m = 0; m < PLAN_N_MODES; m++) {
@@ -528,6 +588,12 @@ static void print_times(const Plan *p, FILE *out) {
                 human_time(p->block_seconds[m], a, sizeof a), human_time(p->wall_seconds[m], b, sizeof b),
                 m == (int)p->mode ? "  <- configured" : "");
     }
+    int const D = p->data_parallel[p->mode];
+    if (p->allreduce_seconds[p->mode] > 0)
+        fprintf(out, "  gradient sum every step over the group's %d ranks (%s, %.1f GB/s per rank assumed): %s\n", D,
+                p->ranks_per_node % D == 0 ? "shared memory within a node" : "the network across nodes",
+                p->ranks_per_node % D == 0 ? PLAN_SHM_ALLREDUCE_GBS : PLAN_NETWORK_ALLREDUCE_GBS,
+                human_time(p->allreduce_seconds[p->mode], a, sizeof a));
     fprintf(out, "  gather: root compresses and writes each done file as its block arrives; waited for: %s\n",
             human_time(p->gather_seconds, a, sizeof a));
     fprintf(out, "  checkpoint: every done file read back and compressed again, with the head: %s\n",

@@ -12,10 +12,14 @@
  * split over a group's data-parallel ranks by their share of the batch; the element-wise
  * work (quantizer forward and gradients, Adam; not split: every rank applies the same
  * step) at what a probe of src/recon.c measures per quantized weight.
- * Each block also has its setup (timed by a probe on a small matrix, per weight) and two
- * probe passes (a forward over the probe sequences, at the products' fraction of the peak).
- * Gradient all-reduce is not counted; the done files and the checkpoint are timed at the
- * zstd rate of a short probe (root compresses them) plus an assumed file-system rate.
+ * Each block also has its setup (timed by a probe on a small matrix, per weight), two
+ * probe passes (a forward over the probe sequences at the products' probed rate) and, in
+ * the modes that hand on, a forward of the group's share of every sequence, read from and
+ * written to run.dir.
+ * A data-parallel group sums its gradients every step (an all-reduce of the block's fp32
+ * dL/dw_hat), counted as a ring at an assumed rate: Open MPI's shared memory within a
+ * node, the network across nodes. The done files and the checkpoint are timed at the zstd
+ * rate of a short probe (root compresses them) plus an assumed file-system rate.
  *
  * A dry run plans for the cluster the user names (PlanCluster: --nodes, --ranks-per-node,
  * --threads), not for the ranks it happens to be launched with. */
@@ -37,6 +41,12 @@
  * per quantized weight, timed through src/recon.c on a small block whose arrays are far
  * beyond the caches. bench/block_iteration measures the whole iteration against them. */
 #define PLAN_FS_MBS 500.0          /* assumed write rate of run.dir's file system, MB/s */
+/* All-reduce rates, GB/s per rank in a ring (each rank sends and receives 2 (D-1)/D of the
+ * buffer). Within a node: measured here, 2 ranks summing a 7B block's 0.81 GB of
+ * gradients through Open MPI's shared memory in 0.47-0.57 s; across nodes: assumed, a
+ * 25 Gb/s link (100 Gb/s InfiniBand is ~4x faster). */
+#define PLAN_SHM_ALLREDUCE_GBS 1.5
+#define PLAN_NETWORK_ALLREDUCE_GBS 3.0
 #define PLAN_SIGNAL_MARGIN 300     /* nupes.sbatch's --signal=B:USR1@300 */
 #define PLAN_TIME_FACTOR 1.25      /* the suggested --time: estimate x this + the margin */
 
@@ -67,9 +77,12 @@ typedef struct {
     uint64_t capture_shard;    /* capture: this rank's sequences [n_local][T][d] */
     uint64_t capture_forward;  /* capture: forward buffers of CAPTURE_CHUNK sequences */
     uint64_t capture_total;
+    uint64_t hand_on;          /* pipelined, sequential: after a block, its group forwards its
+                                  share of the N sequences through the quantized block (fp32
+                                  share, dequantized weights, codes, HAND_ON_CHUNK's scratch) */
     uint64_t head;             /* fp32 embeddings (+ classifier): every rank converts them for
                                   the capture and keeps them until the job ends */
-    uint64_t rank_peak;        /* max(setup_total, total, capture_total) + head */
+    uint64_t rank_peak;        /* max(setup_total, total, capture_total, hand_on) + head */
 } PlanMemory;
 
 typedef struct {
@@ -109,6 +122,8 @@ typedef struct {
      * at the sgemm rate and the element-wise work is not counted): */
     double products_gflops;         /* one rank's rate on the iteration's products */
     double products_threads_busy;   /* the share of the rank's threads they keep busy */
+    double mode_products_gflops[PLAN_N_MODES]; /* the same for each mode's batch share (a
+                                      sequential rank's share is smaller: fewer tiles) */
     double capture_products_gflops; /* the same at the capture's rows (CAPTURE_CHUNK x T) */
     double elementwise_seconds_per_weight; /* quantizer passes and Adam, one rank, one step */
     /* Filled by plan_set_speed (0 until then): */
@@ -120,6 +135,8 @@ typedef struct {
     double setup_seconds_per_weight;
     double setup_seconds;                /* one block's setup on one rank */
     double probe_seconds[PLAN_N_MODES];  /* one block's two probe passes (loss before and after) */
+    double hand_on_seconds[PLAN_N_MODES]; /* one block's hand-on (0 in parallel mode) */
+    double allreduce_seconds[PLAN_N_MODES]; /* one step's gradient sum in that mode's group */
     double block_seconds[PLAN_N_MODES]; /* one block on one group of that mode, with both */
     double wall_seconds[PLAN_N_MODES];  /* capture excluded */
 } Plan;
@@ -212,11 +229,10 @@ nq_status plan_check_run_dir_space(const char *run_dir, const ModelConfig *c, Re
  * the named cluster: cluster->nodes x cluster->ranks_per_node ranks (either one alone:
  * the other is 1), each with cluster->threads OpenBLAS threads (0: $OPENBLAS_NUM_THREADS,
  * else 1). Without nodes or ranks per node it plans for world_size ranks on one node,
- * and says how to name a cluster. */
+ * and says how to name a cluster. Every rank of a launch calls it, out NULL but on root:
+ * the probes then run on all of them at once, as the job's ranks load a node (two ranks
+ * of this project's 2-core machine set each other's setup from 1.37 to 1.0-1.3 M weights/s). */
 nq_status plan_dry_run_cluster(const NupesConfig *cfg, int world_size, const PlanCluster *cluster, FILE *out);
-
-/* plan_dry_run_cluster for world_size ranks with no cluster named. */
-nq_status plan_dry_run(const NupesConfig *cfg, int world_size, FILE *out);
 
 /* The model's shape from the config's [model.shape] (NQ_ERR_INPUT naming the missing or
  * inconsistent key). */

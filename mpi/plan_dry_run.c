@@ -189,6 +189,16 @@ nq_status plan_dry_run_cluster(const NupesConfig *cfg, int world_size, const Pla
         plan_elementwise_probe_seconds_per_weight(cfg, 0.3) * parallel_threads() / threads;
     int const D = p.data_parallel[p.mode];
     p.products_gflops = plan_rank_products_gflops(&c, (cfg->batch + D - 1) / D, T, threads, 0, &p.products_threads_busy);
+    for (int m = 0; m < PLAN_N_MODES; m++) { /* each mode's share, probed once per distinct share */
+        int const share = (cfg->batch + p.data_parallel[m] - 1) / p.data_parallel[m];
+        for (int k = 0; k < m && !p.mode_products_gflops[m]; k++)
+            if ((cfg->batch + p.data_parallel[k] - 1) / p.data_parallel[k] == share)
+                p.mode_products_gflops[m] = p.mode_products_gflops[k];
+        if (!p.mode_products_gflops[m])
+            p.mode_products_gflops[m] = share == (cfg->batch + D - 1) / D
+                                            ? p.products_gflops
+                                            : plan_rank_products_gflops(&c, share, T, threads, 0, NULL);
+    }
     p.capture_products_gflops = plan_rank_products_gflops(&c, CAPTURE_CHUNK, T, threads, 1, NULL);
     char dtype[16];
     source_dtype(cfg, shape_from == cfg->model_path, dtype, sizeof dtype);
@@ -196,6 +206,7 @@ nq_status plan_dry_run_cluster(const NupesConfig *cfg, int world_size, const Pla
     double const fp32_bytes = plan_fp32_zstd_probe(dtype, cfg->zstd_level, 0.1, &fp32_mbs);
     plan_set_fp32_storage(&p, cfg, dtype, fp32_bytes, fp32_mbs);
     plan_set_speed(&p, gflops, plan_memory_probe_gbs(0.25), plan_zstd_probe_mbs(cfg->zstd_level, 0.1));
+    if (!out) return NQ_OK; /* another rank of the launch: it probed beside root */
     uint64_t free_bytes = 0;
     int64_t const shown = plan_free_bytes(cfg->run_dir, &free_bytes) == NQ_OK ? (int64_t)free_bytes : -1;
     nq_clear_error();
@@ -215,8 +226,4 @@ nq_status plan_dry_run_cluster(const NupesConfig *cfg, int world_size, const Pla
     fprintf(out, "calibration: %d sequences of %d tokens (%s)\n", N, T, how);
     fflush(out);
     return NQ_OK;
-}
-
-nq_status plan_dry_run(const NupesConfig *cfg, int world_size, FILE *out) {
-    return plan_dry_run_cluster(cfg, world_size, NULL, out);
 }

@@ -68,9 +68,10 @@ threads = num(r"cluster: .*, ([0-9]+) threads? per rank")
 checks["attention = one head's P and dP per thread: 8 T^2 threads"] = abs(num(r"attention probabilities.* +([0-9.]+) GB") - 8 * T * T * threads / 1e9) <= 0.005
 acts = 4 * (7 * B * T * d + 2 * B * T * d + 3 * B * T * f + B * T + T * hs)  # dkv = d
 checks["block activations (src/block.c's list)"] = near(num(r"block activations for the backward \(iterating\) +([0-9.]+) GB"), acts / 1e9)
-# z, Adam m v, w_hat + codes, dL/dw_hat and the batch buffers (x, y, output) are kept
-# throughout; the setup adds the model's fp32 block, the iterations the activations
-kept = 4 * W + 8 * W + 5 * W + 4 * W + 12 * B * T * d
+# z, Adam m v, w_hat + codes, dL/dw_hat and the batch buffers are kept throughout (x and
+# y: the batch or the 8 probe sequences, whichever is more; the output: the batch); the
+# setup adds the model's fp32 block, the iterations the activations
+kept = 4 * W + 8 * W + 5 * W + 4 * W + 4 * T * d * (2 * max(B, 8) + B)
 checks["setup memory"] = near(num(r"  setup: the model's block, no activations yet +([0-9.]+) GB"), (4 * W + kept) / 1e9, 2e-3)
 checks["iteration memory"] = near(num(r"  iterating: the model's block released +([0-9.]+) GB"), (kept + acts + 8 * T * T * threads) / 1e9, 2e-3)
 # configs/llama7b.toml stores the activations in fp16 (calibration.activation_dtype): 2 bytes
@@ -215,6 +216,43 @@ then ok "128 ranks, 32 blocks: 96 idle, data_parallel=4 suggested"; else bad "id
 "${DRY[@]}" --nodes 32 --ranks-per-node 4 --set mpi.data_parallel=4 >"$TMP/idle4.out" 2>&1
 if ! grep -q "idle ranks" "$TMP/idle4.out" && grep -q "ranks: 128 = 32 groups of 4" "$TMP/idle4.out"
 then ok "data_parallel=4: no idle ranks"; else bad "data_parallel=4 still idle"; cat "$TMP/idle4.out"; fi
+
+# The gradient sum of a data-parallel group, a ring over its D ranks: 2 (D-1)/D x the
+# block's fp32 dL/dw_hat (4 W bytes) at 1.5 GB/s per rank when the group is on one node
+# (D divides the ranks per node), 3 GB/s across nodes; in every step's time. Printed to 1
+# decimal of its unit.
+"${DRY[@]}" --nodes 4 --ranks-per-node 1 --set reconstruction.mode=sequential >"$TMP/seq4.out" 2>&1
+if python3 - "$TMP/idle4.out" "$TMP/seq4.out" <<'EOF_PY'
+import re, sys
+W = 4 * 4096 * 4096 + 3 * 4096 * 11008
+ok = True
+for path, D, where, rate in ((sys.argv[1], 4, "shared memory within a node", 1.5e9),
+                             (sys.argv[2], 4, "the network across nodes", 3e9)):
+    text = open(path).read()
+    m = re.search(r"gradient sum every step over the group's (\d+) ranks \(([^,]+), ([0-9.]+) GB/s per rank assumed\): ([0-9.]+) s", text)
+    want = 2 * (D - 1) / D * 4 * W / rate
+    good = m is not None and int(m.group(1)) == D and m.group(2) == where and abs(float(m.group(4)) - want) <= 0.05 + 0.01 * want
+    print("  %s %s: %s, want %.2f s" % ("ok  " if good else "FAIL", path.split("/")[-1], m.group(0) if m else "missing", want))
+    ok = ok and good
+# Sequential mode hands each block's output on: its group's 4 ranks forward 32 of the 128
+# sequences each through the quantized block (at the capture's probed rate), and the level
+# (128 x 2048 x 4096 fp16) is read and written at the assumed 500 MB/s. Memory: the 32
+# sequences fp32, the block dequantized (4 W) and its codes (W), plus a forward's scratch.
+text = open(sys.argv[2]).read()
+d, f, H, T, N = 4096, 11008, 32, 2048, 128
+rate = float(re.search(r"GFLOP/s per rank in the iteration, ([0-9.]+) in the capture", text).group(1)) * 1e9
+want = 32 * (2 * W * T + 4 * H * T * T * (d // H)) / rate + 2 * N * T * d * 2 / 500e6
+m = re.search(r"the hand-on of its output to the next block ([0-9.]+) (s|min)", text)
+got = float(m.group(1)) * (60 if m.group(2) == "min" else 1) if m else -1
+good = abs(got - want) <= 0.05 * want
+print("  %s hand-on time %.1f s, want %.1f s" % ("ok  " if good else "FAIL", got, want))
+m = re.search(r"hand-on after each block: the group rank's 32 of 128 sequences .* = ([0-9.]+) GB", text)
+floor = (4 * 32 * T * d + 5 * W) / 1e9
+good2 = m is not None and floor < float(m.group(1)) < floor + 3.5
+print("  %s hand-on memory %s GB, above %.2f (+ a forward's scratch of 8 sequences, < 3.5 GB)" % ("ok  " if good2 else "FAIL", m.group(1) if m else "missing", floor))
+sys.exit(0 if ok and good and good2 else 1)
+EOF_PY
+then ok "gradient sum: shared memory within a node, the network across nodes; the hand-on's time and memory"; else bad "gradient sum, hand-on"; cat "$TMP/seq4.out"; fi
 "${DRY[@]}" --nodes 64 --ranks-per-node 4 >"$TMP/idle8.out" 2>&1
 if grep -q "idle ranks: 224 of 256 do nothing" "$TMP/idle8.out" && grep -q "suggest: at most 128 ranks" "$TMP/idle8.out"
 then ok "256 ranks: beyond 4 x 32 blocks nothing works, at most 128 suggested"; else bad "256 ranks"; cat "$TMP/idle8.out"; fi
