@@ -302,16 +302,25 @@ static double block_seconds(const Plan *p, int m, int D) {
     return p->iterations * (mm + ew + allreduce_seconds(p, D));
 }
 
+/* Seconds to fault in `bytes` of fresh memory at the probed rate (0 when not probed). */
+static double touch_seconds(const Plan *p, uint64_t bytes) {
+    return p->page_touch_gbs > 0 ? (double)bytes / (p->page_touch_gbs * 1e9) : 0;
+}
+
+/* FLOPs of one block's forward over `sequences` sequences of T tokens: the projections and
+ * attention's QK^T and PV. */
+static double forward_flops(const Plan *p, int sequences) {
+    double const W = (double)block_weights(&p->model, 0, 0), T = p->T;
+    double const hs = (double)p->model.dim / p->model.n_heads;
+    return sequences * (2.0 * W * T + 4.0 * p->model.n_heads * T * T * hs);
+}
+
 /* The two probe passes of a block (mpi/block_run.h: the loss over min(N, 8) sequences
  * before the first step and after the last), a forward each, split over the group's D
  * ranks, at the products' probed rate. */
 static double probe_seconds(const Plan *p, int m, int D) {
     int const P = p->n_sequences < PROBE_SEQUENCES ? p->n_sequences : PROBE_SEQUENCES;
-    int const share = (P + D - 1) / D;
-    double const W = (double)block_weights(&p->model, 0, 0), T = p->T;
-    double const hs = (double)p->model.dim / p->model.n_heads;
-    double const flops = share * (2.0 * W * T + 4.0 * p->model.n_heads * T * T * hs);
-    return 2.0 * flops / products_rate(p, m);
+    return 2.0 * forward_flops(p, (P + D - 1) / D) / products_rate(p, m);
 }
 
 /* The hand-on after a block (pipelined, sequential): a forward of the group rank's share
@@ -320,13 +329,10 @@ static double probe_seconds(const Plan *p, int m, int D) {
  * run.dir's file system. */
 static double hand_on_seconds(const Plan *p, int mode, int D) {
     if (mode == MODE_PARALLEL) return 0;
-    int const share = (p->n_sequences + D - 1) / D;
-    double const W = (double)block_weights(&p->model, 0, 0), T = p->T;
-    double const hs = (double)p->model.dim / p->model.n_heads;
-    double const flops = share * (2.0 * W * T + 4.0 * p->model.n_heads * T * T * hs);
+    double const flops = forward_flops(p, (p->n_sequences + D - 1) / D);
     double const rate = 1e9 * (p->capture_products_gflops > 0 ? p->capture_products_gflops : p->sgemm_gflops);
     double const level = (double)p->qinputs_bytes / (p->model.n_layers > 1 ? p->model.n_layers - 1 : 1);
-    return flops / rate + 2.0 * level / (PLAN_FS_MBS * 1e6);
+    return flops / rate + 2.0 * level / (PLAN_FS_MBS * 1e6) + touch_seconds(p, p->mem.hand_on);
 }
 
 void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd_mbs) {
@@ -344,12 +350,18 @@ void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd
     p->capture_seconds = p->flops_capture / p->world_size / capture_rate +
                          (L * source_bytes * (double)block_weights(&p->model, 0, 0)) / read_rate + head_read;
     p->setup_seconds = p->setup_seconds_per_weight * (double)p->quantized_weights_per_block;
+    /* The first step allocates and touches the activations, Adam's moments and the
+     * gradients (the setup probe's own allocations already count the setup's). */
+    if (p->iterations > 0)
+        p->first_step_seconds =
+            touch_seconds(p, p->mem.block_acts + p->mem.attention + p->mem.adam + p->mem.gradients);
     for (int m = 0; m < PLAN_N_MODES; m++) {
         p->probe_seconds[m] = probe_seconds(p, m, p->data_parallel[m]);
         p->allreduce_seconds[m] = allreduce_seconds(p, p->data_parallel[m]);
         p->hand_on_seconds[m] = hand_on_seconds(p, m, p->data_parallel[m]);
         p->block_seconds[m] =
-            block_seconds(p, m, p->data_parallel[m]) + p->setup_seconds + p->probe_seconds[m] + p->hand_on_seconds[m];
+            block_seconds(p, m, p->data_parallel[m]) + p->setup_seconds + p->first_step_seconds + p->probe_seconds[m] +
+            p->hand_on_seconds[m];
     }
     int const Gp = p->n_groups[MODE_PARALLEL], Gq = p->n_groups[MODE_PIPELINED];
     p->wall_seconds[MODE_PARALLEL] = ((L + Gp - 1) / Gp) * p->block_seconds[MODE_PARALLEL];
@@ -568,6 +580,10 @@ static void print_times(const Plan *p, FILE *out) {
         fprintf(out, "  per block, in the reconstruction times below: setup (scales, exponent search; probed) %s, "
                      "probe passes %s\n",
                 human_time(p->setup_seconds, a, sizeof a), human_time(p->probe_seconds[p->mode], b, sizeof b));
+    if (p->first_step_seconds > 0)
+        fprintf(out, "  per block: the first step's fresh memory (activations, Adam's moments, gradients) at %.2f GB/s "
+                     "(probed page faults): %s\n",
+                p->page_touch_gbs, human_time(p->first_step_seconds, a, sizeof a));
     if (p->hand_on_seconds[p->mode] > 0)
         fprintf(out, "  per block, in the %s mode's times below: the hand-on of its output to the next block %s\n",
                 config_mode_name(p->mode), human_time(p->hand_on_seconds[p->mode], a, sizeof a));

@@ -12,7 +12,8 @@
  * split over a group's data-parallel ranks by their share of the batch; the element-wise
  * work (quantizer forward and gradients, Adam; not split: every rank applies the same
  * step) at what a probe of src/recon.c measures per quantized weight.
- * Each block also has its setup (timed by a probe on a small matrix, per weight), two
+ * Each block also has its setup (timed by a probe on a small matrix, per weight), the
+ * first touch of the memory its steps allocate (at a probed page-fault rate), two
  * probe passes (a forward over the probe sequences at the products' probed rate) and, in
  * the modes that hand on, a forward of the group's share of every sequence, read from and
  * written to run.dir.
@@ -133,6 +134,9 @@ typedef struct {
      * on one rank's threads, from plan_setup_probe (0: not probed, not counted); set
      * before plan_set_speed. */
     double setup_seconds_per_weight;
+    double page_touch_gbs;               /* plan_page_touch_probe_gbs (0: not counted); set
+                                            before plan_set_speed */
+    double first_step_seconds;           /* a block's first step: its fresh memory touched */
     double setup_seconds;                /* one block's setup on one rank */
     double probe_seconds[PLAN_N_MODES];  /* one block's two probe passes (loss before and after) */
     double hand_on_seconds[PLAN_N_MODES]; /* one block's hand-on (0 in parallel mode) */
@@ -174,6 +178,12 @@ double plan_pipelined_block_times(int L, int G, double f);
 double plan_sgemm_probe_gflops(double seconds);
 /* The measured memory bandwidth (triad over 3 x 32 MB arrays for `seconds`), GB/s. */
 double plan_memory_probe_gbs(double seconds);
+/* The rate at which this process gets fresh memory (64 MB malloc'd, a byte written per
+ * page, freed; over `seconds`), GB/s: the kernel's page faults and zeroing. Measured on
+ * this project's test machine, a VM: 0.2-0.8 GB/s, so that a block's first step, which
+ * touches the activations, Adam's moments and the gradients for the first time, took 6 s
+ * more than the next ones at 7B width. */
+double plan_page_touch_probe_gbs(double seconds);
 /* The measured zstd rate at `level` on int8 codes like a checkpoint's (MB/s of input). */
 double plan_zstd_probe_mbs(int level, double seconds);
 /* Bytes per weight zstd at `level` stores for fp32 copies of source_dtype ("float32",

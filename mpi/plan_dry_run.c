@@ -5,6 +5,7 @@
 
 #include <cblas.h>
 #include <errno.h>
+#include <mpi.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 
 #include "calib_tokens.h"
 #include "capture.h"
+#include "mpi_check.h"
 #include "model_config_read.h"
 #include "parallel.h"
 #include "text_windows.h"
@@ -134,6 +136,24 @@ static void source_dtype(const NupesConfig *cfg, int model_read, char *dtype, si
     snprintf(dtype, size, "%s", cfg->shape.torch_dtype[0] ? cfg->shape.torch_dtype : "float32");
 }
 
+/* The ranks of the launch (when MPI runs) probe side by side, one probe at a time, as
+ * the job's ranks run the same phase side by side. Unsynchronized, one rank's sgemm probe
+ * had met the other's setup probe: two dry runs of the same job, minutes apart, planned
+ * the setup at 2.5 and 4.1 minutes. launch_all_ok: whether every rank got this far (a
+ * rank that failed skips the probes, and so do the others: no barrier waits for it). */
+static int launch_all_ok(nq_status st) {
+    int initialized = 0, ok = st == NQ_OK, all = ok;
+    MPI_Initialized(&initialized);
+    if (initialized) MPI_CHECK(MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_LAND, MPI_COMM_WORLD));
+    return all;
+}
+
+static void launch_in_step(void) {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (initialized) MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+}
+
 /* Threads per rank: the named count, else $OPENBLAS_NUM_THREADS, else 1. */
 static int plan_threads(const PlanCluster *cluster) {
     if (cluster && cluster->threads > 0) return cluster->threads;
@@ -165,47 +185,60 @@ nq_status plan_dry_run_cluster(const NupesConfig *cfg, int world_size, const Pla
     ModelConfig c;
     const char *shape_from = "";
     nq_status st = plan_model_config(cfg, &c, &shape_from);
-    if (st != NQ_OK) return st;
     int const T = cfg->calib_seq_len;
     int N = 0;
     const char *how = "";
     Plan p;
-    if (T > c.seq_len) st = plan_compute(&c, cfg, ranks, 1, T, &p); /* reports the error */
+    if (st == NQ_OK && T > c.seq_len) st = plan_compute(&c, cfg, ranks, 1, T, &p); /* reports the error */
     if (st == NQ_OK) st = count_sequences(cfg, &c, T, &N, &how);
     if (st == NQ_OK) st = plan_compute(&c, cfg, ranks, N, T, &p);
-    if (st != NQ_OK) return st;
+    if (!launch_all_ok(st))
+        return st != NQ_OK ? st : nq_fail(NQ_ERR_INPUT, "another rank of this launch could not plan the job");
     p.nodes = nodes;
     p.ranks_per_node = per_node;
     p.cluster_named = named;
     plan_set_threads(&p, cfg, threads);
     int probe_threads = 1;
+    launch_in_step();
     double const gflops = rank_sgemm_gflops(threads, &probe_threads);
     /* The setup and the element-wise passes run on the rank's threads (src/parallel.h):
      * probed on this process's, scaled. The products: the configured mode's batch share
      * (the iteration) and CAPTURE_CHUNK sequences (the capture), tile by tile. */
+    launch_in_step();
     p.setup_seconds_per_weight =
-        plan_setup_probe_seconds_per_weight(cfg, 0.2, &p.stored_code_bits) * parallel_threads() / threads;
+        plan_setup_probe_seconds_per_weight(cfg, 0.5, &p.stored_code_bits) * parallel_threads() / threads;
+    launch_in_step();
     p.elementwise_seconds_per_weight =
         plan_elementwise_probe_seconds_per_weight(cfg, 0.3) * parallel_threads() / threads;
+    launch_in_step();
+    p.page_touch_gbs = plan_page_touch_probe_gbs(0.2);
     int const D = p.data_parallel[p.mode];
+    launch_in_step();
     p.products_gflops = plan_rank_products_gflops(&c, (cfg->batch + D - 1) / D, T, threads, 0, &p.products_threads_busy);
     for (int m = 0; m < PLAN_N_MODES; m++) { /* each mode's share, probed once per distinct share */
         int const share = (cfg->batch + p.data_parallel[m] - 1) / p.data_parallel[m];
         for (int k = 0; k < m && !p.mode_products_gflops[m]; k++)
             if ((cfg->batch + p.data_parallel[k] - 1) / p.data_parallel[k] == share)
                 p.mode_products_gflops[m] = p.mode_products_gflops[k];
-        if (!p.mode_products_gflops[m])
-            p.mode_products_gflops[m] = share == (cfg->batch + D - 1) / D
-                                            ? p.products_gflops
-                                            : plan_rank_products_gflops(&c, share, T, threads, 0, NULL);
+        if (!p.mode_products_gflops[m] && share == (cfg->batch + D - 1) / D)
+            p.mode_products_gflops[m] = p.products_gflops;
+        if (!p.mode_products_gflops[m]) {
+            launch_in_step();
+            p.mode_products_gflops[m] = plan_rank_products_gflops(&c, share, T, threads, 0, NULL);
+        }
     }
+    launch_in_step();
     p.capture_products_gflops = plan_rank_products_gflops(&c, CAPTURE_CHUNK, T, threads, 1, NULL);
     char dtype[16];
     source_dtype(cfg, shape_from == cfg->model_path, dtype, sizeof dtype);
     double fp32_mbs = 0;
+    launch_in_step();
     double const fp32_bytes = plan_fp32_zstd_probe(dtype, cfg->zstd_level, 0.1, &fp32_mbs);
     plan_set_fp32_storage(&p, cfg, dtype, fp32_bytes, fp32_mbs);
-    plan_set_speed(&p, gflops, plan_memory_probe_gbs(0.25), plan_zstd_probe_mbs(cfg->zstd_level, 0.1));
+    launch_in_step();
+    double const memory_gbs = plan_memory_probe_gbs(0.25);
+    launch_in_step();
+    plan_set_speed(&p, gflops, memory_gbs, plan_zstd_probe_mbs(cfg->zstd_level, 0.1));
     if (!out) return NQ_OK; /* another rank of the launch: it probed beside root */
     uint64_t free_bytes = 0;
     int64_t const shown = plan_free_bytes(cfg->run_dir, &free_bytes) == NQ_OK ? (int64_t)free_bytes : -1;

@@ -69,6 +69,22 @@ double plan_memory_probe_gbs(double seconds) {
     return 3.0 * 4.0 * (double)n * passes / (t - t0) / 1e9;
 }
 
+double plan_page_touch_probe_gbs(double seconds) {
+    size_t const bytes = (size_t)64 << 20, page = 4096; /* malloc maps it fresh: every page faults */
+    double const t0 = now_seconds();
+    double t = t0;
+    long rounds = 0;
+    while (t - t0 < seconds || rounds < 2) {
+        volatile unsigned char *x = malloc(bytes);
+        if (!x) return 0;
+        for (size_t i = 0; i < bytes; i += page) x[i] = 1;
+        free((void *)x);
+        rounds++;
+        t = now_seconds();
+    }
+    return (double)bytes * rounds / (t - t0) / 1e9;
+}
+
 /* Heavy-tailed weights, as LLaMA's rows look to a quantizer: a Laplace draw of sd ~0.03
  * times a rare (1 in 1024) outlier factor of 20. */
 static void fill_heavy_tailed(float *w, size_t n, uint32_t seed) {
