@@ -5,8 +5,8 @@
 
 #include <cblas.h>
 #include <errno.h>
-#include <mpi.h>
 #include <limits.h>
+#include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -14,8 +14,8 @@
 
 #include "calib_tokens.h"
 #include "capture.h"
-#include "mpi_check.h"
 #include "model_config_read.h"
+#include "mpi_check.h"
 #include "parallel.h"
 #include "text_windows.h"
 #include "tokenizer.h"
