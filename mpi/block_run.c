@@ -93,6 +93,12 @@ static int probe_should_stop(void *ctx) {
 
 /* Mean squared error of the current quantization over the probe sequences. NQ_STOPPED when
  * a stop signal abandoned the pass on any rank of the group (the group agrees first). */
+/* Sequences of a step on this rank: the probe passes forward as many at a time, so that
+ * they keep no more activations than a step does. */
+static int batch_share(const Job *job) {
+    return (job->params.batch + job->layout.data_parallel - 1) / job->layout.data_parallel;
+}
+
 static nq_status probe_loss(BlockRun *b, const char *when, double *loss) {
     const Layout *L = &b->job->layout;
     int const P = b->job->N < PROBE_SEQUENCES ? b->job->N : PROBE_SEQUENCES;
@@ -105,7 +111,7 @@ static nq_status probe_loss(BlockRun *b, const char *when, double *loss) {
     int abandoned = 0;
     nq_status st = count > 0 ? read_share(b, seqs, count) : NQ_OK;
     if (st == NQ_OK && count > 0)
-        sse = recon_eval_sse(b->recon, b->x, b->y, count, probe_should_stop, b, &abandoned);
+        sse = recon_eval_sse(b->recon, b->x, b->y, count, batch_share(b->job), probe_should_stop, b, &abandoned);
     int mine[2] = {st != NQ_OK || isnan(sse), abandoned}, any[2] = {0, 0};
     MPI_CHECK(MPI_Allreduce(mine, any, 2, MPI_INT, MPI_MAX, L->group_comm));
     if (any[0]) return st != NQ_OK ? st : nq_fail(NQ_ERR_RUNTIME, "block %d: probe loss failed", b->l);
@@ -382,7 +388,7 @@ nq_status block_run(Job *job, int l, BlockResult *out) {
     BlockRun b = {.job = job, .l = l, .switch_step = job->switch_step};
     const Layout *L = &job->layout;
     run_dir_state_path(job->run_dir, l, b.state_path, sizeof b.state_path);
-    int const share = (job->params.batch + L->data_parallel - 1) / L->data_parallel;
+    int const share = batch_share(job);
     int const probes = job->N < PROBE_SEQUENCES ? job->N : PROBE_SEQUENCES;
     int const probe_share = (probes + L->data_parallel - 1) / L->data_parallel; /* probe_loss's most */
     int const max_local = share > probe_share ? share : probe_share;

@@ -85,11 +85,12 @@ static void memory_compute(const ModelConfig *c, const NupesConfig *cfg, int D, 
     m->gradients = 4 * W; /* dL/dw_hat, all-reduced as it is (Adam forms dz = dw_hat * M inside its pass) */
     m->attention = attention_bytes(TT, threads);
     m->block_acts = block_acts_bytes(c, (int)b, (int)TT) - attention_bytes(TT, 1);
-    /* x and y hold the batch share or the probe passes' share, whichever is more
-     * (mpi/block_run.c); the quantized output the batch share */
+    /* x, y and the quantized output hold the batch share or the probe passes' share,
+     * whichever is more (mpi/block_run.c, src/recon.c); the probe passes forward a batch
+     * share at a time, so the activations are a step's */
     uint64_t const probes = (uint64_t)(N < PROBE_SEQUENCES ? N : PROBE_SEQUENCES);
     uint64_t const probe_share = (probes + (uint64_t)D - 1) / (uint64_t)D;
-    m->batch_buffers = 4 * TT * d * (2 * (b > probe_share ? b : probe_share) + b);
+    m->batch_buffers = 3 * 4 * TT * d * (b > probe_share ? b : probe_share);
     uint64_t const kept = m->skipped + m->latents + m->exponents_scales + m->adam + m->quantized + m->gradients +
                           m->batch_buffers;
     m->setup_total = m->weights + kept;
@@ -476,7 +477,7 @@ static void print_memory(const Plan *p, FILE *out) {
         {"gradients dL/dw_hat", m->gradients},
         {"block activations for the backward (iterating)", m->block_acts},
         {"attention probabilities [T][T] + gradient, per thread", m->attention},
-        {"batch x, y, quantized output (then its gradient)", m->batch_buffers},
+        {"x, y, output of the batch or the probe sequences", m->batch_buffers},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         fprintf(out, "  %-50s %9.2f GB\n", rows[i].name, gb(rows[i].bytes));

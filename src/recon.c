@@ -334,8 +334,8 @@ static int ensure_acts(Recon *r, int b) {
     return r->acts ? 0 : -1;
 }
 
-static double squared_error(const float *a, const float *b, size_t n) {
-    double sum = 0;
+/* sum + the squared differences, added in order (a pass in chunks sums as one pass does). */
+static double squared_error(double sum, const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++) {
         double const e = (double)a[i] - (double)b[i];
         sum += e * e;
@@ -364,17 +364,24 @@ static void quant_backward_range(void *arg, int r0, int r1) {
         r->ds[i][g] *= r->scale0[i][g];
 }
 
-double recon_eval_sse(Recon *r, const float *x, const float *y, int b, int (*should_stop)(void *ctx),
+double recon_eval_sse(Recon *r, const float *x, const float *y, int b, int chunk, int (*should_stop)(void *ctx),
                       void *stop_ctx, int *abandoned) {
     BlockWeights w;
     *abandoned = 0;
     if (quantize_all(r, &w) != NQ_OK) return NAN;
-    if (b > r->max_local || ensure_acts(r, b) != 0) return NAN;
-    block_acts_set_stop(r->acts, should_stop, stop_ctx); /* each pass sets its own (NULL: none) */
-    block_forward(&r->c, &w, x, r->y_quant, r->acts);
-    *abandoned = block_acts_abandoned(r->acts);
-    if (*abandoned) return 0.0;
-    return squared_error(r->y_quant, y, (size_t)b * r->T * r->c.dim);
+    if (b > r->max_local || chunk < 1) return NAN;
+    size_t const per_seq = (size_t)r->T * r->c.dim;
+    double sse = 0;
+    for (int first = 0; first < b; first += chunk) {
+        int const n = b - first < chunk ? b - first : chunk;
+        if (ensure_acts(r, n) != 0) return NAN;
+        block_acts_set_stop(r->acts, should_stop, stop_ctx); /* each pass sets its own (NULL: none) */
+        block_forward(&r->c, &w, x + first * per_seq, r->y_quant + first * per_seq, r->acts);
+        *abandoned = block_acts_abandoned(r->acts);
+        if (*abandoned) return 0.0;
+        sse = squared_error(sse, r->y_quant + first * per_seq, y + first * per_seq, (size_t)n * per_seq);
+    }
+    return sse;
 }
 
 /* An abandoned iteration: the gradients are left half-written (never applied). */

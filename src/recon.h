@@ -95,13 +95,17 @@ double *recon_grad_doubles(Recon *r, size_t *count);
 /* Adam step on the gradients, clamp z to [-1, 1], a to [0.2, 1.5], s to > 0; step + 1. */
 void recon_apply(Recon *r);
 
-/* Sum of squared errors of the current quantization on x, y [b][T][d] (no gradient). Once
+/* Sum of squared errors of the current quantization on x, y [b][T][d] (no gradient),
+ * forwarded `chunk` sequences at a time: the activations kept are those of `chunk`
+ * sequences, as a step's (at 7B width, T 2048, 8 probe sequences at once needed 2.3 GB
+ * more than a batch of 4). The result does not depend on chunk (the forward of a sequence
+ * does not depend on the others; the squares are summed in sequence order). Once
  * recon_finished, the quantization is the stored one (recon_result's values: fp16 scales
  * and exponents). NAN on failure (nq_fail recorded). should_stop (NULL: never) is called
  * between the forward's groups of matrix products; when it returns non-zero the pass is
  * abandoned: 0 is returned and *abandoned set (the probe of a 7B block on a loaded rank
  * outlasts SLURM's KillWait). Nothing learned is read or written by it. */
-double recon_eval_sse(Recon *r, const float *x, const float *y, int b, int (*should_stop)(void *ctx),
+double recon_eval_sse(Recon *r, const float *x, const float *y, int b, int chunk, int (*should_stop)(void *ctx),
                       void *stop_ctx, int *abandoned);
 
 /* The current quantization (codes, scales M0 * s, exponents) encoded by the quantizer

@@ -240,8 +240,47 @@ static void test_threads_and_restore_identical_tiled(void **state) {
     threads_and_restore_identical(1);
 }
 
+/* The probe passes forward a batch share at a time (recon_eval_sse's chunk): the sum of
+ * squared errors against the whole batch at once (as before chunks), one sequence at a
+ * time, and ragged chunks (3, 3, 2 of the wide fixture's 8 sequences). On the small
+ * fixture every product is one gemm tile: bit for bit. On the wide one a chunk's products
+ * are other sgemm calls (fewer rows) than the whole batch's, which OpenBLAS may round
+ * differently: measured up to 4.4e-9 relative (Zen and Haswell kernels), bound 1e-6. A chunk read from the
+ * wrong offset or a sequence skipped moves the sum by ~1/8. */
+static void eval_sse_chunks_identical(int wide) {
+    Fixture f;
+    fixture_open(&f, wide);
+    ReconParams const p = {.method = RECON_NUPES, .spec = {4, 0, 0}, .learn_scale = 1, .iterations = 4,
+                           .batch = f.b, .lr_weights = 3e-3f, .lr_exponent = 1e-3f, .lr_scale = 1e-3f, .seed = 5};
+    Recon *r = recon_create(f.c, &f.w, &p, 2, 4, f.T, f.b);
+    assert_non_null(r);
+    run_steps(r, &f, 0, 2); /* latents moved off their start */
+    int const chunks[] = {f.b, 1, 3, 2};
+    double sse[4];
+    for (int k = 0; k < 4; k++) {
+        int abandoned = 1;
+        sse[k] = recon_eval_sse(r, f.x, f.y, f.b, chunks[k], NULL, NULL, &abandoned);
+        assert_int_equal(abandoned, 0);
+        assert_true(isfinite(sse[k]) && sse[k] > 0);
+        printf("  %s fixture, chunk %d of %d sequences: sse %.17g\n", wide ? "wide" : "small", chunks[k], f.b, sse[k]);
+        if (!wide) assert_memory_equal(&sse[k], &sse[0], sizeof sse[0]);
+        else assert_true(fabs(sse[k] - sse[0]) <= 1e-6 * sse[0]);
+    }
+    /* the steps after a chunked pass are the steps after a whole one: run on */
+    run_steps(r, &f, 2, 4);
+    recon_free(r);
+    fixture_close(&f);
+}
+
+static void test_eval_sse_chunks_identical(void **state) {
+    (void)state;
+    eval_sse_chunks_identical(0);
+    eval_sse_chunks_identical(1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_eval_sse_chunks_identical),
         cmocka_unit_test(test_adam_paths_identical),
         cmocka_unit_test(test_backward_rows_split),
         cmocka_unit_test(test_threads_and_restore_identical),
