@@ -91,14 +91,14 @@ static int probe_should_stop(void *ctx) {
     return stop_signalled();
 }
 
-/* Mean squared error of the current quantization over the probe sequences. NQ_STOPPED when
- * a stop signal abandoned the pass on any rank of the group (the group agrees first). */
 /* Sequences of a step on this rank: the probe passes forward as many at a time, so that
  * they keep no more activations than a step does. */
 static int batch_share(const Job *job) {
     return (job->params.batch + job->layout.data_parallel - 1) / job->layout.data_parallel;
 }
 
+/* Mean squared error of the current quantization over the probe sequences. NQ_STOPPED when
+ * a stop signal abandoned the pass on any rank of the group (the group agrees first). */
 static nq_status probe_loss(BlockRun *b, const char *when, double *loss) {
     const Layout *L = &b->job->layout;
     int const P = b->job->N < PROBE_SEQUENCES ? b->job->N : PROBE_SEQUENCES;
