@@ -180,9 +180,9 @@ double plan_sgemm_probe_gflops(double seconds);
 double plan_memory_probe_gbs(double seconds);
 /* The rate at which this process gets fresh memory (64 MB malloc'd, a byte written per
  * page, freed; over `seconds`), GB/s: the kernel's page faults and zeroing. Measured on
- * this project's test machine, a VM: 0.2-0.8 GB/s, so that a block's first step, which
- * touches the activations, Adam's moments and the gradients for the first time, took 6 s
- * more than the next ones at 7B width. */
+ * this project's test machine, a VM: ~2 GB/s, 0.2-0.8 GB/s with the other core busy. A
+ * block's first step touches the activations, Adam's moments and the gradients for the
+ * first time; at 7B width it took ~6 s more than the next ones, ~1.3 s of it at this rate. */
 double plan_page_touch_probe_gbs(double seconds);
 /* The measured zstd rate at `level` on int8 codes like a checkpoint's (MB/s of input). */
 double plan_zstd_probe_mbs(int level, double seconds);
