@@ -101,7 +101,7 @@ static int batch_share(const Job *job) {
  * a stop signal abandoned the pass on any rank of the group (the group agrees first). */
 static nq_status probe_loss(BlockRun *b, const char *when, double *loss) {
     const Layout *L = &b->job->layout;
-    int const P = b->job->N < PROBE_SEQUENCES ? b->job->N : PROBE_SEQUENCES;
+    int const P = probe_sequences(b->job->N);
     int first = 0, count = 0;
     layout_shard(P, L->data_parallel, L->group_rank, &first, &count);
     int seqs[PROBE_SEQUENCES];
@@ -389,7 +389,7 @@ nq_status block_run(Job *job, int l, BlockResult *out) {
     const Layout *L = &job->layout;
     run_dir_state_path(job->run_dir, l, b.state_path, sizeof b.state_path);
     int const share = batch_share(job);
-    int const probes = job->N < PROBE_SEQUENCES ? job->N : PROBE_SEQUENCES;
+    int const probes = probe_sequences(job->N);
     int const probe_share = (probes + L->data_parallel - 1) / L->data_parallel; /* probe_loss's most */
     int const max_local = share > probe_share ? share : probe_share;
     size_t const per_seq = (size_t)job->T * job->c->dim;

@@ -9,6 +9,9 @@
  * run, so the numbers compare); the plan times these two probe passes. */
 #define PROBE_SEQUENCES 8
 
+/* The sequences the probe passes run over, of a job's N: the first min(N, 8). */
+static inline int probe_sequences(int N) { return N < PROBE_SEQUENCES ? N : PROBE_SEQUENCES; }
+
 /* Reconstructs block l on this rank's group. x is the fp32 model's block input until
  * job->switch_step, then the quantized blocks' output (waiting for it to be handed on);
  * the target is the fp32 block output. Resumes from the block's state file when there is

@@ -88,7 +88,7 @@ static void memory_compute(const ModelConfig *c, const NupesConfig *cfg, int D, 
     /* x, y and the quantized output hold the batch share or the probe passes' share,
      * whichever is more (mpi/block_run.c, src/recon.c); the probe passes forward a batch
      * share at a time, so the activations are a step's */
-    uint64_t const probes = (uint64_t)(N < PROBE_SEQUENCES ? N : PROBE_SEQUENCES);
+    uint64_t const probes = (uint64_t)probe_sequences(N);
     uint64_t const probe_share = (probes + (uint64_t)D - 1) / (uint64_t)D;
     m->batch_buffers = 3 * 4 * TT * d * (b > probe_share ? b : probe_share);
     uint64_t const kept = m->skipped + m->latents + m->exponents_scales + m->adam + m->quantized + m->gradients +
@@ -320,7 +320,7 @@ static double forward_flops(const Plan *p, int sequences) {
  * before the first step and after the last), a forward each, split over the group's D
  * ranks, at the products' probed rate. */
 static double probe_seconds(const Plan *p, int m, int D) {
-    int const P = p->n_sequences < PROBE_SEQUENCES ? p->n_sequences : PROBE_SEQUENCES;
+    int const P = probe_sequences(p->n_sequences);
     return 2.0 * forward_flops(p, (P + D - 1) / D) / products_rate(p, m);
 }
 
