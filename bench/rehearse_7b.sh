@@ -164,26 +164,25 @@ wait_for() {
   log "no $what after $timeout s"; return 1
 }
 has_line() { grep -qE -- "$2" "$work/$1.out" 2> /dev/null; }
-# phase LINE: the job phase a line of root's stdout starts.
-phase_of() {
-  case $1 in
-    capture:*) echo capture ;;
-    *"handing on"*|*"quantized inputs"*) echo hand-on ;;
-    "block "*": setup"*) echo setup ;;
-    status:*|"block "*" done"*|"block "*": probe loss"*) echo reconstruction ;;
-    checkpoint:*) echo checkpoint ;;
-    *) echo "" ;;
-  esac
+# last_phase: the job phase of the last line of root's stdout (without its timestamp) that
+# starts one. One awk, not a shell function per line: the sampler runs every 0.5 s beside
+# the job on the same cores, and must not take their time from it.
+last_phase() {
+  awk '/^capture:/ { p = "capture"; next }
+       /handing on|quantized inputs/ { p = "hand-on"; next }
+       /^block [0-9]+: setup/ { p = "setup"; next }
+       /^status:|^block [0-9]+ done|^block [0-9]+: probe loss/ { p = "reconstruction"; next }
+       /^checkpoint:/ { p = "checkpoint"; next }
+       END { print p }'
 }
 # sampler NAME: every 0.5 s while the job runs, each rank's VmRSS and run.dir's file sizes
 # by kind into NAME.samples: "t phase rank rss_kb" and "t disk kind bytes".
 sampler() {
   local name=$1 dir=$2 phase=import line r p rss
   while kill -0 "$LAUNCH_PID" 2>/dev/null; do
-    line=$(tail -n 200 "$work/$name.out" 2>/dev/null | cut -d' ' -f2- | while IFS= read -r l; do
-             q=$(phase_of "$l"); if [ -n "$q" ]; then echo "$q"; fi; done | tail -n 1)
-    # (an 'if', not '&&': under pipefail a last line with no phase must not end the sampler)
-    [ -n "$line" ] && phase=$line
+    line=$(tail -n 200 "$work/$name.out" 2>/dev/null | cut -d' ' -f2- | last_phase)
+    # (an 'if', not '&&': under set -e a line with no phase must not end the sampler)
+    if [ -n "$line" ]; then phase=$line; fi
     for r in $(seq 0 $((NP - 1))); do
       p=$(rank_pid "$name" "$r") || continue
       rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
@@ -303,8 +302,11 @@ report_mode() {
   local m_block s_it
   m_block=$( (grep -oE 'block 0 done .* in [0-9.]+ s' "$work/$name.out" || true) | sed -E 's/.* in ([0-9.]+) s/\1/')
   s_it=$(awk -v b="${m_block:-0}" -v i="$iterations" 'BEGIN { if (b > 0) printf "%.1f", b / i; else print "-" }')
-  local setup0
+  local setup0 probes0 handon0
   setup0=$( (grep -oE 'block 0: setup done in [0-9.]+ s' "$work/$name.out" || true) | head -n 1 | sed -E 's/.* in ([0-9.]+) s/\1/')
+  probes0=$( (grep -oE 'block 0: probe loss (before|after) .* in [0-9.]+ s' "$work/$name.out" || true) |
+    sed -E 's/.* in ([0-9.]+) s/\1/' | awk '{ t += $1; n++ } END { if (n == 2) printf "%.1f", t; else print "-" }')
+  handon0=$( (grep -oE 'block 0: handed on to block 1 in [0-9.]+ s' "$work/$name.out" || true) | head -n 1 | sed -E 's/.* in ([0-9.]+) s/\1/')
   echo
   echo "### $mode: planned vs measured (2 ranks; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
   echo
@@ -333,18 +335,28 @@ report_mode() {
   bpw=$( ("$bin" inspect "$work/run-$name/checkpoint.h5" 2>/dev/null || true) |
     (grep -E 'stored: .* bits per quantized weight' || true) | head -n 1 | sed -E 's/^ *stored: *//; s/\|/\//g')
   echo "| checkpoint bits per weight | | ${bpw:--} | |"
-  local pc pr pg pk
+  local pc pr pg pk ps pp ph pj mk mj
   pc=$(plan_min_s "$mode" 'capture over' ':')
   pr=$(plan_min_s "$mode" "^  $mode " 'total')
   pg=$(plan_num "$mode" 'waited for:')
   pk=$(plan_min_s "$mode" '^  checkpoint: every done file' ':')
+  ps=$(plan_min_s "$mode" 'setup \(scales, exponent search; probed\)' 'probed\)')
+  pp=$(plan_min_s "$mode" 'probe passes [0-9.]+ (min|s)' 'probe passes')
+  ph=$(plan_min_s "$mode" 'the hand-on of its output to the next block' 'next block')
+  pj=$(plan_min_s "$mode" '^  job \(' ':')
+  mk=$(span "$tb" "$tck"); mj=$(span "$t0" "$tend")
   echo "| time: start to capture, s | | $(span "$t0" "$tc0") | |"
   echo "| time: capture, s | $pc | $(span "$tc0" "$tc1") | $(pct "$(span "$tc0" "$tc1")" "$pc") |"
-  echo "| time: block 0 setup (scales, exponent search), s | | ${setup0:--} | |"
+  echo "| time: block 0 setup (scales, exponent search), s | $ps | ${setup0:--} | $(pct "${setup0:--}" "$ps") |"
+  echo "| time: block 0 probe passes (loss before + after), s | $pp | $probes0 | $(pct "$probes0" "$pp") |"
+  [ "$mode" = parallel ] ||
+    echo "| time: hand-on of block 0 to block 1, s | $ph | ${handon0:--} | $(pct "${handon0:--}" "$ph") |"
   echo "| time: capture end to last block done, s | $pr (reconstruction, $mode) | $(span "$tc1" "$tb") | $(pct "$(span "$tc1" "$tb")" "$pr") |"
   echo "| time: block 0 after setup (probes + $iterations iterations), s | | ${m_block:--} ($s_it s/iteration) | |"
-  echo "| time: last block done to checkpoint written, s | gather $pg + checkpoint $pk | $(span "$tb" "$tck") | |"
-  echo "| time: whole job, s | $(plan_min_s "$mode" '^  job \(' ':') | $(span "$t0" "$tend") | |"
+  local pgk
+  pgk=$(awk -v g="$pg" -v k="$pk" 'BEGIN { if (g == "" || k == "-") print "-"; else printf "%.1f", g + k }')
+  echo "| time: last block done to checkpoint written, s | $pgk (gather $pg + checkpoint $pk) | $mk | $(pct "$mk" "$pgk") |"
+  echo "| time: whole job, s | $pj | $mj | $(pct "$mj" "$pj") |"
   echo "| longest silence on root's stdout | ~30 s | $(longest_silence "$name") | |"
   if [ "$interrupt" = 1 ]; then
     echo "| SIGKILL of rank 1 held at block 0's setup: exit; capture kept | | $INT_KILL_RC; $INT_CAPTURE_KEPT | |"

@@ -318,20 +318,24 @@ static double forward_flops(const Plan *p, int sequences) {
 
 /* The two probe passes of a block (mpi/block_run.h: the loss over min(N, 8) sequences
  * before the first step and after the last), a forward each, split over the group's D
- * ranks, at the products' probed rate. */
+ * ranks, a batch share at a time, at the forward's probed rate for those rows. */
 static double probe_seconds(const Plan *p, int m, int D) {
     int const P = probe_sequences(p->n_sequences);
-    return 2.0 * forward_flops(p, (P + D - 1) / D) / products_rate(p, m);
+    double const rate = p->probe_products_gflops[m] > 0 ? 1e9 * p->probe_products_gflops[m] : products_rate(p, m);
+    return 2.0 * forward_flops(p, (P + D - 1) / D) / rate;
 }
 
 /* The hand-on after a block (pipelined, sequential): a forward of the group rank's share
- * of the N sequences through the quantized block at the capture's probed rate (a forward
- * of few sequences, like the capture's), and the level read and written whole through
+ * of the N sequences through the quantized block, HAND_ON_CHUNK at a time, at the
+ * forward's probed rate for those rows, and the level read and written whole through
  * run.dir's file system. */
 static double hand_on_seconds(const Plan *p, int mode, int D) {
     if (mode == MODE_PARALLEL) return 0;
     double const flops = forward_flops(p, (p->n_sequences + D - 1) / D);
-    double const rate = 1e9 * (p->capture_products_gflops > 0 ? p->capture_products_gflops : p->sgemm_gflops);
+    double const gflops = p->hand_on_products_gflops[mode] > 0 ? p->hand_on_products_gflops[mode]
+                          : p->capture_products_gflops > 0    ? p->capture_products_gflops
+                                                              : p->sgemm_gflops;
+    double const rate = 1e9 * gflops;
     double const level = (double)p->qinputs_bytes / (p->model.n_layers > 1 ? p->model.n_layers - 1 : 1);
     return flops / rate + 2.0 * level / (PLAN_FS_MBS * 1e6) + touch_seconds(p, p->mem.hand_on);
 }
@@ -569,6 +573,16 @@ static void print_times(const Plan *p, FILE *out) {
             fprintf(out, "  %s mode, a batch share of %d sequence%s per rank: its products at %.1f GFLOP/s per rank\n",
                     config_mode_name((ReconMode)m), share, share > 1 ? "s" : "", p->mode_products_gflops[m]);
         }
+    if (p->probe_products_gflops[p->mode] > 0) {
+        int const D = p->data_parallel[p->mode], share = (p->n_sequences + D - 1) / D;
+        fprintf(out, "  forward-only products, %s mode: the probe passes' %.1f GFLOP/s per rank (%d sequence%s at a time)",
+                config_mode_name(p->mode), p->probe_products_gflops[p->mode], (p->batch + D - 1) / D,
+                (p->batch + D - 1) / D > 1 ? "s" : "");
+        if (p->hand_on_products_gflops[p->mode] > 0)
+            fprintf(out, ", the hand-on's %.1f (%d at a time)", p->hand_on_products_gflops[p->mode],
+                    share < HAND_ON_CHUNK ? share : HAND_ON_CHUNK);
+        fprintf(out, "\n");
+    }
     if (p->products_gflops > 0 && p->threads > 1 && p->products_threads_busy < 0.9)
         fprintf(out, "  note: the iteration's products keep %.0f%% of a rank's %d threads busy: src/gemm.c cuts each "
                      "product into fixed tiles (results independent of the thread count), too few for this many "

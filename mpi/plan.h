@@ -126,6 +126,10 @@ typedef struct {
     double mode_products_gflops[PLAN_N_MODES]; /* the same for each mode's batch share (a
                                       sequential rank's share is smaller: fewer tiles) */
     double capture_products_gflops; /* the same at the capture's rows (CAPTURE_CHUNK x T) */
+    double probe_products_gflops[PLAN_N_MODES]; /* forward-only, at the rows a probe pass
+                                      multiplies (the mode's batch share x T) */
+    double hand_on_products_gflops[PLAN_N_MODES]; /* forward-only, at a hand-on's rows
+                                      (min(HAND_ON_CHUNK, the group rank's share) x T) */
     double elementwise_seconds_per_weight; /* quantizer passes and Adam, one rank, one step */
     /* Filled by plan_set_speed (0 until then): */
     double sgemm_gflops, memory_gbs, zstd_mbs;

@@ -14,6 +14,28 @@
 
 static int hands_on(const Job *job) { return job->cfg->mode != MODE_PARALLEL; }
 
+#define HAND_ON_PROGRESS_SECONDS 10.0
+
+/* The group's rank 0 reports its own share's progress (every rank of the group has a
+ * share of the same size, to one sequence): at 7B width a hand-on takes minutes. */
+typedef struct {
+    int block, print, T;
+    double start, last_print;
+} HandOnProgress;
+
+static int hand_on_chunk_done(void *ctx, int done, int n) {
+    HandOnProgress *p = ctx;
+    double const now = job_now();
+    if (p->print && done < n && now - p->last_print >= HAND_ON_PROGRESS_SECONDS) {
+        double const rate = (double)done / (now - p->start); /* sequences/s */
+        printf("block %d: hand-on %d/%d sequences on this rank, %.0f tokens/s, ETA %.0f s\n", p->block, done, n,
+               rate * p->T, (double)(n - done) / rate);
+        fflush(stdout);
+        p->last_print = now;
+    }
+    return 0;
+}
+
 /* Collective over comm (one group, or every rank on a repair): the input of block l + 1
  * through quantized block l, each rank of comm computing its share of the sequences. */
 static nq_status hand_on(Job *job, int l, const BlockResult *r, MPI_Comm comm) {
@@ -21,8 +43,14 @@ static nq_status hand_on(Job *job, int l, const BlockResult *r, MPI_Comm comm) {
     int rank = 0, size = 1;
     MPI_CHECK(MPI_Comm_rank(comm, &rank));
     MPI_CHECK(MPI_Comm_size(comm, &size));
+    HandOnProgress progress = {.block = l, .print = rank == 0, .T = job->T, .start = job_now()};
+    progress.last_print = progress.start;
     int first = 0, count = 0;
     layout_shard(job->N, size, rank, &first, &count);
+    if (progress.print) {
+        printf("block %d: handing on to block %d: %d of %d sequences on this rank\n", l, l + 1, count, job->N);
+        fflush(stdout);
+    }
     size_t const per_seq = (size_t)job->T * c->dim;
     float *x = nq_calloc((size_t)(count ? count : 1) * per_seq, sizeof(float), "handed-on activations");
     int *seqs = nq_calloc((size_t)(count ? count : 1), sizeof(int), "sequence ids");
@@ -49,15 +77,23 @@ static nq_status hand_on(Job *job, int l, const BlockResult *r, MPI_Comm comm) {
     /* The norm gains only: the matrices are the dequantized ones (at 7B width the model's
      * fp32 block would add 0.8 GB and a second of reading). */
     if (st == NQ_OK && count > 0) st = model_block_norms(job->model, l, norms, norms + c->dim);
+    double forward_start = 0, forward_seconds = 0;
     if (st == NQ_OK && count > 0) {
         w.attn_norm = norms;
         w.ffn_norm = norms + c->dim;
-        st = block_forward_in_place(c, &w, x, count, job->T, HAND_ON_CHUNK, NULL, NULL);
+        forward_start = job_now();
+        st = block_forward_in_place(c, &w, x, count, job->T, HAND_ON_CHUNK, hand_on_chunk_done, &progress);
+        forward_seconds = job_now() - forward_start;
     }
     int ok = st == NQ_OK, all_ok = 0;
     MPI_CHECK(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_LAND, comm));
     if (all_ok) st = qlevel_write(job->run_dir, l + 1, comm, job->cfg->activation_dtype, job->N, job->T, c->dim, first, count, x);
     else if (st == NQ_OK) st = nq_fail(NQ_ERR_RUNTIME, "hand-on of block %d failed on another rank", l);
+    if (st == NQ_OK && progress.print) {
+        printf("block %d: handed on to block %d in %.1f s (forward %.1f s)\n", l, l + 1, job_now() - progress.start,
+               forward_seconds);
+        fflush(stdout);
+    }
     qlevel_close(in);
     for (int i = 0; i < N_MATS; i++) free(weights[i]);
     free(norms);

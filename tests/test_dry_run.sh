@@ -161,13 +161,16 @@ def seconds(s):
     return float(v) * {"s": 1, "min": 60, "h": 3600, "days": 86400}[unit]
 # Per block: the setup (probed on this machine: only > 0 can be asserted) and the two
 # probe passes, a forward over 8 sequences each (1 rank per group: D = 1), at the probed
-# rate of the iteration's products; then 500 iterations of the products at that rate and
-# the probed element-wise time per weight. Printed to 1 decimal of its unit (<= 5%).
+# rate of a forward of a batch (4 sequences) at a time; then 500 iterations of the
+# iteration's products at their probed rate and the probed element-wise time per weight.
+# Printed to 1 decimal of its unit (<= 5%).
 products = num(r"matrix products of this job's shape: ([0-9.]+) GFLOP/s per rank in the iteration")
 capture_products = num(r"GFLOP/s per rank in the iteration, ([0-9.]+) in the capture")
 ew = num(r"element-wise work of an iteration ([0-9.]+) ns per quantized weight") * 1e-9
-checks["products and element-wise work probed"] = products > 0 and capture_products > 0 and ew > 0
-probes = 2 * 8 * (2 * W * T + 4 * H * T * T * (d // H)) / (products * 1e9)
+probe_products = num(r"forward-only products, parallel mode: the probe passes' ([0-9.]+) GFLOP/s per rank \(4 sequences at a time\)")
+checks["products, forward-only products and element-wise work probed"] = (
+    products > 0 and capture_products > 0 and probe_products > 0 and ew > 0)
+probes = 2 * 8 * (2 * W * T + 4 * H * T * T * (d // H)) / (probe_products * 1e9)
 m = re.search(r"setup \(scales, exponent search; probed\) ([0-9.]+ \w+), probe passes ([0-9.]+ \w+)", text)
 checks["setup and probe passes per block"] = (m is not None and seconds(m.group(1)) > 0 and
                                               abs(seconds(m.group(2)) - probes) <= 0.06 * probes)
@@ -236,12 +239,14 @@ for path, D, where, rate in ((sys.argv[1], 4, "shared memory within a node", 1.5
     print("  %s %s: %s, want %.2f s" % ("ok  " if good else "FAIL", path.split("/")[-1], m.group(0) if m else "missing", want))
     ok = ok and good
 # Sequential mode hands each block's output on: its group's 4 ranks forward 32 of the 128
-# sequences each through the quantized block (at the capture's probed rate), and the level
+# sequences each through the quantized block, 8 at a time (at the forward's probed rate
+# for those rows), and the level
 # (128 x 2048 x 4096 fp16) is read and written at the assumed 500 MB/s. Memory: the 32
 # sequences fp32, the block dequantized (4 W) and its codes (W), plus a forward's scratch.
 text = open(sys.argv[2]).read()
 d, f, H, T, N = 4096, 11008, 32, 2048, 128
-rate = float(re.search(r"GFLOP/s per rank in the iteration, ([0-9.]+) in the capture", text).group(1)) * 1e9
+m = re.search(r"forward-only products, sequential mode: .*, the hand-on's ([0-9.]+) \((\d+) at a time\)", text)
+rate = float(m.group(1)) * 1e9 if m and m.group(2) == "8" else float("nan")
 want = 32 * (2 * W * T + 4 * H * T * T * (d // H)) / rate + 2 * N * T * d * 2 / 500e6
 m = re.search(r"the hand-on of its output to the next block ([0-9.]+) (s|min)", text)
 got = float(m.group(1)) * (60 if m.group(2) == "min" else 1) if m else -1
