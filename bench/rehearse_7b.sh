@@ -353,9 +353,9 @@ report_mode() {
     echo "| time: hand-on of block 0 to block 1, s | $ph | ${handon0:--} | $(pct "${handon0:--}" "$ph") |"
   echo "| time: capture end to last block done, s | $pr (reconstruction, $mode) | $(span "$tc1" "$tb") | $(pct "$(span "$tc1" "$tb")" "$pr") |"
   echo "| time: block 0 after setup (probes + $iterations iterations), s | | ${m_block:--} ($s_it s/iteration) | |"
-  local pgk
-  pgk=$(awk -v g="$pg" -v k="$pk" 'BEGIN { if (g == "" || k == "-") print "-"; else printf "%.1f", g + k }')
-  echo "| time: last block done to checkpoint written, s | $pgk (gather $pg + checkpoint $pk) | $mk | $(pct "$mk" "$pgk") |"
+  # root prints "block N done" once N's done file is written (the gather): what follows is
+  # the checkpoint's assembly alone
+  echo "| time: last block done to checkpoint written, s | $pk (checkpoint; the gather before it: $pg) | $mk | $(pct "$mk" "$pk") |"
   echo "| time: whole job, s | $pj | $mj | $(pct "$mj" "$pj") |"
   echo "| longest silence on root's stdout | ~30 s | $(longest_silence "$name") | |"
   if [ "$interrupt" = 1 ]; then

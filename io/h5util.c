@@ -76,9 +76,9 @@ static hid_t fapl_create_(void) {
     return fapl;
 }
 
-nq_status h5u_create(const char *path, hid_t *file) {
+/* Creates path with fapl (consumed): timestamps off, the 1.10 format. */
+static nq_status create_(const char *path, hid_t fapl, hid_t *file) {
     *file = -1;
-    hid_t const fapl = fapl_create_();
     hid_t const fcpl = H5Pcreate(H5P_FILE_CREATE);
     nq_status st = NQ_OK;
     if (fapl < 0 || fcpl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0) {
@@ -98,6 +98,17 @@ cleanup:
     h5u_close(fcpl);
     h5u_close(fapl);
     return st;
+}
+
+nq_status h5u_create(const char *path, hid_t *file) { return create_(path, fapl_create_(), file); }
+
+nq_status h5u_create_in_memory(const char *name, hid_t *file) {
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl >= 0 && (H5Pset_fapl_core(fapl, 64u << 20, 0) < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_SEMI) < 0)) {
+        H5Pclose(fapl);
+        fapl = -1;
+    }
+    return create_(name, fapl, file);
 }
 
 nq_status h5u_open_mpio(const char *path, MPI_Comm comm, int create, const char *what, hid_t *file) {

@@ -37,6 +37,9 @@ nq_status h5u_fail(nq_status code, const char *file, const char *what);
 
 /* Creates (truncates) path for writing; object timestamps off. */
 nq_status h5u_create(const char *path, hid_t *file);
+/* The same file in memory only (HDF5's core driver, no backing store: closing it writes
+ * nothing): the dry run times the write path with it. */
+nq_status h5u_create_in_memory(const char *name, hid_t *file);
 /* Opens path read-only: "path: cannot open: <errno>" for a missing file, "path: not an
  * HDF5 file" for anything else that is not HDF5. */
 nq_status h5u_open_read(const char *path, hid_t *file);

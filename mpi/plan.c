@@ -387,8 +387,10 @@ void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd
     if (p->mode == MODE_PARALLEL && Gp < L) last_round = L - ((L + Gp - 1) / Gp - 1) * Gp;
     if (p->mode != MODE_PARALLEL) last_round = 1;
     p->gather_seconds = last_round * per_done;
-    p->checkpoint_seconds = source_bytes * (double)(p->mem.head / 4) / (PLAN_FS_MBS * 1e6) + /* the head, read */
-                            (double)L * codes_raw / (zstd_mbs * 1e6) +
+    /* Root holds the head from the capture on: it is not read again. Each done file is read
+     * back (decompressed, checksums verified) and stored again. */
+    double const read_back = p->codes_read_mbs > 0 ? codes_raw / (p->codes_read_mbs * 1e6) : 0;
+    p->checkpoint_seconds = (double)L * (read_back + codes_raw / (zstd_mbs * 1e6)) +
                             ((double)L * (double)p->done_raw_fp32_bytes + (double)p->mem.head) / (fp32_mbs * 1e6) +
                             (double)p->checkpoint_bytes / (PLAN_FS_MBS * 1e6);
 }
@@ -560,9 +562,12 @@ static void print_times(const Plan *p, FILE *out) {
             (p->flops_projections + p->flops_attention) / 1e12, p->flops_projections / 1e12, p->flops_attention / 1e12,
             p->iterations, p->flops_block / 1e15, p->flops_blocks / 1e15, p->model.n_layers, p->flops_capture / 1e15);
     if (!(p->sgemm_gflops > 0)) return;
-    fprintf(out, "speed per rank (probes on this machine): sgemm %.1f GFLOP/s, memory %.1f GB/s; zstd %.0f MB/s;"
-                 " file system %.0f MB/s assumed\n",
-            p->sgemm_gflops, p->memory_gbs, p->zstd_mbs, PLAN_FS_MBS);
+    fprintf(out, "speed per rank (probes on this machine): sgemm %.1f GFLOP/s, memory %.1f GB/s; file system %.0f MB/s "
+                 "assumed\n",
+            p->sgemm_gflops, p->memory_gbs, PLAN_FS_MBS);
+    fprintf(out, "  files (zstd, checksums, HDF5; probed in memory): codes stored at %.0f MB/s, read back at %.0f MB/s; "
+                 "fp32 %s copies stored at %.0f MB/s\n",
+            p->zstd_mbs, p->codes_read_mbs, p->source_dtype, p->fp32_zstd_mbs > 0 ? p->fp32_zstd_mbs : p->zstd_mbs);
     if (p->products_gflops > 0)
         fprintf(out, "  matrix products of this job's shape: %.1f GFLOP/s per rank in the iteration, %.1f in the "
                      "capture; element-wise work of an iteration %.2f ns per quantized weight (probes)\n",

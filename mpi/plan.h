@@ -111,7 +111,9 @@ typedef struct {
                                  before plan_set_fp32_storage) */
     double fp32_stored_bytes; /* zstd's bytes per fp32 copy of a source weight (4 for fp32;
                                  16-bit sources leave zero low bits: about 2) */
-    double fp32_zstd_mbs;    /* root's zstd rate on those, MB/s (0: the codes' rate) */
+    double fp32_zstd_mbs;    /* root's rate storing those, MB/s (0: the codes' rate) */
+    double codes_read_mbs;   /* root's rate reading codes back, MB/s (plan_codes_store_probe_mbs;
+                                0: not counted); set before plan_set_speed */
     uint64_t checkpoint_bytes; /* ~ every block's done file + the fp32 head */
     int idle_ranks;          /* ranks of the configured layout with no work */
     int useful_ranks;        /* at most L x batch ranks do work (parallel, pipelined) */
@@ -165,7 +167,8 @@ void plan_set_fp32_storage(Plan *p, const NupesConfig *cfg, const char *source_d
 void plan_set_threads(Plan *p, const NupesConfig *cfg, int threads);
 
 /* Time estimates from measured speeds (per rank): sgemm GFLOP/s, memory GB/s, and root's
- * zstd rate in MB/s for the done files and the checkpoint. */
+ * rate storing codes in MB/s (plan_codes_store_probe_mbs) for the done files and the
+ * checkpoint. */
 void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd_mbs);
 
 /* Seconds the suggested --time asks for: (capture + the configured mode's reconstruction +
@@ -177,8 +180,8 @@ double plan_job_seconds(const Plan *p);
 double plan_pipelined_block_times(int L, int G, double f);
 
 /* The measured sgemm rate of this process (square 1024 products for `seconds`, the fastest
- * call: a neighbour busy for part of the probe does not lower it; likewise the products
- * and element-wise probes below). */
+ * call: the peak the products probes below are compared with; those keep their median
+ * call, as the job meets its neighbours). */
 double plan_sgemm_probe_gflops(double seconds);
 /* The measured memory bandwidth (triad over 3 x 32 MB arrays for `seconds`), GB/s. */
 double plan_memory_probe_gbs(double seconds);
@@ -188,15 +191,18 @@ double plan_memory_probe_gbs(double seconds);
  * block's first step touches the activations, Adam's moments and the gradients for the
  * first time; at 7B width it took ~6 s more than the next ones, ~1.3 s of it at this rate. */
 double plan_page_touch_probe_gbs(double seconds);
-/* The measured zstd rate at `level` on int8 codes like a checkpoint's (MB/s of input). */
-double plan_zstd_probe_mbs(int level, double seconds);
-/* Bytes per weight zstd at `level` stores for fp32 copies of source_dtype ("float32",
- * "float16", "bfloat16") weights, on 4 MB of Gaussian weights rounded to that type;
- * *mbs: the rate, MB/s of fp32 input, over `seconds`. */
-double plan_fp32_zstd_probe(const char *source_dtype, int level, double seconds, double *mbs);
+/* The rate at which 8 MB of int8 codes like a checkpoint's are stored at zstd `level`
+ * through the files' own path (io/h5util.h h5u_write: zstd chunks, checksum, HDF5's
+ * copies) into an in-memory file, MB/s of codes; *read_mbs: the rate at which they are
+ * read back (decompressed, checksum verified), as the checkpoint re-reads a done file. */
+double plan_codes_store_probe_mbs(int level, double seconds, double *read_mbs);
+/* Bytes per weight stored at zstd `level` for fp32 copies of source_dtype ("float32",
+ * "float16", "bfloat16") weights, on 16 MB of Gaussian weights rounded to that type and
+ * written the same way; *mbs: the rate, MB/s of fp32 input. */
+double plan_fp32_store_probe(const char *source_dtype, int level, double seconds, double *mbs);
 /* GFLOP/s of one thread on one gemm tile: out [rows][cols] = in [rows][inner] w^T, as
- * linear_forward multiplies (src/gemm.c runs each tile on one thread); the fastest of at
- * least 2 calls after a warm-up. */
+ * linear_forward multiplies (src/gemm.c runs each tile on one thread); the median of at
+ * least 3 calls after a warm-up. */
 double plan_products_probe_gflops(int rows, int cols, int inner, double seconds);
 /* GFLOP/s of one rank of `threads` threads on an iteration's matrix products (forward_only:
  * the capture's) for B sequences of T tokens, as src/gemm.c runs each: its fixed tiles
@@ -204,16 +210,18 @@ double plan_products_probe_gflops(int rows, int cols, int inner, double seconds)
  * attention are probed; every product is counted by its tiles and rounds. Fixed tiles
  * keep results independent of the thread count, and cap the threads a product can use:
  * at 7B, B 4 x T 2048, a d x d weight gradient has 8 tiles. The attention runs its
- * (sequence, head) pairs side by side instead, one thread each. */
+ * (sequence, head) pairs side by side instead, one thread each. Each tile shape is probed
+ * once per process (0.5 s), then reused. */
 double plan_rank_products_gflops(const ModelConfig *c, int B, int T, int threads, int forward_only,
                                  double *threads_busy); /* the share of thread time that runs tiles */
 /* Seconds per quantized weight of an iteration's element-wise work (quantizer forward,
  * straight-through gradients, Adam) with cfg's quantizer, on this process's threads:
- * src/recon.c's own passes timed on a 3.4 M-weight block (d 512, f 1536), the fastest
+ * src/recon.c's own passes timed on a 3.4 M-weight block (d 512, f 1536), the median
  * iteration after the first. 0 when cfg learns nothing (RTN, PowerQuant). */
 double plan_elementwise_probe_seconds_per_weight(const NupesConfig *cfg, double seconds);
 /* Seconds per weight of a block's setup with cfg's quantizer and method on this process's
- * threads (parallel_threads), timed on a 256 x 4096 matrix of heavy-tailed weights. At 7B
+ * threads (parallel_threads), timed on a 256 x 4096 matrix of heavy-tailed weights (the
+ * median of at least 3 passes). At 7B
  * width the setup took minutes per block, more than the plan could leave out. *code_bits
  * (left alone on failure): bits per code that zstd at cfg's level stores for the codes
  * of that start (int8 codes of a 4-bit quantizer store near their entropy, ~3 bits). */

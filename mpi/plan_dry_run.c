@@ -264,12 +264,13 @@ nq_status plan_dry_run_cluster(const NupesConfig *cfg, int world_size, const Pla
     source_dtype(cfg, shape_from == cfg->model_path, dtype, sizeof dtype);
     double fp32_mbs = 0;
     launch_in_step();
-    double const fp32_bytes = plan_fp32_zstd_probe(dtype, cfg->zstd_level, 0.1, &fp32_mbs);
+    double const fp32_bytes = plan_fp32_store_probe(dtype, cfg->zstd_level, 0.2, &fp32_mbs);
     plan_set_fp32_storage(&p, cfg, dtype, fp32_bytes, fp32_mbs);
     launch_in_step();
     double const memory_gbs = plan_memory_probe_gbs(0.25);
     launch_in_step();
-    plan_set_speed(&p, gflops, memory_gbs, plan_zstd_probe_mbs(cfg->zstd_level, 0.1));
+    double const codes_mbs = plan_codes_store_probe_mbs(cfg->zstd_level, 0.2, &p.codes_read_mbs);
+    plan_set_speed(&p, gflops, memory_gbs, codes_mbs);
     if (!out) return NQ_OK; /* another rank of the launch: it probed beside root */
     uint64_t free_bytes = 0;
     int64_t const shown = plan_free_bytes(cfg->run_dir, &free_bytes) == NQ_OK ? (int64_t)free_bytes : -1;

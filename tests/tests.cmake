@@ -53,8 +53,24 @@ foreach(src ${NUPES_TEST_SH})
   # beside it, test_quality took over 900 s (~300 s quiet); every wait inside the scripts
   # has its own bound, so a generous limit here costs nothing on a healthy run.
   set_tests_properties(${name} PROPERTIES ENVIRONMENT "${NUPES_TEST_ENV}" TIMEOUT 2700)
-  # Scripts that start daemons (SLURM) must not run beside each other.
+  # Scripts that start daemons (SLURM) must not run beside each other; beside any other
+  # test they may (RUN_SERIAL left a core idle for their ~100 s in each pass).
   if(name MATCHES "slurm")
-    set_tests_properties(${name} PROPERTIES RUN_SERIAL TRUE LABELS slurm)
+    set_tests_properties(${name} PROPERTIES RESOURCE_LOCK slurm LABELS slurm)
+  endif()
+endforeach()
+
+# ctest -j starts the costliest tests first when it knows their cost; a fresh clone has
+# no record of earlier runs, so the long ones are named here with their seconds on a
+# quiet 2-core machine (the AddressSanitizer pass, 2026-12-03). Started last, test_quality
+# ran alone for minutes at the end of a pass. Order only: no test depends on it.
+foreach(cost test_quality:420 test_resume_stop:310 test_blas_kernels:245 test_faults_kill:185
+             test_faults:180 test_dry_run:170 test_fuzz_smoke:115 test_hf_quantize:70
+             test_resume_damage:70 test_slurm_resume:65)
+  string(REPLACE ":" ";" pair ${cost})
+  list(GET pair 0 name)
+  list(GET pair 1 seconds)
+  if(TEST ${name})
+    set_tests_properties(${name} PROPERTIES COST ${seconds})
   endif()
 endforeach()
