@@ -155,27 +155,14 @@ static void launch_in_step(void) {
     if (initialized) MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
 }
 
-/* Threads per rank: the named count, else $OPENBLAS_NUM_THREADS, else 1. */
-/* Forward-only products rates by rows (B sequences), each probed once, every rank in step. */
-typedef struct {
-    int B[2 + 2 * PLAN_N_MODES];
-    double gflops[2 + 2 * PLAN_N_MODES];
-    int n;
-} ForwardRates;
-
-static double forward_rate(ForwardRates *r, const ModelConfig *c, int B, int T, int threads) {
-    if (B < 1) B = 1;
-    for (int i = 0; i < r->n; i++)
-        if (r->B[i] == B) return r->gflops[i];
+/* A forward-only pass's products rate at B sequences of T tokens, every rank in step
+ * (a tile probed before is not probed again: plan_rank_products_gflops). */
+static double forward_rate(const ModelConfig *c, int B, int T, int threads) {
     launch_in_step();
-    double const gflops = plan_rank_products_gflops(c, B, T, threads, 1, NULL);
-    if (r->n < (int)(sizeof r->B / sizeof r->B[0])) {
-        r->B[r->n] = B;
-        r->gflops[r->n++] = gflops;
-    }
-    return gflops;
+    return plan_rank_products_gflops(c, B > 1 ? B : 1, T, threads, 1, NULL);
 }
 
+/* Threads per rank: the named count, else $OPENBLAS_NUM_THREADS, else 1. */
 static int plan_threads(const PlanCluster *cluster) {
     if (cluster && cluster->threads > 0) return cluster->threads;
     const char *env = getenv("OPENBLAS_NUM_THREADS");
@@ -251,14 +238,13 @@ nq_status plan_dry_run_cluster(const NupesConfig *cfg, int world_size, const Pla
     /* Forward-only passes at their own rows: the capture, each mode's probe passes and
      * hand-on (few rows run slower per FLOP: the probes measured 30.7 GFLOP/s at 1 x 256
      * rows, 35.5 at 4 x 256, at 7B width) */
-    ForwardRates fwd = {0};
-    p.capture_products_gflops = forward_rate(&fwd, &c, CAPTURE_CHUNK, T, threads);
+    p.capture_products_gflops = forward_rate(&c, CAPTURE_CHUNK, T, threads);
     for (int m = 0; m < PLAN_N_MODES; m++) {
         int const Dm = p.data_parallel[m], group_share = (N + Dm - 1) / Dm;
-        p.probe_products_gflops[m] = forward_rate(&fwd, &c, (cfg->batch + Dm - 1) / Dm, T, threads);
+        p.probe_products_gflops[m] = forward_rate(&c, (cfg->batch + Dm - 1) / Dm, T, threads);
         if (m != MODE_PARALLEL)
             p.hand_on_products_gflops[m] =
-                forward_rate(&fwd, &c, group_share < HAND_ON_CHUNK ? group_share : HAND_ON_CHUNK, T, threads);
+                forward_rate(&c, group_share < HAND_ON_CHUNK ? group_share : HAND_ON_CHUNK, T, threads);
     }
     char dtype[16];
     source_dtype(cfg, shape_from == cfg->model_path, dtype, sizeof dtype);

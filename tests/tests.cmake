@@ -60,17 +60,3 @@ foreach(src ${NUPES_TEST_SH})
   endif()
 endforeach()
 
-# ctest -j starts the costliest tests first when it knows their cost; a fresh clone has
-# no record of earlier runs, so the long ones are named here with their seconds on a
-# quiet 2-core machine (the AddressSanitizer pass, 2026-12-03). Started last, test_quality
-# ran alone for minutes at the end of a pass. Order only: no test depends on it.
-foreach(cost test_quality:420 test_resume_stop:310 test_blas_kernels:245 test_faults_kill:185
-             test_faults:180 test_dry_run:170 test_fuzz_smoke:115 test_hf_quantize:70
-             test_resume_damage:70 test_slurm_resume:65)
-  string(REPLACE ":" ";" pair ${cost})
-  list(GET pair 0 name)
-  list(GET pair 1 seconds)
-  if(TEST ${name})
-    set_tests_properties(${name} PROPERTIES COST ${seconds})
-  endif()
-endforeach()
