@@ -579,10 +579,9 @@ static void print_times(const Plan *p, FILE *out) {
                     config_mode_name((ReconMode)m), share, share > 1 ? "s" : "", p->mode_products_gflops[m]);
         }
     if (p->probe_products_gflops[p->mode] > 0) {
-        int const D = p->data_parallel[p->mode], share = (p->n_sequences + D - 1) / D;
+        int const D = p->data_parallel[p->mode], share = (p->n_sequences + D - 1) / D, batch_share = (p->batch + D - 1) / D;
         fprintf(out, "  forward-only products, %s mode: the probe passes' %.1f GFLOP/s per rank (%d sequence%s at a time)",
-                config_mode_name(p->mode), p->probe_products_gflops[p->mode], (p->batch + D - 1) / D,
-                (p->batch + D - 1) / D > 1 ? "s" : "");
+                config_mode_name(p->mode), p->probe_products_gflops[p->mode], batch_share, batch_share > 1 ? "s" : "");
         if (p->hand_on_products_gflops[p->mode] > 0)
             fprintf(out, ", the hand-on's %.1f (%d at a time)", p->hand_on_products_gflops[p->mode],
                     share < HAND_ON_CHUNK ? share : HAND_ON_CHUNK);
