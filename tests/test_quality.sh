@@ -23,7 +23,7 @@ iterations=${ITERATIONS:-150}
 eval_sequences=${EVAL_SEQUENCES:-48}
 seed=${SEED:-1}
 bits_list=${QUALITY_BITS:-4 3}
-[ -z "${QUALITY_BITS:-}" ] && ldd "$NUPES_BIN" | grep -q libasan && bits_list=4
+if [ -z "${QUALITY_BITS:-}" ] && [[ $(ldd "$NUPES_BIN") == *libasan* ]]; then bits_list=4; fi
 config="$NUPES_SOURCE_DIR/configs/stories260K.toml"
 common=(--set calibration.sequences="$calib_sequences" --set reconstruction.iterations="$iterations"
         --set reconstruction.seed="$seed" --set reconstruction.switch=0.8)
