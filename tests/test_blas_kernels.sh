@@ -16,7 +16,7 @@
 # line (stderr, progress.log, the checkpoint as inspect shows it) that it is not
 # bit-identical to an uninterrupted run.
 #
-# Under the sanitizers the per-kernel checks run for the kernel this environment picks
+# Under the sanitizers (NUPES_SANITIZED=1, tests.cmake) the per-kernel checks run for the kernel this environment picks
 # (then the switch): what they add there is our code's memory checked, and our code does
 # not branch on the kernel. The release build runs them for every kernel. On an AVX-512
 # machine that is 65 s of the ASan pass alone against 231 s beside another test.
@@ -37,7 +37,7 @@ native=$("$NUPES_BIN" --version | sed -n 's/.*kernel \([A-Za-z0-9]*\),.*/\1/p')
 [[ " ${kernels[*]} " == *" $native "* ]] || kernels+=("$native")
 echo "kernels this CPU can run: ${kernels[*]} (this environment's: $native)"
 checked=("${kernels[@]}")
-if ldd "$NUPES_BIN" | grep -q 'libasan'; then
+if [ "${NUPES_SANITIZED:-0}" = 1 ]; then
   checked=("$native")
   echo "sanitizer build: per-kernel checks for $native only"
 fi

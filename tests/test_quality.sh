@@ -9,7 +9,7 @@
 # calibration sequences, ITERATIONS iterations per block, the first EVAL_SEQUENCES
 # evaluation windows. The pipelined margins were checked on seeds 1-3 at these settings;
 # the README's example (all 397 sequences, 500 iterations) gives the full-size numbers.
-# Under the sanitizers W4 only (QUALITY_BITS): the W3 jobs run the same code with another
+# Under the sanitizers (NUPES_SANITIZED=1, tests.cmake) W4 only (QUALITY_BITS): the W3 jobs run the same code with another
 # code range, and the release build has already asserted their numbers (181 s of the
 # ASan pass, ~half of it W3).
 set -euo pipefail
@@ -23,7 +23,7 @@ iterations=${ITERATIONS:-150}
 eval_sequences=${EVAL_SEQUENCES:-48}
 seed=${SEED:-1}
 bits_list=${QUALITY_BITS:-4 3}
-if [ -z "${QUALITY_BITS:-}" ] && [[ $(ldd "$NUPES_BIN") == *libasan* ]]; then bits_list=4; fi
+if [ -z "${QUALITY_BITS:-}" ] && [ "${NUPES_SANITIZED:-0}" = 1 ]; then bits_list=4; fi
 config="$NUPES_SOURCE_DIR/configs/stories260K.toml"
 common=(--set calibration.sequences="$calib_sequences" --set reconstruction.iterations="$iterations"
         --set reconstruction.seed="$seed" --set reconstruction.switch=0.8)

@@ -5,7 +5,15 @@
 #   tests/support/*.c   helpers shared by tests (naive reference kernels, fixtures).
 # Every test runs with the variables that real MPI on this machine needs (TOOLCHAIN.md).
 
+# NUPES_SANITIZED=1 in the AddressSanitizer + UBSan build: the tests that run lighter there
+# (test_blas_kernels, test_quality) read it.
+if(NUPES_SANITIZE)
+  set(NUPES_TEST_SANITIZED 1)
+else()
+  set(NUPES_TEST_SANITIZED 0)
+endif()
 set(NUPES_TEST_ENV
+  "NUPES_SANITIZED=${NUPES_TEST_SANITIZED}"
   "NUPES_SOURCE_DIR=${CMAKE_SOURCE_DIR}"
   "NUPES_BUILD_DIR=${CMAKE_BINARY_DIR}"
   "NUPES_BIN=$<TARGET_FILE:nupes-mpi>"
