@@ -9,9 +9,9 @@
 # calibration sequences, ITERATIONS iterations per block, the first EVAL_SEQUENCES
 # evaluation windows. The pipelined margins were checked on seeds 1-3 at these settings;
 # the README's example (all 397 sequences, 500 iterations) gives the full-size numbers.
-# Under the sanitizers (NUPES_SANITIZED=1, tests.cmake) W4 only (QUALITY_BITS): the W3 jobs run the same code with another
-# code range, and the release build has already asserted their numbers (181 s of the
-# ASan pass, ~half of it W3).
+# Under the sanitizers (NUPES_SANITIZED=1, set by tests.cmake) W4 only (QUALITY_BITS): the
+# W3 jobs run the same code with another code range, and the release build has already
+# asserted their numbers (181 s of the ASan pass, ~half of it W3).
 set -euo pipefail
 : "${NUPES_BIN:?}" "${NUPES_SOURCE_DIR:?}" "${NUPES_DATA:?}" "${MPIEXEC:?}"
 work=$(mktemp -d "${TMPDIR:-/tmp}/nupes-quality.XXXXXX")
