@@ -65,14 +65,30 @@ expect_field() {
 }
 
 # Submits nupes.sbatch with sbatch OPTIONS (before --) for run directory DIR; prints the id.
+# Rank 1 holds in block 1 right after its first state save (test_hold, as RL_HOLD does in
+# the one-node tests) until the test releases it or a signal stops it: waiting for the
+# state file instead raced the block, whose 300 steps take about a second on a fast
+# machine. The hold directory DIR.hold is on /tmp, which every node shares; a job
+# resubmitted for the same DIR finds it released (release_holds) and does not hold.
 submit() {
   local opts=()
   while [ $# -gt 0 ] && [ "$1" != -- ]; do opts+=("$1"); shift; done
   job_args_for "$2"
+  mkdir -p "$2.hold"
   ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" NUPES_BIN=$NUPES_BIN \
+    NUPES_TEST_HOLD=state-saved:0001 NUPES_TEST_HOLD_DIR="$2.hold" \
     timeout 30 sbatch --parsable -D "$jobs" -o "$jobs/%j.out" "${opts[@]}" \
     "$NUPES_SBATCH" "$CONFIG" "${ARGS[@]}" || fail "sbatch ${opts[*]}"
 }
+
+# Waits until rank 1 of the job in DIR holds after its first state save of block 1.
+wait_saved() {
+  RL_HOLD_DIR=$1.hold rl_wait_held state-saved:0001 1
+  [ -e "$1/state/block-0001.h5" ] || fail "$1: held after saving block 1, but no state file"
+}
+
+# Lets every later hold of the job in DIR (the requeued or resubmitted run's) go on.
+release_holds() { : >"$1.hold/release.all"; }
 
 # The node (1..3) whose namespace runs world rank RANK of nupes-mpi; empty if none yet.
 rank_node() {
@@ -148,7 +164,7 @@ dir=$RL_WORK/preempt
 low=$(submit -p low -N 2 --ntasks-per-node=1 -- "$dir")
 log=$jobs/$low.out
 wait_ranks_on 1 2
-rl_wait_file "$dir/state/block-0001.h5" # both ranks are in their first block and have saved
+wait_saved "$dir" # both ranks are in their first block, rank 1 has saved and holds there
 # The preemptor needs node1 and holds it until released, so the requeued job must move.
 release=$RL_WORK/release-preemptor
 high=$(timeout 30 sbatch --parsable -p high -w node1 --exclusive -J preemptor -D "$jobs" \
@@ -156,6 +172,7 @@ high=$(timeout 30 sbatch --parsable -p high -w node1 --exclusive -J preemptor -D
   --wrap "while [ ! -e $release ]; do sleep 0.2; done; echo preemptor \$SLURM_JOB_ID done") ||
   fail "sbatch preemptor"
 wait_for_job_state "$high" RUNNING "$RL_TIMEOUT" || fail "preemptor $high did not run"
+release_holds "$dir"
 wait_ranks_on 2 3
 touch "$release"
 wait_for_job_state "$low" COMPLETED "$RL_TIMEOUT" || fail "preempted job $low did not complete"
@@ -180,9 +197,10 @@ rl_log "  job $low: ranks 0,1 on node1,node2; preempted by job $high; requeued (
 # the node DOWN after SlurmdTimeout and ends the job NODE_FAIL.
 lose_node_of() {
   local job=$1 node=$2 dir=$3 t0
-  rl_wait_file "$dir/state/block-0001.h5"
+  wait_saved "$dir"
   t0=$(rl_now)
   mn_node_lose "$cluster" "$node" || fail "mn_node_lose node$node"
+  release_holds "$dir"
   LOST_T0=$t0
 }
 
