@@ -318,11 +318,16 @@ static double forward_flops(const Plan *p, int sequences) {
 
 /* The two probe passes of a block (mpi/block_run.h: the loss over min(N, 8) sequences
  * before the first step and after the last), a forward each, split over the group's D
- * ranks, a batch share at a time, at the forward's probed rate for those rows. */
+ * ranks, a batch share at a time, at the forward's probed rate for those rows; the
+ * first quantizes the block (the last finds w_hat fresh from the last step: src/recon.c)
+ * into w_hat and the codes, touched fresh, as are the activations. At 7B width on a VM faulting 0.27 GB/s, the forward alone
+ * planned 18 s where the passes took 29. */
 static double probe_seconds(const Plan *p, int m, int D) {
     int const P = probe_sequences(p->n_sequences);
     double const rate = p->probe_products_gflops[m] > 0 ? 1e9 * p->probe_products_gflops[m] : products_rate(p, m);
-    return 2.0 * forward_flops(p, (P + D - 1) / D) / rate;
+    double const quantize = p->quantize_seconds_per_weight * (double)p->quantized_weights_per_block;
+    return 2.0 * forward_flops(p, (P + D - 1) / D) / rate + quantize +
+           touch_seconds(p, p->mem.quantized + p->mem.block_acts);
 }
 
 /* The hand-on after a block (pipelined, sequential): a forward of the group rank's share
@@ -352,21 +357,33 @@ void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd
     double const source_bytes = !strcmp(p->source_dtype, "float16") || !strcmp(p->source_dtype, "bfloat16") ? 2 : 4;
     double const read_rate = PLAN_FS_MBS * 1e6 / (p->ranks_per_node > 0 ? p->ranks_per_node : 1);
     double const head_read = source_bytes * (double)(p->mem.head / 4) / read_rate;
-    p->capture_seconds = p->flops_capture / p->world_size / capture_rate +
-                         (L * source_bytes * (double)block_weights(&p->model, 0, 0)) / read_rate + head_read;
-    p->setup_seconds = p->setup_seconds_per_weight * (double)p->quantized_weights_per_block;
-    /* The first step allocates and touches the activations, Adam's moments and the
-     * gradients (the setup probe's own allocations already count the setup's). */
+    /* A block as the model hands it out: read, converted to fp32 into fresh memory (freed
+     * after its use: the next block faults its pages in again). At 7B width on a VM
+     * faulting 0.27 GB/s that is 3 s of each block's capture, and the head's 1.05 GB 4 s
+     * more: the capture ran 80% over a plan of reads and FLOPs alone. */
+    p->block_read_seconds = source_bytes * (double)block_weights(&p->model, 0, 0) / read_rate +
+                            touch_seconds(p, p->mem.weights);
+    /* The ranks of a node write their shares of each level of activations.h5 side by side. */
+    double const levels_write = (double)p->inputs_bytes / (p->nodes > 0 ? p->nodes : 1) / (PLAN_FS_MBS * 1e6);
+    p->capture_seconds = p->flops_capture / p->world_size / capture_rate + L * p->block_read_seconds + head_read +
+                         touch_seconds(p, p->mem.head) + levels_write;
+    /* The setup probe times the exponent search with its memory already touched; the
+     * setup writes the latents z into fresh memory. */
+    p->setup_seconds = p->setup_seconds_per_weight * (double)p->quantized_weights_per_block +
+                       touch_seconds(p, p->mem.latents);
+    /* The first step allocates and touches Adam's moments, the gradients and the attention
+     * buffers (the first probe pass has touched the activations), and quantizes the block
+     * once more (the element-wise probe's median step does not: recon_apply quantizes). */
     if (p->iterations > 0)
-        p->first_step_seconds =
-            touch_seconds(p, p->mem.block_acts + p->mem.attention + p->mem.adam + p->mem.gradients);
+        p->first_step_seconds = touch_seconds(p, p->mem.attention + p->mem.adam + p->mem.gradients) +
+                                p->quantize_seconds_per_weight * (double)p->quantized_weights_per_block;
     for (int m = 0; m < PLAN_N_MODES; m++) {
         p->probe_seconds[m] = probe_seconds(p, m, p->data_parallel[m]);
         p->allreduce_seconds[m] = allreduce_seconds(p, p->data_parallel[m]);
         p->hand_on_seconds[m] = hand_on_seconds(p, m, p->data_parallel[m]);
         p->block_seconds[m] =
-            block_seconds(p, m, p->data_parallel[m]) + p->setup_seconds + p->first_step_seconds + p->probe_seconds[m] +
-            p->hand_on_seconds[m];
+            block_seconds(p, m, p->data_parallel[m]) + p->block_read_seconds + p->setup_seconds +
+            p->first_step_seconds + p->probe_seconds[m] + p->hand_on_seconds[m];
     }
     int const Gp = p->n_groups[MODE_PARALLEL], Gq = p->n_groups[MODE_PIPELINED];
     p->wall_seconds[MODE_PARALLEL] = ((L + Gp - 1) / Gp) * p->block_seconds[MODE_PARALLEL];
@@ -573,8 +590,10 @@ static void print_times(const Plan *p, FILE *out) {
             p->zstd_mbs, p->codes_read_mbs, p->source_dtype, p->fp32_zstd_mbs > 0 ? p->fp32_zstd_mbs : p->zstd_mbs);
     if (p->products_gflops > 0)
         fprintf(out, "  matrix products of this job's shape: %.1f GFLOP/s per rank in the iteration, %.1f in the "
-                     "capture; element-wise work of an iteration %.2f ns per quantized weight (probes)\n",
-                p->products_gflops, p->capture_products_gflops, p->elementwise_seconds_per_weight * 1e9);
+                     "capture; element-wise work of an iteration %.2f ns per quantized weight, the "
+                     "quantizer's forward alone %.2f (probes)\n",
+                p->products_gflops, p->capture_products_gflops, p->elementwise_seconds_per_weight * 1e9,
+                p->quantize_seconds_per_weight * 1e9);
     for (int m = 0; m < PLAN_N_MODES && p->products_gflops > 0; m++)
         if (p->mode_products_gflops[m] > 0 && p->mode_products_gflops[m] != p->products_gflops) {
             int const share = (p->batch + p->data_parallel[m] - 1) / p->data_parallel[m];
@@ -596,15 +615,20 @@ static void print_times(const Plan *p, FILE *out) {
                      "threads; more ranks of fewer threads (mpi.data_parallel) use the cores better\n",
                 100 * p->products_threads_busy, p->threads);
     fprintf(out, "estimated time at that speed per rank:\n");
-    fprintf(out, "  capture over %d rank%s (forward passes; every rank reads each block and the head): %s\n",
+    fprintf(out, "  capture over %d rank%s (forward passes; every rank reads each block and the head into fresh "
+                 "fp32 memory): %s\n",
             p->world_size, p->world_size > 1 ? "s" : "", human_time(p->capture_seconds, a, sizeof a));
-    if (p->setup_seconds > 0)
-        fprintf(out, "  per block, in the reconstruction times below: setup (scales, exponent search; probed) %s, "
-                     "probe passes %s\n",
-                human_time(p->setup_seconds, a, sizeof a), human_time(p->probe_seconds[p->mode], b, sizeof b));
+    if (p->setup_seconds > 0) {
+        char c[32];
+        fprintf(out, "  per block, in the reconstruction times below: the model's block read %s, setup (scales, "
+                     "exponent search; probed) %s, probe passes %s\n",
+                human_time(p->block_read_seconds, c, sizeof c), human_time(p->setup_seconds, a, sizeof a),
+                human_time(p->probe_seconds[p->mode], b, sizeof b));
+    }
     if (p->first_step_seconds > 0)
-        fprintf(out, "  per block: the first step's fresh memory (activations, Adam's moments, gradients) at %.2f GB/s "
-                     "(probed page faults): %s\n",
+        fprintf(out, "  per block: fresh memory (the block read, the setup's latents, the first probe pass's w_hat, "
+                     "codes and activations, the first step's Adam moments and gradients) faulted in at %.2f GB/s "
+                     "(probed page faults); the first step's, with its quantizer forward: %s\n",
                 p->page_touch_gbs, human_time(p->first_step_seconds, a, sizeof a));
     if (p->hand_on_seconds[p->mode] > 0)
         fprintf(out, "  per block, in the %s mode's times below: the hand-on of its output to the next block %s\n",

@@ -133,6 +133,9 @@ typedef struct {
     double hand_on_products_gflops[PLAN_N_MODES]; /* forward-only, at a hand-on's rows
                                       (min(HAND_ON_CHUNK, the group rank's share) x T) */
     double elementwise_seconds_per_weight; /* quantizer passes and Adam, one rank, one step */
+    double quantize_seconds_per_weight;    /* the quantizer's forward (w_hat, codes) alone: the
+                                              first probe pass and the first step run it once
+                                              each (recon_apply quantizes for the others) */
     /* Filled by plan_set_speed (0 until then): */
     double sgemm_gflops, memory_gbs, zstd_mbs;
     double capture_seconds, gather_seconds, checkpoint_seconds;
@@ -143,6 +146,8 @@ typedef struct {
     double page_touch_gbs;               /* plan_page_touch_probe_gbs (0: not counted); set
                                             before plan_set_speed */
     double first_step_seconds;           /* a block's first step: its fresh memory touched */
+    double block_read_seconds;           /* a block read from the model, converted to fp32 in
+                                            fresh memory (the capture's, each setup's) */
     double setup_seconds;                /* one block's setup on one rank */
     double probe_seconds[PLAN_N_MODES];  /* one block's two probe passes (loss before and after) */
     double hand_on_seconds[PLAN_N_MODES]; /* one block's hand-on (0 in parallel mode) */
@@ -224,8 +229,10 @@ double plan_elementwise_probe_seconds_per_weight(const NupesConfig *cfg, double 
  * median of at least 3 passes). At 7B
  * width the setup took minutes per block, more than the plan could leave out. *code_bits
  * (left alone on failure): bits per code that zstd at cfg's level stores for the codes
- * of that start (int8 codes of a 4-bit quantizer store near their entropy, ~3 bits). */
-double plan_setup_probe_seconds_per_weight(const NupesConfig *cfg, double seconds, double *code_bits);
+ * of that start (int8 codes of a 4-bit quantizer store near their entropy, ~3 bits).
+ * *quantize_seconds_per_weight: the quantizer's forward from that start (0 on failure). */
+double plan_setup_probe_seconds_per_weight(const NupesConfig *cfg, double seconds, double *code_bits,
+                                           double *quantize_seconds_per_weight);
 
 /* Prints the plan (and, with free_bytes >= 0, the run.dir space check). */
 void plan_print(const Plan *p, const NupesConfig *cfg, int64_t free_bytes, FILE *out);

@@ -214,7 +214,9 @@ nq_status plan_dry_run_cluster(const NupesConfig *cfg, int world_size, const Pla
      * (the iteration) and CAPTURE_CHUNK sequences (the capture), tile by tile. */
     launch_in_step();
     p.setup_seconds_per_weight =
-        plan_setup_probe_seconds_per_weight(cfg, 0.5, &p.stored_code_bits) * parallel_threads() / threads;
+        plan_setup_probe_seconds_per_weight(cfg, 0.5, &p.stored_code_bits, &p.quantize_seconds_per_weight) *
+        parallel_threads() / threads;
+    p.quantize_seconds_per_weight *= (double)parallel_threads() / threads;
     launch_in_step();
     p.elementwise_seconds_per_weight =
         plan_elementwise_probe_seconds_per_weight(cfg, 0.3) * parallel_threads() / threads;

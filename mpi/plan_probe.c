@@ -113,7 +113,9 @@ static void fill_heavy_tailed(float *w, size_t n, uint32_t seed) {
     }
 }
 
-double plan_setup_probe_seconds_per_weight(const NupesConfig *cfg, double seconds, double *code_bits) {
+double plan_setup_probe_seconds_per_weight(const NupesConfig *cfg, double seconds, double *code_bits,
+                                           double *quantize_seconds_per_weight) {
+    *quantize_seconds_per_weight = 0;
     QuantSpec const spec = config_quant_spec(cfg);
     int const rows = 256, cols = 4096;
     QuantShape const sh = quant_shape(spec, rows, cols);
@@ -140,7 +142,16 @@ double plan_setup_probe_seconds_per_weight(const NupesConfig *cfg, double second
         int8_t *codes = malloc(n);
         void *dst = malloc(cap);
         if (codes && dst) {
-            quantizer_of(spec)->forward(spec, sh, &out, codes, w); /* w_hat over w: done with it */
+            /* the quantizer's forward from that start, as a probe pass runs it over a block
+             * before its forward (src/recon.c), w_hat over w: done with it; the median call */
+            int calls = 0;
+            for (double const t0 = now_seconds(); calls < PROBE_MAX_CALLS && (calls < 3 || now_seconds() - t0 < 0.05);
+                 calls++) {
+                double const start = now_seconds();
+                quantizer_of(spec)->forward(spec, sh, &out, codes, w);
+                passes[calls] = now_seconds() - start;
+            }
+            *quantize_seconds_per_weight = median_of(passes, calls) / (double)n;
             size_t const stored = h5zstd_compress_chunk(cfg->zstd_level, H5Z_ZSTD_PARSE_SYMBOLS, codes, n, dst, cap);
             if (stored > 0) *code_bits = 8.0 * (double)stored / (double)n;
         }
