@@ -8,7 +8,8 @@
 #   2. an uninterrupted run, measured: peak RSS per rank (/usr/bin/time -v) and per phase
 #      (VmRSS sampled every 0.5 s, phase = root's last progress line), disk in run.dir per
 #      kind of file (largest size seen), phase times and the longest silence on root's
-#      stdout (from timestamps of its lines);
+#      stdout (from timestamps of its lines); then the same dry run again, whose probes say
+#      whether the machine still runs at the speed the plan probed (a VM's does not always);
 #   3. interruptions in a second run directory: the ranks held at block 0's setup (the
 #      capture is complete: NUPES_TEST_HOLD=setup:0000), rank 1 SIGKILLed; the re-run
 #      reuses the capture, and once block 0 iterates (its first status line) both ranks get
@@ -357,6 +358,13 @@ report_mode() {
   # the checkpoint's assembly alone
   echo "| time: last block done to checkpoint written, s | $pk (checkpoint; the gather before it: $pg) | $mk | $(pct "$mk" "$pk") |"
   echo "| time: whole job, s | $pj | $mj | $(pct "$mj" "$pj") |"
+  # This VM's speed moves with its host's load: the same setup probe read 310 and 600 ns
+  # per weight minutes apart. The same dry run again after the job says whether the
+  # machine the plan probed is the one the job ran on.
+  local a=$mode-after pj2
+  pj2=$(plan_min_s "$a" '^  job \(' ':')
+  echo "| the machine, dry-run probes before / after the job | sgemm $(plan_num "$mode" 'sgemm') / $(plan_num "$a" 'sgemm') GFLOP/s per rank; setup $ps / $(plan_min_s "$a" 'setup \(scales, exponent search; probed\)' 'probed\)') s; page faults $(plan_num "$mode" 'faulted in at') / $(plan_num "$a" 'faulted in at') GB/s | | |"
+  echo "| time: whole job, s, planned from the probes after the job | $pj2 | $mj | $(pct "$mj" "$pj2") |"
   echo "| longest silence on root's stdout | ~30 s | $(longest_silence "$name") | |"
   if [ "$interrupt" = 1 ]; then
     echo "| SIGKILL of rank 1 held at block 0's setup: exit; capture kept | | $INT_KILL_RC; $INT_CAPTURE_KEPT | |"
@@ -381,6 +389,9 @@ for mode in $modes; do
   fi
   log "$mode: plan $node GB per node; uninterrupted run"
   run_measured "$mode"
+  "$MPIEXEC" -np "$NP" "$bin" --config "$work/job.toml" --set run.dir="$work/run-plan" \
+    --set reconstruction.mode="$mode" --dry-run > "$work/plan-$mode-after.txt" 2>&1 ||
+    { cat "$work/plan-$mode-after.txt" >&2; exit 3; }
   if [ "$interrupt" = 1 ]; then
     log "$mode: SIGKILL after capture, SIGTERM mid-block, resume"
     run_interrupted "$mode"
