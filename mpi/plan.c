@@ -398,8 +398,9 @@ void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd
     /* fp32 arrays (skipped matrices, the head) at their own zstd rate when probed. */
     double const fp32_mbs = p->fp32_zstd_mbs > 0 ? p->fp32_zstd_mbs : zstd_mbs;
     double const codes_raw = (double)(p->done_raw_bytes - p->done_raw_fp32_bytes);
-    double const per_done = codes_raw / (zstd_mbs * 1e6) + (double)p->done_raw_fp32_bytes / (fp32_mbs * 1e6) +
-                            (double)p->done_bytes / (PLAN_FS_MBS * 1e6);
+    /* Root receives each block into fresh memory (mpi/gather.c), its page faults too. */
+    double const per_done = touch_seconds(p, p->done_raw_bytes) + codes_raw / (zstd_mbs * 1e6) +
+                            (double)p->done_raw_fp32_bytes / (fp32_mbs * 1e6) + (double)p->done_bytes / (PLAN_FS_MBS * 1e6);
     int last_round = p->blocks_in_flight;
     if (p->mode == MODE_PARALLEL && Gp < L) last_round = L - ((L + Gp - 1) / Gp - 1) * Gp;
     if (p->mode != MODE_PARALLEL) last_round = 1;
