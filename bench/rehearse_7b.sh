@@ -361,9 +361,12 @@ report_mode() {
   # This VM's speed moves with its host's load: the same setup probe read 310 and 600 ns
   # per weight minutes apart. The same dry run again after the job says whether the
   # machine the plan probed is the one the job ran on.
-  local a=$mode-after pj2
+  local a=$mode-after pj2 sgemm setup faults
   pj2=$(plan_min_s "$a" '^  job \(' ':')
-  echo "| the machine, dry-run probes before / after the job | sgemm $(plan_num "$mode" 'sgemm') / $(plan_num "$a" 'sgemm') GFLOP/s per rank; setup $ps / $(plan_min_s "$a" 'setup \(scales, exponent search; probed\)' 'probed\)') s; page faults $(plan_num "$mode" 'faulted in at') / $(plan_num "$a" 'faulted in at') GB/s | | |"
+  sgemm="$(plan_num "$mode" 'sgemm') / $(plan_num "$a" 'sgemm') GFLOP/s per rank"
+  setup="$ps / $(plan_min_s "$a" 'setup \(scales, exponent search; probed\)' 'probed\)') s"
+  faults="$(plan_num "$mode" 'faulted in at') / $(plan_num "$a" 'faulted in at') GB/s"
+  echo "| the machine, dry-run probes before / after the job | sgemm $sgemm; setup $setup; page faults $faults | | |"
   echo "| time: whole job, s, planned from the probes after the job | $pj2 | $mj | $(pct "$mj" "$pj2") |"
   echo "| longest silence on root's stdout | ~30 s | $(longest_silence "$name") | |"
   if [ "$interrupt" = 1 ]; then

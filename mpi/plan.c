@@ -320,8 +320,8 @@ static double forward_flops(const Plan *p, int sequences) {
  * before the first step and after the last), a forward each, split over the group's D
  * ranks, a batch share at a time, at the forward's probed rate for those rows; the
  * first quantizes the block (the last finds w_hat fresh from the last step: src/recon.c)
- * into w_hat and the codes, touched fresh, as are the activations. At 7B width on a VM faulting 0.27 GB/s, the forward alone
- * planned 18 s where the passes took 29. */
+ * into w_hat and the codes, touched fresh, as are the activations. At 7B width on a VM
+ * faulting 0.27 GB/s, the forward alone planned 18 s where the passes took 29. */
 static double probe_seconds(const Plan *p, int m, int D) {
     int const P = probe_sequences(p->n_sequences);
     double const rate = p->probe_products_gflops[m] > 0 ? 1e9 * p->probe_products_gflops[m] : products_rate(p, m);
@@ -400,7 +400,8 @@ void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd
     double const codes_raw = (double)(p->done_raw_bytes - p->done_raw_fp32_bytes);
     /* Root receives each block into fresh memory (mpi/gather.c), its page faults too. */
     double const per_done = touch_seconds(p, p->done_raw_bytes) + codes_raw / (zstd_mbs * 1e6) +
-                            (double)p->done_raw_fp32_bytes / (fp32_mbs * 1e6) + (double)p->done_bytes / (PLAN_FS_MBS * 1e6);
+                            (double)p->done_raw_fp32_bytes / (fp32_mbs * 1e6) +
+                            (double)p->done_bytes / (PLAN_FS_MBS * 1e6);
     int last_round = p->blocks_in_flight;
     if (p->mode == MODE_PARALLEL && Gp < L) last_round = L - ((L + Gp - 1) / Gp - 1) * Gp;
     if (p->mode != MODE_PARALLEL) last_round = 1;
