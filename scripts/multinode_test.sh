@@ -5,7 +5,7 @@
 # share: sbatch --cpus-per-task threads on both nodes, srun -N 2, a preemption that moves
 # the job to other nodes, and two lost nodes (requeued by SLURM; resubmitted), each checked
 # for codes identical to an uninterrupted run. Root only (namespaces, SlurmUser=root).
-# About 2.5-3 minutes on the 2-core machine (release), 6 minutes with NUPES_SANITIZE=1
+# About 1.5 minutes on the 2-core AVX-512 machine, 3 on the AVX2 one (release), 6 with NUPES_SANITIZE=1
 # (the ASan + UBSan build): too long for CI, which does not run it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
