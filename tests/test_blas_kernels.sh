@@ -18,8 +18,9 @@
 #
 # Under the sanitizers (NUPES_SANITIZED=1, set by tests.cmake) the per-kernel checks run
 # for the kernel this environment picks (then the switch): what they add there is our
-# code's memory checked, and our code does not branch on the kernel. The release build runs them for every kernel. On an AVX-512
-# machine that is 65 s of the ASan pass alone against 231 s beside another test.
+# code's memory checked, and our code does not branch on the kernel. The release build
+# runs them for every kernel. On an AVX-512 machine that is 65 s of the ASan pass alone
+# against 231 s beside another test.
 set -u
 src=${NUPES_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$src/tests/resume_lib.sh"

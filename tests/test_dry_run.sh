@@ -177,8 +177,8 @@ def seconds(s):
 # and the two probe passes, a forward over 8 sequences each (1 rank per group: D = 1), at
 # the probed rate of a forward of a batch (4 sequences) at a time, the first after a
 # quantizer forward at its probed time per weight into w_hat (4 bytes per weight) and the
-# codes (1), touched fresh with the activations at the probed page-fault rate; the first step's
-# fresh memory; then 500 iterations of the iteration's products at their probed rate and
+# codes (1), touched fresh with the activations at the probed page-fault rate; the first
+# step's fresh memory; then 500 iterations of the iteration's products at their probed rate and
 # the probed element-wise time per weight. Printed to 1 decimal of its unit (<= 5%), the
 # page-fault rate to 2 decimals (0.34: <= 1.5%).
 products = num(r"matrix products of this job's shape: ([0-9.]+) GFLOP/s per rank in the iteration")

@@ -82,10 +82,7 @@ submit() {
 }
 
 # Waits until rank 1 of the job in DIR holds after its first state save of block 1.
-wait_saved() {
-  RL_HOLD_DIR=$1.hold rl_wait_held state-saved:0001 1
-  [ -e "$1/state/block-0001.h5" ] || fail "$1: held after saving block 1, but no state file"
-}
+wait_saved() { RL_HOLD_DIR=$1.hold RL_NAME=$1 rl_freeze_when_saved "$1" 0001 1; }
 
 # Lets every later hold of the job in DIR (the requeued or resubmitted run's) go on.
 release_holds() { : >"$1.hold/release.all"; }
