@@ -95,6 +95,7 @@ static const ConfigKey keys[] = {
     {"reconstruction", "seed", K_SEED, FIELD(seed), 0, 0, 0, 0, NULL, 1},
     {"run", "dir", K_PATH, FIELD(run_dir), 0, 0, 0, 0, NULL, 0},
     {"run", "checkpoint_interval", K_FLOAT, FIELD(checkpoint_interval), 0, INFINITY, 1, 0, NULL, 0},
+    {"run", "stop_seconds", K_FLOAT, FIELD(stop_seconds), 0, INFINITY, 1, 0, NULL, 0},
     {"output", "path", K_PATH, FIELD(output_path), 0, 0, 0, 0, NULL, 0},
     {"output", "zstd_level", K_INT, FIELD(zstd_level), 1, 22, 0, 0, NULL, 0},
     {"mpi", "data_parallel", K_PARALLEL, FIELD(data_parallel), 1, ANY, 0, 0, NULL, 1},
@@ -341,6 +342,7 @@ void config_defaults(NupesConfig *cfg) {
     cfg->seed = 1;
     snprintf(cfg->run_dir, sizeof cfg->run_dir, "run");
     cfg->checkpoint_interval = 60.0;
+    cfg->stop_seconds = 20.0; /* SLURM's default KillWait is 30 s: 10 s left to abandon and exit */
     cfg->zstd_level = 1; /* codes are parsed as symbols at any level (io/h5zstd_filter.h); 1 is fastest */
     cfg->data_parallel = 1;
     cfg->eval_seq_len = 256;

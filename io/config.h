@@ -60,6 +60,7 @@ typedef struct {
     /* [run] */
     char run_dir[CONFIG_PATH_MAX];      /* default "run" */
     double checkpoint_interval;         /* seconds, default 60 */
+    double stop_seconds;                /* a stop's state write gives up after this, default 20 */
     /* [output] */
     char output_path[CONFIG_PATH_MAX];  /* default "<run.dir>/checkpoint.h5" */
     int zstd_level;                     /* 1..22, default 1 */

@@ -1,11 +1,14 @@
-/* Optimiser state files: raw chunked datasets + an XXH3-64 checksum, written atomically. */
+/* Optimiser state files: raw contiguous datasets + an XXH3-64 checksum, written atomically. */
 #include "state_file.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <xxhash.h>
@@ -38,29 +41,43 @@ static nq_status arrays_checksum_(const ReconArray *arrays, int n, uint64_t *out
 }
 
 /* ------------------------------------------------------------------ datasets */
-/* Written contiguous, not through h5u_write's 1 MiB chunks: a dataset is then one pwrite
- * of the whole array (no chunk index, no chunk cache), the least work a write can be.
- * On this machine's shared disk both layouts were bound by the disk (0.2-0.6 GB/s for
- * 2.5 GB, dd 0.3-1.0 GB/s). float64 arrays (sums kept in double) are stored as float64. */
-static nq_status write_raw_(hid_t loc, const char *file, const char *name, const ReconArray *a) {
+/* A dataset is created contiguous and allocated at once (early, never filled), and its
+ * bytes are then written with pwrite at the offset HDF5 gave it, outside the library: the
+ * least work a write can be (no chunk index, no cache, no copy), and a write that can be
+ * paced and abandoned (state_file_save_within). On this machine's shared disk every layout
+ * was bound by the disk (0.2-0.6 GB/s for 2.5 GB, dd 0.3-1.0 GB/s). float64 arrays (sums
+ * kept in double) are stored as float64. The file types are little-endian, as x86-64 and
+ * aarch64 memory is. */
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "state files write memory as little-endian float32/float64"
+#endif
+
+typedef struct {
+    const void *data;
+    size_t bytes;
+    uint64_t offset; /* in the file */
+} RawExtent;
+
+static nq_status create_raw_(hid_t loc, const char *file, const char *name, const ReconArray *a,
+                             RawExtent *extent) {
     hsize_t const dims[1] = {a->count};
     hid_t const ftype = a->is_double ? H5T_IEEE_F64LE : H5T_IEEE_F32LE;
-    hid_t const mtype = a->is_double ? H5T_NATIVE_DOUBLE : H5T_NATIVE_FLOAT;
-    static const double empty = 0;
     hid_t dset = -1;
     hid_t const dcpl = H5Pcreate(H5P_DATASET_CREATE);
     hid_t const space = H5Screate_simple(1, dims, NULL);
-    if (dcpl >= 0 && space >= 0 && H5Pset_obj_track_times(dcpl, 0) >= 0)
+    if (dcpl >= 0 && space >= 0 && H5Pset_obj_track_times(dcpl, 0) >= 0 && H5Pset_layout(dcpl, H5D_CONTIGUOUS) >= 0 &&
+        H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY) >= 0 && H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) >= 0)
         dset = H5Dcreate2(loc, name, ftype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    herr_t const rc = dset < 0 ? -1
-                               : H5Dwrite(dset, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                                          a->count ? a->data : (const void *)&empty);
+    extent->data = a->data;
+    extent->bytes = a->count ? array_bytes_(a) : 0;
+    haddr_t const offset = dset >= 0 && extent->bytes ? H5Dget_offset(dset) : 0;
+    extent->offset = (uint64_t)offset;
     h5u_close(dset);
     h5u_close(space);
     h5u_close(dcpl);
-    if (rc < 0) {
+    if (dset < 0 || offset == HADDR_UNDEF) {
         char what[128];
-        snprintf(what, sizeof what, "cannot write dataset /%s", name);
+        snprintf(what, sizeof what, "cannot create dataset /%s", name);
         return h5u_fail(NQ_ERR_RUNTIME, file, what);
     }
     return NQ_OK;
@@ -112,10 +129,10 @@ static nq_status make_parent_groups_(hid_t file, const char *path, const char *n
     return NQ_OK;
 }
 
-static nq_status write_array_(hid_t file, const char *path, const ReconArray *a) {
+static nq_status create_array_(hid_t file, const char *path, const ReconArray *a, RawExtent *extent) {
     nq_status st = make_parent_groups_(file, path, a->name);
     if (st != NQ_OK) return st;
-    return write_raw_(file, path, a->name, a);
+    return create_raw_(file, path, a->name, a, extent);
 }
 
 static nq_status write_header_(hid_t file, const char *path, const StateInfo *info, int n,
@@ -135,25 +152,87 @@ static nq_status write_header_(hid_t file, const char *path, const StateInfo *in
     return st;
 }
 
-nq_status state_file_save(const char *path, const StateInfo *info, const ReconArray *arrays,
-                          int n) {
+static double now_seconds_(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Bytes per pwrite, and per fdatasync: syncing as it goes makes the time a limited save
+ * has spent a measure of what is on the disk, not of what the page cache took in, so it
+ * gives up at most one sync's worth (256 MiB, ~1 s at 0.25 GB/s) after its limit rather
+ * than in a final fsync of gigabytes. */
+#define WRITE_BYTES ((size_t)64 << 20)
+#define SYNC_BYTES ((size_t)256 << 20)
+
+/* Writes the extents into tmp. NQ_STOPPED when seconds_allowed (> 0) ran out first. */
+static nq_status write_extents_(const char *tmp, const char *path, const RawExtent *extents, int n,
+                                double start, double seconds_allowed, size_t *written) {
+    int const fd = open(tmp, O_WRONLY);
+    if (fd < 0) return nq_fail(NQ_ERR_RUNTIME, "%s: cannot open %s to write: %s", path, tmp, strerror(errno));
+    nq_status st = NQ_OK;
+    size_t unsynced = 0;
+    for (int i = 0; i < n && st == NQ_OK; i++) {
+        for (size_t off = 0; off < extents[i].bytes && st == NQ_OK;) {
+            if (seconds_allowed > 0 && now_seconds_() - start > seconds_allowed) {
+                st = NQ_STOPPED;
+                break;
+            }
+            size_t const rest = extents[i].bytes - off;
+            size_t const len = rest < WRITE_BYTES ? rest : WRITE_BYTES;
+            ssize_t const w = pwrite(fd, (const char *)extents[i].data + off, len, (off_t)(extents[i].offset + off));
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) {
+                st = nq_fail(NQ_ERR_RUNTIME, "%s: write of %zu bytes failed: %s", path, len,
+                             w < 0 ? strerror(errno) : "no progress");
+                break;
+            }
+            off += (size_t)w;
+            *written += (size_t)w;
+            unsynced += (size_t)w;
+            if (unsynced >= SYNC_BYTES) {
+                if (fdatasync(fd) != 0) st = nq_fail(NQ_ERR_RUNTIME, "%s: fdatasync failed: %s", path, strerror(errno));
+                unsynced = 0;
+            }
+        }
+    }
+    if (close(fd) != 0 && st == NQ_OK) st = nq_fail(NQ_ERR_RUNTIME, "%s: close failed: %s", path, strerror(errno));
+    return st;
+}
+
+nq_status state_file_save_within(const char *path, const StateInfo *info, const ReconArray *arrays, int n,
+                                 double seconds_allowed, StateSaveReport *report) {
+    double const start = now_seconds_();
     char tmp[PATH_MAX];
     uint64_t checksum = 0;
     hid_t file = -1;
-    nq_status st = h5u_init();
+    StateSaveReport r = {0};
+    for (int i = 0; i < n; i++) r.bytes += arrays[i].count ? array_bytes_(&arrays[i]) : 0;
+    RawExtent *extents = nq_calloc(n > 0 ? (size_t)n : 1, sizeof *extents, "state file extents");
+    nq_status st = extents ? h5u_init() : NQ_ERR_RUNTIME;
     if (st == NQ_OK) st = atomic_tmp_name(path, tmp, sizeof tmp);
     if (st == NQ_OK) st = arrays_checksum_(arrays, n, &checksum);
-    if (st != NQ_OK) return st;
+    if (st != NQ_OK) {
+        free(extents);
+        return st;
+    }
     st = h5u_create(tmp, &file);
     if (st == NQ_OK) st = write_header_(file, path, info, n, checksum);
-    for (int i = 0; i < n && st == NQ_OK; i++) st = write_array_(file, path, &arrays[i]);
+    for (int i = 0; i < n && st == NQ_OK; i++) st = create_array_(file, path, &arrays[i], &extents[i]);
     nq_status const closed = h5u_close_file(file, path);
     if (st == NQ_OK) st = closed;
-    if (st != NQ_OK) {
-        unlink(tmp);
-        return NQ_ERR_RUNTIME;
-    }
-    return atomic_commit(tmp, path);
+    if (st == NQ_OK) st = write_extents_(tmp, path, extents, n, start, seconds_allowed, &r.written);
+    free(extents);
+    if (st == NQ_OK) st = atomic_commit(tmp, path);
+    else unlink(tmp);
+    r.seconds = now_seconds_() - start;
+    r.gave_up = st == NQ_STOPPED;
+    if (report) *report = r;
+    return st == NQ_OK || st == NQ_STOPPED ? st : NQ_ERR_RUNTIME;
+}
+
+nq_status state_file_save(const char *path, const StateInfo *info, const ReconArray *arrays, int n) {
+    return state_file_save_within(path, info, arrays, n, 0, NULL);
 }
 
 /* ------------------------------------------------------------------ load */

@@ -36,6 +36,20 @@ typedef struct {
 nq_status state_file_save(const char *path, const StateInfo *info, const ReconArray *arrays,
                           int n);
 
+typedef struct {
+    size_t bytes;   /* of array data to write */
+    size_t written; /* of them written (and synced, but for the last 256 MiB) */
+    double seconds; /* the save's time, from its call to its end */
+    int gave_up;    /* the time limit ran out: nothing at path changed */
+} StateSaveReport;
+
+/* state_file_save, but given seconds_allowed > 0 it gives up once that much time has
+ * passed (checked between 64 MiB writes; it may end up to one 256 MiB sync later): then
+ * NQ_STOPPED, no error recorded, no temporary left, any previous file at path untouched.
+ * seconds_allowed 0 means no limit. report (may be NULL) says how far it got. */
+nq_status state_file_save_within(const char *path, const StateInfo *info, const ReconArray *arrays,
+                                 int n, double seconds_allowed, StateSaveReport *report);
+
 /* Reads path into the n arrays (names, lengths and types must match the file) and *info,
  * after checking format, version, block == expected_block and the checksum. Any problem
  * (missing, truncated, damaged, another block or config) is NQ_ERR_INPUT with one line

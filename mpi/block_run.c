@@ -35,6 +35,7 @@ typedef struct {
     int max_local; /* sequences of a batch share or of the probe set on this rank */
     StateInfo info;
     double last_save;
+    int saved_step; /* step of the state file on disk, -1 when there is none */
     int restoring; /* the recon was created to be restored (create_recon) */
     char state_path[PATH_MAX];
 } BlockRun;
@@ -132,17 +133,57 @@ static nq_status probe_loss(BlockRun *b, const char *when, double *loss) {
     return NQ_OK;
 }
 
-static nq_status save_state(BlockRun *b) {
-    if (b->job->layout.group_rank != 0) return NQ_OK;
+/* The leader writes the block's state at the current step, within seconds_allowed (0: no
+ * limit). NQ_STOPPED when the limit ran out first: the file on disk is unchanged. */
+static nq_status write_state(BlockRun *b, double seconds_allowed, StateSaveReport *report) {
     ReconArray arrays[MAX_STATE_ARRAYS];
     int const n = recon_state_arrays(b->recon, arrays, MAX_STATE_ARRAYS);
     b->info.step = recon_step(b->recon);
     double const now = job_now();
     b->info.seconds += now - b->last_save;
     b->last_save = now;
-    nq_status const st = state_file_save(b->state_path, &b->info, arrays, n);
-    if (st == NQ_OK) test_hold("state-saved:%04d", b->l);
+    nq_status const st = state_file_save_within(b->state_path, &b->info, arrays, n, seconds_allowed, report);
+    if (st == NQ_OK) {
+        b->saved_step = b->info.step;
+        test_hold("state-saved:%04d", b->l);
+    }
     return st;
+}
+
+/* The periodic save, every run.checkpoint_interval seconds: it takes what it needs. */
+static nq_status save_state(BlockRun *b) {
+    if (b->job->layout.group_rank != 0) return NQ_OK;
+    return write_state(b, 0, NULL);
+}
+
+/* A stop's save must end within SLURM's KillWait (30 s by default), and a 7B block's
+ * state is ~2.4 GB: on a slow disk that alone takes longer. So it is given
+ * run.stop_seconds; if they run out, the state file already on disk stays (the last
+ * periodic save, or none), and the resume does the steps since it again, to the same
+ * numbers (the batch depends only on the step): time lost, never the result. A state
+ * saved at this very step is this state (only recon_apply changes it): nothing to write
+ * (its "seconds" then miss the last moments, a figure for the log only). */
+static nq_status save_state_on_stop(BlockRun *b) {
+    if (b->job->layout.group_rank != 0) return NQ_OK;
+    int const step = recon_step(b->recon), kept = b->saved_step;
+    if (kept == step) return NQ_OK;
+    double const allowed = b->job->cfg->stop_seconds;
+    StateSaveReport r;
+    nq_status const st = write_state(b, allowed, &r);
+    if (st != NQ_STOPPED) return st;
+    char resume[128];
+    if (kept < 0)
+        snprintf(resume, sizeof resume, "it has no state file: the resume starts it over");
+    else if (kept == step - 1)
+        snprintf(resume, sizeof resume, "its state file of step %d stays and the resume does step %d again", kept,
+                 kept);
+    else
+        snprintf(resume, sizeof resume, "its state file of step %d stays and the resume does steps %d..%d again",
+                 kept, kept, step - 1);
+    gather_note(&b->job->gather, "block %d: the state of step %d was not written within run.stop_seconds = %g s "
+                "(%.1f of %.1f MB in %.1f s): %s, to the same numbers", b->l, step, allowed, r.written * 1e-6,
+                r.bytes * 1e-6, r.seconds, resume);
+    return NQ_OK;
 }
 
 /* The block's setup (scales, exponent search, latents) takes minutes at 7B width: root
@@ -248,7 +289,7 @@ static nq_status restore_state(BlockRun *b, int *restored) {
     if (L->group_rank == 0 && access(b->state_path, F_OK) == 0) {
         nq_status const st = state_file_load(b->state_path, b->l, arrays, n, &b->info);
         if (st == NQ_OK) {
-            step = b->info.step;
+            step = b->saved_step = b->info.step;
         } else {
             fprintf(stderr, "nupes-mpi: warning: %s; block %d restarts from its beginning\n",
                     nq_last_error(), b->l);
@@ -307,7 +348,7 @@ static nq_status iterate(BlockRun *b) {
         if (quantized_phase(b) && !b->qinputs) {
             nq_status const ws = await_quantized_inputs(b);
             if (ws == NQ_STOPPED) {
-                nq_status const ss = save_state(b);
+                nq_status const ss = save_state_on_stop(b);
                 return ss == NQ_OK ? NQ_STOPPED : ss;
             }
             if (ws != NQ_OK) return ws;
@@ -338,7 +379,7 @@ static nq_status iterate(BlockRun *b) {
             if (L->group_rank == 0)
                 gather_note(&job->gather, "block %d: stopped during step %d: the step is dropped and done again on "
                             "resume", b->l, recon_step(b->recon));
-            st = save_state(b);
+            st = save_state_on_stop(b);
             return st == NQ_OK ? NQ_STOPPED : st;
         }
         if (L->data_parallel > 1) {
@@ -364,7 +405,7 @@ static nq_status iterate(BlockRun *b) {
             }
         }
         if (group_stop(job)) {
-            st = save_state(b);
+            st = save_state_on_stop(b);
             return st == NQ_OK ? NQ_STOPPED : st;
         }
         if (L->group_rank == 0 && job_now() - b->last_save >= interval) {
@@ -385,7 +426,7 @@ static void block_run_free(BlockRun *b) {
 
 nq_status block_run(Job *job, int l, BlockResult *out) {
     memset(out, 0, sizeof *out);
-    BlockRun b = {.job = job, .l = l, .switch_step = job->switch_step};
+    BlockRun b = {.job = job, .l = l, .switch_step = job->switch_step, .saved_step = -1};
     const Layout *L = &job->layout;
     run_dir_state_path(job->run_dir, l, b.state_path, sizeof b.state_path);
     int const share = batch_share(job);
@@ -420,7 +461,7 @@ nq_status block_run(Job *job, int l, BlockResult *out) {
     if (st == NQ_OK && quantized_phase(&b)) st = await_quantized_inputs(&b);
     if (st == NQ_OK) st = probe_loss(&b, "after", &loss_final);
     if (st == NQ_STOPPED && b.recon && recon_finished(b.recon)) {
-        nq_status const ss = save_state(&b);
+        nq_status const ss = save_state_on_stop(&b);
         if (ss != NQ_OK) st = ss;
     }
     if (st == NQ_OK && diverged(b.info.loss_init, loss_final))

@@ -120,6 +120,7 @@ static void test_defaults(void **state) {
     assert_int_equal(cfg.seed, 1);
     assert_string_equal(cfg.run_dir, "run");
     assert_true(cfg.checkpoint_interval == 60.0);
+    assert_true(cfg.stop_seconds == 20.0);
     assert_string_equal(cfg.output_path, "");
     assert_int_equal(cfg.zstd_level, 1);
     assert_int_equal(cfg.data_parallel, 1);
@@ -257,6 +258,7 @@ static void test_out_of_range(void **state) {
     expect_load_error("[reconstruction]\nseed = -1\n", 2, "reconstruction.seed = -1", ">= 0");
     expect_load_error("[run]\ncheckpoint_interval = 0\n", 2, "run.checkpoint_interval = 0",
                       "expected a number > 0");
+    expect_load_error("[run]\nstop_seconds = -5\n", 2, "run.stop_seconds = -5", "expected a number > 0");
     expect_load_error("[output]\nzstd_level = 23\n", 2, "output.zstd_level = 23",
                       "expected an integer in 1..22");
     expect_load_error("[mpi]\ndata_parallel = 0\n", 2, "mpi.data_parallel = 0",
@@ -438,6 +440,7 @@ static void assert_same_config(const NupesConfig *a, const NupesConfig *b) {
     assert_true(a->seed == b->seed);
     assert_string_equal(a->run_dir, b->run_dir);
     assert_memory_equal(&a->checkpoint_interval, &b->checkpoint_interval, sizeof(double));
+    assert_memory_equal(&a->stop_seconds, &b->stop_seconds, sizeof(double));
     assert_string_equal(a->output_path, b->output_path);
     assert_int_equal(a->zstd_level, b->zstd_level);
     assert_int_equal(a->data_parallel, b->data_parallel);
@@ -531,6 +534,7 @@ static void test_round_trip(void **state) {
     assert_int_equal(config_set(&cfg, "reconstruction.lr_scale=0.1"), NQ_OK);
     assert_int_equal(config_set(&cfg, "reconstruction.seed=9223372036854775807"), NQ_OK);
     assert_int_equal(config_set(&cfg, "run.checkpoint_interval=1e300"), NQ_OK);
+    assert_int_equal(config_set(&cfg, "run.stop_seconds=1e-9"), NQ_OK);
     assert_int_equal(config_set(&cfg, "mpi.data_parallel=auto"), NQ_OK);
     assert_int_equal(config_set(&cfg, "eval.text=/e/ü.txt"), NQ_OK);
     assert_int_equal(config_validate(&cfg), NQ_OK);
@@ -579,7 +583,7 @@ static void test_result_keys(void **state) {
     /* what does not change the result does not change the text, and the reverse */
     const char *neutral[] = {"model.path=/other.bin", "run.dir=/r", "output.zstd_level=3",
                              "eval.seq_len=64", "calibration.text=/c.txt",
-                             "run.checkpoint_interval=5"};
+                             "run.checkpoint_interval=5", "run.stop_seconds=3"};
     const char *changing[] = {"quantization.bits=3", "reconstruction.seed=2",
                               "calibration.seq_len=128", "model.format=llama2c",
                               "mpi.data_parallel=2", "quantization.skip=[\"wq\"]",

@@ -1,6 +1,7 @@
 /* State files: bit-exact round trip, damaged and truncated files detected (NQ_ERR_INPUT,
  * never a crash), wrong block / config refused, a failed save leaves the previous file,
- * and the write bandwidth of a large state (printed). */
+ * a save out of time gives up and leaves the previous file, and the write bandwidth of a
+ * large state (printed). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -261,6 +262,45 @@ static void test_failed_save_keeps_previous(void **state) {
     arrays_free(&bad);
 }
 
+/* A save given a time limit that has already run out gives up: NQ_STOPPED, no error, no
+ * temporary left, the previous file at the path untouched (it still loads at its step);
+ * given time enough, the same call writes the file whole, and its report counts every
+ * byte. The limit (1 ns) is shorter than the checksum and the file's creation alone take,
+ * whatever the machine. */
+static void test_save_within_gives_up_and_keeps_previous(void **state) {
+    (void)state;
+    Arrays x, newer, y;
+    char path[512];
+    arrays_make(&x, 29);
+    arrays_make(&newer, 31);
+    path_in(path, sizeof path, "block-0007.h5");
+    StateInfo const first = info_of(7, 10), second = info_of(7, 20);
+    assert_int_equal(state_file_save(path, &first, x.a, N_ARR), NQ_OK);
+    StateSaveReport r;
+    nq_clear_error();
+    assert_int_equal(state_file_save_within(path, &second, newer.a, N_ARR, 1e-9, &r), NQ_STOPPED);
+    assert_string_equal(nq_last_error(), "");
+    assert_true(r.gave_up);
+    assert_true(r.written < r.bytes);
+    assert_int_equal(count_tmp_files(), 0);
+    arrays_like(&y, &x);
+    StateInfo out;
+    assert_int_equal(state_file_load(path, 7, y.a, N_ARR, &out), NQ_OK);
+    assert_int_equal(out.step, 10);
+    for (int i = 0; i < 3; i++) assert_memory_equal(x.f[i], y.f[i], x.a[i].count * sizeof(float));
+    assert_int_equal(state_file_save_within(path, &second, newer.a, N_ARR, 3600, &r), NQ_OK);
+    assert_false(r.gave_up);
+    size_t const want = (100003 + 4096 + 4096) * sizeof(float) + 37 * sizeof(double);
+    assert_true(r.bytes == want && r.written == want);
+    assert_int_equal(state_file_load(path, 7, y.a, N_ARR, &out), NQ_OK);
+    assert_int_equal(out.step, 20);
+    for (int i = 0; i < 3; i++) assert_memory_equal(newer.f[i], y.f[i], newer.a[i].count * sizeof(float));
+    assert_memory_equal(newer.d, y.d, newer.a[4].count * sizeof(double));
+    arrays_free(&x);
+    arrays_free(&newer);
+    arrays_free(&y);
+}
+
 static double now_s(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -320,6 +360,7 @@ int main(void) {
         cmocka_unit_test(test_flipped_byte),
         cmocka_unit_test(test_wrong_block_and_config),
         cmocka_unit_test(test_failed_save_keeps_previous),
+        cmocka_unit_test(test_save_within_gives_up_and_keeps_previous),
         cmocka_unit_test(test_bandwidth),
     };
     int const failed = cmocka_run_group_tests(tests, NULL, NULL);

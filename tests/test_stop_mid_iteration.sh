@@ -10,6 +10,7 @@
 # mid-iteration however fast the machine is. 1 rank in parallel mode; 2 ranks in
 # sequential mode (one group of 2: the group agrees before the gradient sum) with the
 # signal to rank 1 only, so rank 0 finishes its share and learns of the stop there.
+# A stop whose state write outlasts run.stop_seconds keeps the state file already there.
 # Also: the probe passes before the first step and after the last are abandoned the same
 # way (holds probe:0001:0 and probe:0001:20), and the checkpoint assembly prints one
 # progress line per block.
@@ -91,6 +92,44 @@ rl_signal TERM 1 # rank 0, released, finishes its share and learns of the stop i
 rl_finish
 expect_stopped_mid_iteration "$dir"
 resume_and_compare seq2 2 "$dir" "$RL_WORK/ref-seq/checkpoint.h5"
+
+# A stop's state write is given run.stop_seconds (SLURM's KillWait less a margin); when
+# they run out (here 1 ns: always, whatever the machine), the state file already on disk
+# stays and the re-run does the steps since it again: the same codes. No periodic saves
+# (run.checkpoint_interval 1000 s), so which file is on disk does not depend on the
+# machine's speed: none at first; then a normal stop writes step 5; then a stop at step 8
+# out of time keeps step 5.
+budget_stop() {
+  local name=$1 step=$2
+  shift 2
+  args_for "$dir" --set run.checkpoint_interval=1000 "$@"
+  stop_1rank_at "$name" "iteration:0001:$step"
+  rl_expect_rc 75
+}
+budget_state_step() {
+  local out
+  out=$("$NUPES_BIN" inspect "$dir/state/block-0001.h5" 2>&1) || fail "inspect block 1's state: $out"
+  [[ $out =~ step\ $1\ /\ 20 ]] || fail "$RL_NAME: block 1's state is not at step $1 of 20: $out"
+}
+budget_note() {
+  local want="block 1: the state of step $1 was not written within run.stop_seconds = 1e-09 s"
+  line=$(grep -F "$want" "$RL_WORK/$RL_NAME.out") || fail "$RL_NAME: no line '$want'"
+  [[ $line == *"$2, to the same numbers" ]] || fail "$RL_NAME: expected '$2' in: $line"
+  compgen -G "$dir/state/.*tmp*" >/dev/null && fail "$RL_NAME: a temporary state file was left: $(ls -a "$dir/state")"
+  rl_log "  $RL_NAME: exit 75, ranks ${RL_RANK_EXIT_SECONDS:-?} s after the signal; ${line#block 1: }"
+}
+echo "== SIGTERM inside block 1's step 5, then 8, parallel mode, 1 rank, run.stop_seconds too short for the write"
+dir=$RL_WORK/budget
+budget_stop budget-a 5 --set run.stop_seconds=1e-9
+budget_note 5 "it has no state file: the resume starts it over"
+[ -e "$dir/state/block-0001.h5" ] && fail "$RL_NAME: a state file for block 1 was written"
+budget_stop budget-b 5
+budget_state_step 5
+budget_stop budget-c 8 --set run.stop_seconds=1e-9
+budget_note 8 "its state file of step 5 stays and the resume does steps 5..7 again"
+budget_state_step 5
+args_for "$dir"
+resume_and_compare budget 1 "$dir" "$RL_WORK/ref-par/checkpoint.h5"
 
 # The probe passes (the block's loss before its first step and after its last, a forward
 # over the probe sequences) are abandoned too. In the first, nothing is learned yet: no
