@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,70 +167,152 @@ static double now_seconds_(void) {
 #define WRITE_BYTES ((size_t)64 << 20)
 #define SYNC_BYTES ((size_t)256 << 20)
 
-/* Writes the extents into tmp. NQ_STOPPED when seconds_allowed (> 0) ran out first. */
-static nq_status write_extents_(const char *tmp, const char *path, const RawExtent *extents, int n,
-                                double start, double seconds_allowed, size_t *written) {
-    int const fd = open(tmp, O_WRONLY);
-    if (fd < 0) return nq_fail(NQ_ERR_RUNTIME, "%s: cannot open %s to write: %s", path, tmp, strerror(errno));
-    nq_status st = NQ_OK;
+struct StateWrite {
+    char path[PATH_MAX], tmp[PATH_MAX];
+    RawExtent *extents;
+    int n;
+    double start;                /* now_seconds_() at state_write_begin */
+    atomic_llong give_up_at_ns;  /* CLOCK_MONOTONIC; 0: no limit */
+    pthread_t thread;
+    int threaded;
+    StateSaveReport report;
+    /* written by the writing thread, read after it is joined */
+    nq_status status;
+    const char *failed; /* what failed ("write", "fdatasync", ...) */
+    int failed_errno;
+};
+
+static long long ns_of_(double seconds) { return (long long)(seconds * 1e9); }
+
+/* Records a failure of the writing thread (nq_fail is for the caller's thread). */
+static void write_failed_(StateWrite *w, const char *what, int err) {
+    w->status = NQ_ERR_RUNTIME;
+    w->failed = what;
+    w->failed_errno = err;
+}
+
+/* Writes the extents into tmp, on whichever thread runs it: so no nq_fail here (the
+ * failure waits in w for state_write_finish, on the caller's thread). NQ_STOPPED when
+ * the time limit ran out first. */
+static void write_extents_(StateWrite *w) {
+    w->status = NQ_OK;
+    int const fd = open(w->tmp, O_WRONLY);
+    if (fd < 0) {
+        write_failed_(w, "opening the temporary file to write", errno);
+        return;
+    }
     size_t unsynced = 0;
-    for (int i = 0; i < n && st == NQ_OK; i++) {
-        for (size_t off = 0; off < extents[i].bytes && st == NQ_OK;) {
-            if (seconds_allowed > 0 && now_seconds_() - start > seconds_allowed) {
-                st = NQ_STOPPED;
+    for (int i = 0; i < w->n && w->status == NQ_OK; i++) {
+        const RawExtent *e = &w->extents[i];
+        for (size_t off = 0; off < e->bytes && w->status == NQ_OK;) {
+            long long const limit = atomic_load(&w->give_up_at_ns);
+            if (limit > 0 && ns_of_(now_seconds_()) > limit) {
+                w->status = NQ_STOPPED;
                 break;
             }
-            size_t const rest = extents[i].bytes - off;
+            size_t const rest = e->bytes - off;
             size_t const len = rest < WRITE_BYTES ? rest : WRITE_BYTES;
-            ssize_t const w = pwrite(fd, (const char *)extents[i].data + off, len, (off_t)(extents[i].offset + off));
-            if (w < 0 && errno == EINTR) continue;
-            if (w <= 0) {
-                st = nq_fail(NQ_ERR_RUNTIME, "%s: write of %zu bytes failed: %s", path, len,
-                             w < 0 ? strerror(errno) : "no progress");
+            ssize_t const put = pwrite(fd, (const char *)e->data + off, len, (off_t)(e->offset + off));
+            if (put < 0 && errno == EINTR) continue;
+            if (put <= 0) {
+                write_failed_(w, "pwrite", put < 0 ? errno : EIO);
                 break;
             }
-            off += (size_t)w;
-            *written += (size_t)w;
-            unsynced += (size_t)w;
+            off += (size_t)put;
+            w->report.written += (size_t)put;
+            unsynced += (size_t)put;
             if (unsynced >= SYNC_BYTES) {
-                if (fdatasync(fd) != 0) st = nq_fail(NQ_ERR_RUNTIME, "%s: fdatasync failed: %s", path, strerror(errno));
+                if (fdatasync(fd) != 0) write_failed_(w, "fdatasync", errno);
                 unsynced = 0;
             }
         }
     }
-    if (close(fd) != 0 && st == NQ_OK) st = nq_fail(NQ_ERR_RUNTIME, "%s: close failed: %s", path, strerror(errno));
-    return st;
+    if (close(fd) != 0 && w->status == NQ_OK) write_failed_(w, "close", errno);
+}
+
+static void *write_thread_(void *arg) {
+    write_extents_(arg);
+    return NULL;
+}
+
+static void state_write_free_(StateWrite *w) {
+    if (!w) return;
+    free(w->extents);
+    free(w);
+}
+
+nq_status state_write_begin(const char *path, const StateInfo *info, const ReconArray *arrays, int n,
+                            StateWrite **out) {
+    *out = NULL;
+    StateWrite *w = nq_calloc(1, sizeof *w, "state write");
+    if (!w) return NQ_ERR_RUNTIME;
+    w->start = now_seconds_();
+    atomic_init(&w->give_up_at_ns, 0);
+    w->n = n;
+    snprintf(w->path, sizeof w->path, "%s", path);
+    for (int i = 0; i < n; i++) w->report.bytes += arrays[i].count ? array_bytes_(&arrays[i]) : 0;
+    w->extents = nq_calloc(n > 0 ? (size_t)n : 1, sizeof *w->extents, "state file extents");
+    uint64_t checksum = 0;
+    nq_status st = w->extents ? h5u_init() : NQ_ERR_RUNTIME;
+    if (st == NQ_OK) st = atomic_tmp_name(path, w->tmp, sizeof w->tmp);
+    if (st == NQ_OK) st = arrays_checksum_(arrays, n, &checksum);
+    if (st != NQ_OK) {
+        state_write_free_(w);
+        return st;
+    }
+    hid_t file = -1;
+    st = h5u_create(w->tmp, &file);
+    if (st == NQ_OK) st = write_header_(file, path, info, n, checksum);
+    for (int i = 0; i < n && st == NQ_OK; i++) st = create_array_(file, path, &arrays[i], &w->extents[i]);
+    nq_status const closed = h5u_close_file(file, path);
+    if (st == NQ_OK) st = closed;
+    if (st != NQ_OK) {
+        unlink(w->tmp);
+        state_write_free_(w);
+        return NQ_ERR_RUNTIME;
+    }
+    *out = w;
+    return NQ_OK;
+}
+
+nq_status state_write_start(StateWrite *w) {
+    int const rc = pthread_create(&w->thread, NULL, write_thread_, w);
+    if (rc != 0) return nq_fail(NQ_ERR_RUNTIME, "%s: cannot start the writing thread: %s", w->path, strerror(rc));
+    w->threaded = 1;
+    return NQ_OK;
+}
+
+void state_write_limit(StateWrite *w, double seconds_from_now) {
+    atomic_store(&w->give_up_at_ns, ns_of_(now_seconds_() + seconds_from_now));
+}
+
+nq_status state_write_finish(StateWrite *w, StateSaveReport *report) {
+    if (w->threaded) {
+        pthread_join(w->thread, NULL);
+    } else {
+        write_extents_(w);
+    }
+    nq_status st = w->status;
+    if (st == NQ_ERR_RUNTIME)
+        nq_fail(NQ_ERR_RUNTIME, "%s: %s of %s failed after %zu of %zu bytes: %s", w->path, w->failed, w->tmp,
+                w->report.written, w->report.bytes, strerror(w->failed_errno));
+    if (st == NQ_OK) st = atomic_commit(w->tmp, w->path);
+    else unlink(w->tmp);
+    w->report.seconds = now_seconds_() - w->start;
+    w->report.gave_up = st == NQ_STOPPED;
+    if (report) *report = w->report;
+    state_write_free_(w);
+    return st == NQ_OK || st == NQ_STOPPED ? st : NQ_ERR_RUNTIME;
 }
 
 nq_status state_file_save_within(const char *path, const StateInfo *info, const ReconArray *arrays, int n,
                                  double seconds_allowed, StateSaveReport *report) {
     double const start = now_seconds_();
-    char tmp[PATH_MAX];
-    uint64_t checksum = 0;
-    hid_t file = -1;
-    StateSaveReport r = {0};
-    for (int i = 0; i < n; i++) r.bytes += arrays[i].count ? array_bytes_(&arrays[i]) : 0;
-    RawExtent *extents = nq_calloc(n > 0 ? (size_t)n : 1, sizeof *extents, "state file extents");
-    nq_status st = extents ? h5u_init() : NQ_ERR_RUNTIME;
-    if (st == NQ_OK) st = atomic_tmp_name(path, tmp, sizeof tmp);
-    if (st == NQ_OK) st = arrays_checksum_(arrays, n, &checksum);
-    if (st != NQ_OK) {
-        free(extents);
-        return st;
-    }
-    st = h5u_create(tmp, &file);
-    if (st == NQ_OK) st = write_header_(file, path, info, n, checksum);
-    for (int i = 0; i < n && st == NQ_OK; i++) st = create_array_(file, path, &arrays[i], &extents[i]);
-    nq_status const closed = h5u_close_file(file, path);
-    if (st == NQ_OK) st = closed;
-    if (st == NQ_OK) st = write_extents_(tmp, path, extents, n, start, seconds_allowed, &r.written);
-    free(extents);
-    if (st == NQ_OK) st = atomic_commit(tmp, path);
-    else unlink(tmp);
-    r.seconds = now_seconds_() - start;
-    r.gave_up = st == NQ_STOPPED;
-    if (report) *report = r;
-    return st == NQ_OK || st == NQ_STOPPED ? st : NQ_ERR_RUNTIME;
+    StateWrite *w = NULL;
+    nq_status const st = state_write_begin(path, info, arrays, n, &w);
+    if (st != NQ_OK) return st;
+    if (seconds_allowed > 0) state_write_limit(w, seconds_allowed - (now_seconds_() - start));
+    return state_write_finish(w, report);
 }
 
 nq_status state_file_save(const char *path, const StateInfo *info, const ReconArray *arrays, int n) {

@@ -50,6 +50,23 @@ typedef struct {
 nq_status state_file_save_within(const char *path, const StateInfo *info, const ReconArray *arrays,
                                  int n, double seconds_allowed, StateSaveReport *report);
 
+/* The same save in steps, so that its bytes can be written while the caller computes:
+ *   state_write_begin   on the caller's thread: the checksum, and the file with its header
+ *                       and its datasets' space (all the HDF5 work, which is not
+ *                       thread-safe), under a temporary name;
+ *   state_write_start   optional: writes the arrays' bytes on a thread of its own (pwrite
+ *                       only). The caller must not change the arrays until the finish;
+ *   state_write_limit   optional, any time: give up seconds_from_now from now;
+ *   state_write_finish  writes the bytes here if no thread did, waits for the thread,
+ *                       commits (fsync, rename) and frees w. Returns as state_file_save_within.
+ * Owns the StateWrite from begin to finish, which must be called once for every begin. */
+typedef struct StateWrite StateWrite;
+nq_status state_write_begin(const char *path, const StateInfo *info, const ReconArray *arrays, int n,
+                            StateWrite **w);
+nq_status state_write_start(StateWrite *w);
+void state_write_limit(StateWrite *w, double seconds_from_now);
+nq_status state_write_finish(StateWrite *w, StateSaveReport *report);
+
 /* Reads path into the n arrays (names, lengths and types must match the file) and *info,
  * after checking format, version, block == expected_block and the checksum. Any problem
  * (missing, truncated, damaged, another block or config) is NQ_ERR_INPUT with one line

@@ -36,6 +36,7 @@ typedef struct {
     StateInfo info;
     double last_save;
     int saved_step; /* step of the state file on disk, -1 when there is none */
+    StateWrite *writing; /* the leader's state write in progress, of step info.step */
     int restoring; /* the recon was created to be restored (create_recon) */
     char state_path[PATH_MAX];
 } BlockRun;
@@ -133,16 +134,25 @@ static nq_status probe_loss(BlockRun *b, const char *when, double *loss) {
     return NQ_OK;
 }
 
-/* The leader writes the block's state at the current step, within seconds_allowed (0: no
- * limit). NQ_STOPPED when the limit ran out first: the file on disk is unchanged. */
-static nq_status write_state(BlockRun *b, double seconds_allowed, StateSaveReport *report) {
+/* The leader starts writing the block's state at the current step: the file's header and
+ * space here, its bytes by state_write_finish or on the writer's thread, which reads the
+ * state arrays until finish_state_write (only recon_apply changes them). */
+static nq_status begin_state_write(BlockRun *b) {
     ReconArray arrays[MAX_STATE_ARRAYS];
     int const n = recon_state_arrays(b->recon, arrays, MAX_STATE_ARRAYS);
     b->info.step = recon_step(b->recon);
     double const now = job_now();
     b->info.seconds += now - b->last_save;
     b->last_save = now;
-    nq_status const st = state_file_save_within(b->state_path, &b->info, arrays, n, seconds_allowed, report);
+    return state_write_begin(b->state_path, &b->info, arrays, n, &b->writing);
+}
+
+/* Waits for the state write in progress, if any, and commits it. NQ_STOPPED when its
+ * time limit ran out: the file on disk is unchanged. */
+static nq_status finish_state_write(BlockRun *b, StateSaveReport *report) {
+    if (!b->writing) return NQ_OK;
+    nq_status const st = state_write_finish(b->writing, report);
+    b->writing = NULL;
     if (st == NQ_OK) {
         b->saved_step = b->info.step;
         test_hold("state-saved:%04d", b->l);
@@ -150,26 +160,39 @@ static nq_status write_state(BlockRun *b, double seconds_allowed, StateSaveRepor
     return st;
 }
 
-/* The periodic save, every run.checkpoint_interval seconds: it takes what it needs. */
+/* The periodic save, every run.checkpoint_interval seconds. A 7B block's state is
+ * ~2.4 GB, seconds of disk: its bytes are written on a thread while the next iteration's
+ * forward and backward passes compute, and the step waits for them only before
+ * recon_apply changes the state. */
 static nq_status save_state(BlockRun *b) {
     if (b->job->layout.group_rank != 0) return NQ_OK;
-    return write_state(b, 0, NULL);
+    nq_status st = begin_state_write(b);
+    if (st == NQ_OK && state_write_start(b->writing) != NQ_OK) {
+        state_write_limit(b->writing, -1); /* no thread: give it up, report the failure */
+        finish_state_write(b, NULL);
+        st = NQ_ERR_RUNTIME;
+    }
+    return st;
 }
 
 /* A stop's save must end within SLURM's KillWait (30 s by default), and a 7B block's
  * state is ~2.4 GB: on a slow disk that alone takes longer. So it is given
- * run.stop_seconds; if they run out, the state file already on disk stays (the last
- * periodic save, or none), and the resume does the steps since it again, to the same
- * numbers (the batch depends only on the step): time lost, never the result. A state
- * saved at this very step is this state (only recon_apply changes it): nothing to write
- * (its "seconds" then miss the last moments, a figure for the log only). */
+ * run.stop_seconds, counting a periodic save of this step still in progress; if they run
+ * out, the state file already on disk stays (an older periodic save, or none), and the
+ * resume does the steps since it again, to the same numbers (the batch depends only on
+ * the step): time lost, never the result. A state saved at this very step is this state:
+ * nothing to write (its "seconds" then miss the last moments, a figure for the log only). */
 static nq_status save_state_on_stop(BlockRun *b) {
     if (b->job->layout.group_rank != 0) return NQ_OK;
     int const step = recon_step(b->recon), kept = b->saved_step;
-    if (kept == step) return NQ_OK;
-    double const allowed = b->job->cfg->stop_seconds;
-    StateSaveReport r;
-    nq_status const st = write_state(b, allowed, &r);
+    if (!b->writing && kept == step) return NQ_OK;
+    double const allowed = b->job->cfg->stop_seconds, start = job_now();
+    nq_status st = b->writing ? NQ_OK : begin_state_write(b);
+    StateSaveReport r = {0};
+    if (st == NQ_OK) {
+        state_write_limit(b->writing, allowed - (job_now() - start));
+        st = finish_state_write(b, &r);
+    }
     if (st != NQ_STOPPED) return st;
     char resume[128];
     if (kept < 0)
@@ -182,7 +205,7 @@ static nq_status save_state_on_stop(BlockRun *b) {
                  kept, kept, step - 1);
     gather_note(&b->job->gather, "block %d: the state of step %d was not written within run.stop_seconds = %g s "
                 "(%.1f of %.1f MB in %.1f s): %s, to the same numbers", b->l, step, allowed, r.written * 1e-6,
-                r.bytes * 1e-6, r.seconds, resume);
+                r.bytes * 1e-6, job_now() - start, resume);
     return NQ_OK;
 }
 
@@ -389,6 +412,8 @@ static nq_status iterate(BlockRun *b) {
             MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, gf, (int)nf, MPI_FLOAT, MPI_SUM, L->group_comm));
             MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, gd, (int)nd, MPI_DOUBLE, MPI_SUM, L->group_comm));
         }
+        st = finish_state_write(b, NULL); /* before the step changes what it writes */
+        if (st != NQ_OK) return st;
         recon_apply(b->recon);
         if (count > 0) b->info.loss_last = sse / ((double)count * job->T * job->c->dim);
         window_steps++;
@@ -417,6 +442,10 @@ static nq_status iterate(BlockRun *b) {
 }
 
 static void block_run_free(BlockRun *b) {
+    if (b->writing) { /* an error ends the job: the write in progress is given up */
+        state_write_limit(b->writing, -1);
+        finish_state_write(b, NULL);
+    }
     qlevel_close(b->qinputs);
     recon_free(b->recon);
     free(b->x);
@@ -464,6 +493,7 @@ nq_status block_run(Job *job, int l, BlockResult *out) {
         nq_status const ss = save_state_on_stop(&b);
         if (ss != NQ_OK) st = ss;
     }
+    if (st == NQ_OK) st = finish_state_write(&b, NULL); /* a periodic save after the last step */
     if (st == NQ_OK && diverged(b.info.loss_init, loss_final))
         st = nq_fail(NQ_ERR_RUNTIME, "block %d diverged: probe loss %.4e -> %.4e (more than x%d): nothing written "
                      "for it; lower reconstruction.lr_weights (now %g)", l, b.info.loss_init, loss_final,

@@ -1,6 +1,7 @@
 /* State files: bit-exact round trip, damaged and truncated files detected (NQ_ERR_INPUT,
  * never a crash), wrong block / config refused, a failed save leaves the previous file,
- * a save out of time gives up and leaves the previous file, and the write bandwidth of a
+ * a save out of time gives up and leaves the previous file, the save's bytes written on a
+ * thread (and failing there), and the write bandwidth of a
  * large state (printed). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -301,6 +304,64 @@ static void test_save_within_gives_up_and_keeps_previous(void **state) {
     arrays_free(&y);
 }
 
+/* The save in steps, its bytes written on a thread of their own (as the job's periodic
+ * saves are, while the next iteration computes): the same file as one call writes. A
+ * limit already past when the thread starts gives up at its first write, however fast
+ * the machine; a write that fails on the thread (the file size limit, EFBIG) is reported
+ * by the finish on the caller's thread, naming the file, and leaves the previous file. */
+static void test_threaded_write(void **state) {
+    (void)state;
+    Arrays x, newer, y;
+    char path[512];
+    arrays_make(&x, 37);
+    arrays_make(&newer, 41);
+    arrays_like(&y, &x);
+    path_in(path, sizeof path, "block-0008.h5");
+    StateInfo const first = info_of(8, 3), second = info_of(8, 4);
+    StateWrite *w = NULL;
+    StateSaveReport r;
+    assert_int_equal(state_write_begin(path, &first, x.a, N_ARR, &w), NQ_OK);
+    assert_int_equal(state_write_start(w), NQ_OK);
+    assert_int_equal(state_write_finish(w, &r), NQ_OK);
+    assert_true(r.written == r.bytes && !r.gave_up);
+    StateInfo out;
+    assert_int_equal(state_file_load(path, 8, y.a, N_ARR, &out), NQ_OK);
+    assert_int_equal(out.step, 3);
+    for (int i = 0; i < 3; i++) assert_memory_equal(x.f[i], y.f[i], x.a[i].count * sizeof(float));
+    assert_memory_equal(x.d, y.d, x.a[4].count * sizeof(double));
+
+    assert_int_equal(state_write_begin(path, &second, newer.a, N_ARR, &w), NQ_OK);
+    state_write_limit(w, -1);
+    assert_int_equal(state_write_start(w), NQ_OK);
+    assert_int_equal(state_write_finish(w, &r), NQ_STOPPED);
+    assert_true(r.gave_up && r.written == 0);
+    assert_int_equal(count_tmp_files(), 0);
+
+    /* EFBIG past 4 KiB of file: the header fits, the first array's bytes do not */
+    assert_int_equal(state_write_begin(path, &second, newer.a, N_ARR, &w), NQ_OK);
+    struct rlimit old, small = {4096, 4096};
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    small.rlim_max = old.rlim_max;
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+    assert_int_equal(state_write_start(w), NQ_OK);
+    nq_clear_error();
+    nq_status const failed = state_write_finish(w, &r);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, SIG_DFL);
+    assert_int_equal(failed, NQ_ERR_RUNTIME);
+    printf("    expected error: %s\n", nq_last_error());
+    assert_non_null(strstr(nq_last_error(), path));
+    assert_non_null(strstr(nq_last_error(), "pwrite"));
+    nq_clear_error();
+    assert_int_equal(count_tmp_files(), 0);
+    assert_int_equal(state_file_load(path, 8, y.a, N_ARR, &out), NQ_OK);
+    assert_int_equal(out.step, 3);
+    arrays_free(&x);
+    arrays_free(&newer);
+    arrays_free(&y);
+}
+
 static double now_s(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -361,6 +422,7 @@ int main(void) {
         cmocka_unit_test(test_wrong_block_and_config),
         cmocka_unit_test(test_failed_save_keeps_previous),
         cmocka_unit_test(test_save_within_gives_up_and_keeps_previous),
+        cmocka_unit_test(test_threaded_write),
         cmocka_unit_test(test_bandwidth),
     };
     int const failed = cmocka_run_group_tests(tests, NULL, NULL);
