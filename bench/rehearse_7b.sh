@@ -247,6 +247,10 @@ run_interrupted() { # run_interrupted MODE: SIGKILL after capture, SIGTERM mid-b
   INT_TERM_S0=$(printf '%.1f' "$s0") INT_TERM_S1=$(printf '%.1f' "$s1")
   INT_REUSED=$(has_line int2 'capture: .* is complete, reusing it' && echo yes || echo no)
   INT_STATE=$(du -sb "$dir/state" 2>/dev/null | awk '{ print $1 + 0 }')
+  # each leader's stop write (root logs them): seconds, or given up at run.stop_seconds
+  INT_WRITES=$( (grep -oE 'written on the stop: [0-9.]+ MB in [0-9.]+ s' "$work/int2.out" || true) |
+    sed -E 's/.* in ([0-9.]+) s/\1/' | paste -sd/ -)
+  INT_GAVE_UP=$( (grep -c 'was not written within run.stop_seconds' "$work/int2.out" || true) | head -n 1)
   # 3. resume to the end
   launch int3 "$mode" "$dir"
   finish
@@ -374,6 +378,9 @@ report_mode() {
     echo "| re-run reused the capture | | $INT_REUSED | |"
     echo "| SIGTERM (both ranks, block 0 iterating) to exit, s, rank 0 / rank 1 | < 30 (KillWait) | $INT_TERM_S0 / $INT_TERM_S1 (exit $INT_TERM_RC) | |"
     echo "| state saved on the stop, GB | $p_state per block in flight | $(gb "${INT_STATE:-0}") | |"
+    local gave_up=""
+    [ "${INT_GAVE_UP:-0}" -gt 0 ] && gave_up="; $INT_GAVE_UP given up at run.stop_seconds (the resume redid those steps)"
+    echo "| state write on the stop, s, each block in flight | $(plan_min_s "$mode" '^stop \(' 'at once:') (the node's) | ${INT_WRITES:--}$gave_up | |"
     echo "| resume: exit; checkpoint identical to uninterrupted; verify | | $INT_RESUME_RC; $INT_SAME; $INT_VERIFY | |"
   fi
 }

@@ -193,6 +193,9 @@ static nq_status save_state_on_stop(BlockRun *b) {
         state_write_limit(b->writing, allowed - (job_now() - start));
         st = finish_state_write(b, &r);
     }
+    if (st == NQ_OK)
+        gather_note(&b->job->gather, "block %d: state of step %d written on the stop: %.1f MB in %.1f s", b->l, step,
+                    r.bytes * 1e-6, job_now() - start);
     if (st != NQ_STOPPED) return st;
     char resume[128];
     if (kept < 0)

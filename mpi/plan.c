@@ -666,6 +666,29 @@ static void print_times(const Plan *p, FILE *out) {
             human_time(p->capture_seconds + p->wall_seconds[p->mode] + p->gather_seconds + p->checkpoint_seconds, a, sizeof a));
 }
 
+/* A stop: the group leaders of a node write their blocks' states to run.dir at once. */
+static void print_stop(const Plan *p, const NupesConfig *cfg, FILE *out) {
+    if (p->state_bytes == 0) return;
+    int const D = p->data_parallel[p->mode];
+    int leaders = (p->ranks_per_node + D - 1) / D;
+    if (leaders > p->blocks_in_flight) leaders = p->blocks_in_flight;
+    double const seconds = (double)p->state_bytes * leaders / (PLAN_FS_MBS * 1e6);
+    char a[32];
+    fprintf(out, "stop (preemption, scancel, the time limit's signal): each group leader writes its block's state, "
+                 "%.2f GB; %d per node at once: %s at the assumed %.0f MB/s per node, within run.stop_seconds = %g s "
+                 "(keep it under SLURM's KillWait, or the partition's GraceTime for preemption, less ~5 s to abandon "
+                 "the iteration and exit)\n",
+            gb(p->state_bytes), leaders, human_time(seconds, a, sizeof a), PLAN_FS_MBS, cfg->stop_seconds);
+    fprintf(out, "  the periodic saves, every run.checkpoint_interval = %g s, are written while the next iteration "
+                 "computes\n",
+            cfg->checkpoint_interval);
+    if (seconds > cfg->stop_seconds)
+        fprintf(out, "  note: at that rate a stop gives up its write, keeps the last periodic save and the resume "
+                     "does up to run.checkpoint_interval = %g s of steps again (same result, time lost): a lower "
+                     "interval loses less\n",
+                cfg->checkpoint_interval);
+}
+
 /* "1-02:03:00" or "02:03:00", rounded up to the minute. */
 static void slurm_time(double seconds, char *buf, size_t size) {
     long const minutes = (long)ceil(seconds / 60.0);
@@ -723,5 +746,6 @@ void plan_print(const Plan *p, const NupesConfig *cfg, int64_t free_bytes, FILE 
     print_memory(p, out);
     print_disk(p, cfg, free_bytes, out);
     print_times(p, out);
+    print_stop(p, cfg, out);
     print_sbatch(p, cfg, out);
 }
