@@ -78,6 +78,18 @@ static StateInfo info_of(int block, int step) {
     return s;
 }
 
+/* path loads (checksum verified) as block's state at step, with the arrays of want. */
+static void expect_loads_as(const char *path, int block, int step, const Arrays *want) {
+    Arrays got;
+    arrays_like(&got, want);
+    StateInfo out;
+    assert_int_equal(state_file_load(path, block, got.a, N_ARR, &out), NQ_OK);
+    assert_int_equal(out.step, step);
+    for (int i = 0; i < 3; i++) assert_memory_equal(want->f[i], got.f[i], want->a[i].count * sizeof(float));
+    assert_memory_equal(want->d, got.d, want->a[4].count * sizeof(double));
+    arrays_free(&got);
+}
+
 static void test_round_trip(void **state) {
     (void)state;
     Arrays x, y;
@@ -272,7 +284,7 @@ static void test_failed_save_keeps_previous(void **state) {
  * whatever the machine. */
 static void test_save_within_gives_up_and_keeps_previous(void **state) {
     (void)state;
-    Arrays x, newer, y;
+    Arrays x, newer;
     char path[512];
     arrays_make(&x, 29);
     arrays_make(&newer, 31);
@@ -286,22 +298,14 @@ static void test_save_within_gives_up_and_keeps_previous(void **state) {
     assert_true(r.gave_up);
     assert_true(r.written < r.bytes);
     assert_int_equal(count_tmp_files(), 0);
-    arrays_like(&y, &x);
-    StateInfo out;
-    assert_int_equal(state_file_load(path, 7, y.a, N_ARR, &out), NQ_OK);
-    assert_int_equal(out.step, 10);
-    for (int i = 0; i < 3; i++) assert_memory_equal(x.f[i], y.f[i], x.a[i].count * sizeof(float));
+    expect_loads_as(path, 7, 10, &x);
     assert_int_equal(state_file_save_within(path, &second, newer.a, N_ARR, 3600, &r), NQ_OK);
     assert_false(r.gave_up);
     size_t const want = (100003 + 4096 + 4096) * sizeof(float) + 37 * sizeof(double);
     assert_true(r.bytes == want && r.written == want);
-    assert_int_equal(state_file_load(path, 7, y.a, N_ARR, &out), NQ_OK);
-    assert_int_equal(out.step, 20);
-    for (int i = 0; i < 3; i++) assert_memory_equal(newer.f[i], y.f[i], newer.a[i].count * sizeof(float));
-    assert_memory_equal(newer.d, y.d, newer.a[4].count * sizeof(double));
+    expect_loads_as(path, 7, 20, &newer);
     arrays_free(&x);
     arrays_free(&newer);
-    arrays_free(&y);
 }
 
 /* The save in steps, its bytes written on a thread of their own (as the job's periodic
@@ -311,11 +315,10 @@ static void test_save_within_gives_up_and_keeps_previous(void **state) {
  * by the finish on the caller's thread, naming the file, and leaves the previous file. */
 static void test_threaded_write(void **state) {
     (void)state;
-    Arrays x, newer, y;
+    Arrays x, newer;
     char path[512];
     arrays_make(&x, 37);
     arrays_make(&newer, 41);
-    arrays_like(&y, &x);
     path_in(path, sizeof path, "block-0008.h5");
     StateInfo const first = info_of(8, 3), second = info_of(8, 4);
     StateWrite *w = NULL;
@@ -324,11 +327,7 @@ static void test_threaded_write(void **state) {
     assert_int_equal(state_write_start(w), NQ_OK);
     assert_int_equal(state_write_finish(w, &r), NQ_OK);
     assert_true(r.written == r.bytes && !r.gave_up);
-    StateInfo out;
-    assert_int_equal(state_file_load(path, 8, y.a, N_ARR, &out), NQ_OK);
-    assert_int_equal(out.step, 3);
-    for (int i = 0; i < 3; i++) assert_memory_equal(x.f[i], y.f[i], x.a[i].count * sizeof(float));
-    assert_memory_equal(x.d, y.d, x.a[4].count * sizeof(double));
+    expect_loads_as(path, 8, 3, &x);
 
     assert_int_equal(state_write_begin(path, &second, newer.a, N_ARR, &w), NQ_OK);
     state_write_limit(w, -1);
@@ -355,11 +354,9 @@ static void test_threaded_write(void **state) {
     assert_non_null(strstr(nq_last_error(), "pwrite"));
     nq_clear_error();
     assert_int_equal(count_tmp_files(), 0);
-    assert_int_equal(state_file_load(path, 8, y.a, N_ARR, &out), NQ_OK);
-    assert_int_equal(out.step, 3);
+    expect_loads_as(path, 8, 3, &x);
     arrays_free(&x);
     arrays_free(&newer);
-    arrays_free(&y);
 }
 
 static double now_s(void) {
