@@ -26,12 +26,14 @@ args_for() {
   ARGS+=(--set reconstruction.iterations=20 "$@")
 }
 
-# The run stopped in block 1's step 5: exit 75, the note, block 1's state at step 5.
+# The run stopped in block 1's step 5: exit 75, the notes, block 1's state at step 5.
 expect_stopped_mid_iteration() {
   local dir=$1 out
   rl_expect_rc 75
   grep -q '^block 1: stopped during step 5: the step is dropped' "$RL_WORK/$RL_NAME.out" ||
     fail "$RL_NAME: no 'block 1: stopped during step 5' line (the iteration was not abandoned)"
+  grep -qE '^block 1: state of step 5 written on the stop: [0-9.]+ MB in [0-9.]+ s$' "$RL_WORK/$RL_NAME.out" ||
+    fail "$RL_NAME: no 'block 1: state of step 5 written on the stop' line"
   out=$("$NUPES_BIN" inspect "$dir/state/block-0001.h5" 2>&1) || fail "inspect block 1's state: $out"
   [[ $out =~ step\ 5\ /\ 20 ]] || fail "$RL_NAME: block 1's state is not at step 5 of 20: $out"
   rl_log "  $RL_NAME: exit 75, ranks ${RL_RANK_EXIT_SECONDS:-?} s after the signal; state at step 5"
