@@ -44,8 +44,9 @@
 #   --build DIR       build directory (default build)
 #   --keep            keep the model and run directories (default: removed at the end)
 # Environment: MPIEXEC (mpirun), NUPES_BIGMEM_LOCK, OPENBLAS_NUM_THREADS (1).
-set -euo pipefail
+set -eEuo pipefail
 src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+trap 'echo "rehearse_7b: line $LINENO failed (exit $?): $BASH_COMMAND" >&2' ERR
 
 layers=2 modes="parallel pipelined sequential" seq_len=256 sequences=8 batch=2 iterations=4
 skip="" mem_limit=11 interrupt=1 work=/work/rehearse-7b build="$src/build" keep=0
@@ -148,10 +149,16 @@ launch() {
 }
 # rank_pid NAME R: the pid of rank R's nupes-mpi (child of the shell that exec'ed time).
 rank_pid() {
-  local f="$work/$1.pid.$2" p
-  [ -s "$f" ] || return 1
-  p=$(pgrep -P "$(cat "$f")" -x nupes-mpi) || return 1
-  echo "$p"
+  local f="$work/$1.pid.$2" p i
+  for ((i = 0; i < 50; i++)); do # 10 s: the pid file and the exec may lag the first output
+    if [ -s "$f" ] && p=$(pgrep -P "$(cat "$f")" -x nupes-mpi); then
+      echo "$p"
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "rehearse_7b: no nupes-mpi child of $(cat "$f" 2>/dev/null || echo "? (no $f)") for $1 rank $2" >&2
+  return 1
 }
 # wait_for DESCRIPTION TIMEOUT COMMAND...: polls every 0.2 s; fails if the job has exited.
 wait_for() {
