@@ -46,7 +46,9 @@
 # Environment: MPIEXEC (mpirun), NUPES_BIGMEM_LOCK, OPENBLAS_NUM_THREADS (1).
 set -eEuo pipefail
 src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-trap 'echo "rehearse_7b: line $LINENO failed (exit $?): $BASH_COMMAND" >&2' ERR
+# names the line that ends the script (set -e); not the expected failures inside command
+# substitutions and the background sampler, which run in subshells
+trap '[ "$BASH_SUBSHELL" = 0 ] && echo "rehearse_7b: line $LINENO failed (exit $?): $BASH_COMMAND" >&2' ERR
 
 layers=2 modes="parallel pipelined sequential" seq_len=256 sequences=8 batch=2 iterations=4
 skip="" mem_limit=11 interrupt=1 work=/work/rehearse-7b build="$src/build" keep=0
