@@ -178,7 +178,7 @@ struct StateWrite {
     StateSaveReport report;
     /* written by the writing thread, read after it is joined */
     nq_status status;
-    const char *failed; /* what failed ("write", "fdatasync", ...) */
+    const char *failed; /* what failed ("pwrite", "fdatasync", ...) */
     int failed_errno;
 };
 
