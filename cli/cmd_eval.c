@@ -13,8 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "commands.h"
 #include "config.h"
 #include "eval_metrics.h"
@@ -231,12 +231,6 @@ static nq_status buffers_create(const ModelConfig *c, int B, int T, int n_window
     return NQ_OK;
 }
 
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 typedef struct {
     double total, load, forward, metrics; /* seconds */
 } EvalTimes;
@@ -257,21 +251,21 @@ static nq_status eval_windows(const ModelConfig *c, LoadedModel *fp, LoadedModel
         int const nb = n_windows - w0 < B ? n_windows - w0 : B;
         Transformer *tr = nb == B ? buf->full : buf->rest;
         const int *tokens = windows + (size_t)w0 * T;
-        double const t0 = seconds_now();
+        double const t0 = nq_seconds();
         nq_status st = NQ_OK;
         if (base->in) st = kld_base_read(base->in, first + w0, nb, buf->logits);
         else transformer_forward(tr, &fp->head, fp->blocks, tokens, buf->logits);
         if (st == NQ_OK && base->out) st = kld_base_write(base->out, first + w0, nb, buf->logits);
         if (st != NQ_OK) return st;
         if (q) transformer_forward(tr, &q->head, q->blocks, tokens, buf->logits_q);
-        double const t1 = seconds_now();
+        double const t1 = nq_seconds();
         for (int b = 0; b < nb; b++) {
             size_t const off = (size_t)b * T * V;
             eval_records_add(rec, buf->logits + off, q ? buf->logits_q + off : NULL, tokens + (size_t)b * T, T, V,
                              buf->scratch);
         }
         times->forward += t1 - t0;
-        times->metrics += seconds_now() - t1;
+        times->metrics += nq_seconds() - t1;
     }
     return NQ_OK;
 }
@@ -378,12 +372,12 @@ static nq_status create_base(const EvalOptions *o, EvalState *e) {
 
 static nq_status run_eval(const EvalOptions *o) {
     EvalState e = {0};
-    double const t0 = seconds_now();
+    double const t0 = nq_seconds();
     /* Root decides whether the base is there, for every rank. */
     int const create = o->kld_base ? eval_root_value(eval_rank() == 0 ? !kld_base_exists(o->kld_base) : 0) : 0;
     nq_status st = eval_agree(setup(o, create, &e));
     if (st == NQ_OK && create) st = create_base(o, &e);
-    EvalTimes times = {.load = seconds_now() - t0};
+    EvalTimes times = {.load = nq_seconds() - t0};
     if (st == NQ_OK && e.count > 0)
         st = eval_windows(model_config(e.fp.model), &e.fp, o->checkpoint ? &e.q : NULL, &e.base,
                           e.windows + (size_t)e.first * o->seq_len, e.first, e.count, e.B, o->seq_len, &e.buf,
@@ -391,7 +385,7 @@ static nq_status run_eval(const EvalOptions *o) {
     if (e.base.out) st = kld_base_finish(e.base.out, st); /* collective: every rank created it */
     e.base.out = NULL;
     st = eval_agree(st);
-    times.total = seconds_now() - t0;
+    times.total = nq_seconds() - t0;
     EvalRecords all = {0};
     if (st == NQ_OK) st = eval_records_gather(&e.rec, &all, &times.total);
     if (st == NQ_OK && eval_rank() == 0) {

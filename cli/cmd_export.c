@@ -9,9 +9,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "checkpoint.h"
+#include "clock.h"
 #include "commands.h"
 #include "export_gguf.h"
 #include "export_hf_dir.h"
@@ -178,12 +178,6 @@ static int parse_options(int argc, char **argv, ExportOptions *o) {
     return 0;
 }
 
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* The grid a checkpoint was learned on, as a GGUF type (IQ4_NL, IQ4_XS), or -1: an fp32
  * model, or NUPES's power grid, which llama.cpp does not have. */
 static int learned_gguf_type(const char *path) {
@@ -281,7 +275,7 @@ static uint64_t output_bytes(const char *path) {
 }
 
 static nq_status run_export(const ExportOptions *o) {
-    double const t0 = seconds_now();
+    double const t0 = nq_seconds();
     Model *m = NULL;
     nq_status st = model_open(o->checkpoint, "auto", &m);
     if (st != NQ_OK) return st;
@@ -294,7 +288,7 @@ static nq_status run_export(const ExportOptions *o) {
         double const mb = (double)output_bytes(o->out) / 1e6;
         printf("export: %s -> %s (%s, %s, %d blocks, rope %s): %.1f MB in %.2f s\n", o->checkpoint, o->out,
                o->format, llama2c ? "f32" : gguf ? (o->type ? o->type : "its grid") : o->dtype, c->n_layers,
-               c->rope_style == ROPE_HALF ? "half" : "interleaved", mb, seconds_now() - t0);
+               c->rope_style == ROPE_HALF ? "half" : "interleaved", mb, nq_seconds() - t0);
     }
     model_close(m);
     return st;

@@ -10,12 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <xxhash.h>
 
 #include "atomic_file.h"
+#include "clock.h"
 #include "h5util.h"
 
 #define CHECKSUM_PREFIX "xxh3-64:"
@@ -154,12 +154,6 @@ static nq_status write_header_(hid_t file, const char *path, const StateInfo *in
     return st;
 }
 
-static double now_seconds_(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* Bytes per pwrite, and per fdatasync: syncing as it goes makes the time a limited save
  * has spent a measure of what is on the disk, not of what the page cache took in, so it
  * gives up at most one sync's worth (256 MiB, ~1 s at 0.25 GB/s) after its limit rather
@@ -171,7 +165,7 @@ struct StateWrite {
     char path[PATH_MAX], tmp[PATH_MAX];
     RawExtent *extents;
     int n;
-    double start;                /* now_seconds_() at state_write_begin */
+    double start;                /* nq_seconds() at state_write_begin */
     atomic_llong give_up_at_ns;  /* CLOCK_MONOTONIC; 0: no limit */
     pthread_t thread;
     int threaded;
@@ -206,7 +200,7 @@ static void write_extents_(StateWrite *w) {
         const RawExtent *e = &w->extents[i];
         for (size_t off = 0; off < e->bytes && w->status == NQ_OK;) {
             long long const limit = atomic_load(&w->give_up_at_ns);
-            if (limit > 0 && ns_of_(now_seconds_()) > limit) {
+            if (limit > 0 && ns_of_(nq_seconds()) > limit) {
                 w->status = NQ_STOPPED;
                 break;
             }
@@ -246,7 +240,7 @@ nq_status state_write_begin(const char *path, const StateInfo *info, const Recon
     *out = NULL;
     StateWrite *w = nq_calloc(1, sizeof *w, "state write");
     if (!w) return NQ_ERR_RUNTIME;
-    w->start = now_seconds_();
+    w->start = nq_seconds();
     atomic_init(&w->give_up_at_ns, 0);
     w->n = n;
     snprintf(w->path, sizeof w->path, "%s", path);
@@ -283,7 +277,7 @@ nq_status state_write_start(StateWrite *w) {
 }
 
 void state_write_limit(StateWrite *w, double seconds_from_now) {
-    atomic_store(&w->give_up_at_ns, ns_of_(now_seconds_() + seconds_from_now));
+    atomic_store(&w->give_up_at_ns, ns_of_(nq_seconds() + seconds_from_now));
 }
 
 nq_status state_write_finish(StateWrite *w, StateSaveReport *report) {
@@ -298,7 +292,7 @@ nq_status state_write_finish(StateWrite *w, StateSaveReport *report) {
                 w->report.written, w->report.bytes, strerror(w->failed_errno));
     if (st == NQ_OK) st = atomic_commit(w->tmp, w->path);
     else unlink(w->tmp);
-    w->report.seconds = now_seconds_() - w->start;
+    w->report.seconds = nq_seconds() - w->start;
     w->report.gave_up = st == NQ_STOPPED;
     if (report) *report = w->report;
     state_write_free_(w);
@@ -307,11 +301,11 @@ nq_status state_write_finish(StateWrite *w, StateSaveReport *report) {
 
 nq_status state_file_save_within(const char *path, const StateInfo *info, const ReconArray *arrays, int n,
                                  double seconds_allowed, StateSaveReport *report) {
-    double const start = now_seconds_();
+    double const start = nq_seconds();
     StateWrite *w = NULL;
     nq_status const st = state_write_begin(path, info, arrays, n, &w);
     if (st != NQ_OK) return st;
-    if (seconds_allowed > 0) state_write_limit(w, seconds_allowed - (now_seconds_() - start));
+    if (seconds_allowed > 0) state_write_limit(w, seconds_allowed - (nq_seconds() - start));
     return state_write_finish(w, report);
 }
 

@@ -3,20 +3,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "block.h"
+#include "clock.h"
 #include "layout.h"
 #include "mpi_check.h"
 #include "stop.h"
 #include "test_hold.h"
 #include "transformer.h"
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 nq_status block_forward_in_place(const ModelConfig *c, const BlockWeights *w, float *x, int n,
                                  int T, int chunk, ChunkDone chunk_done, void *ctx) {
@@ -75,7 +69,7 @@ static int capture_chunk_done(void *ctx, int done, int n) {
     CaptureProgress *p = ctx;
     test_hold("capture-sequence:%d:%d", p->level, done);
     if (stop_signalled()) return 1;
-    double const now = now_seconds();
+    double const now = nq_seconds();
     if (p->rank == 0 && done < n && now - p->last_print >= CAPTURE_PROGRESS_SECONDS) {
         double const rate = (double)done / (now - p->level_start); /* sequences/s */
         printf("capture: level %d/%d, %d/%d sequences on rank 0, %.0f tokens/s per rank, ETA %.0f s for the level\n",
@@ -108,13 +102,13 @@ nq_status capture_run(Model *m, const int *tokens, int N, int T, Activations *ac
         fflush(stdout);
     }
 
-    double const start = now_seconds();
+    double const start = nq_seconds();
     for (int l = k; l <= c->n_layers && st == NQ_OK; l++) {
         st = activations_write(act, l, first, count, x);
         if (st == NQ_OK && l < c->n_layers && count > 0) {
             BlockWeights w;
             st = model_block(m, l, &w);
-            double const t = now_seconds();
+            double const t = nq_seconds();
             CaptureProgress progress = {rank, l + 1, c->n_layers + 1, T, t, t};
             if (st == NQ_OK)
                 st = block_forward_in_place(c, &w, x, count, T, CAPTURE_CHUNK, capture_chunk_done, &progress);
@@ -124,7 +118,7 @@ nq_status capture_run(Model *m, const int *tokens, int N, int T, Activations *ac
         st = agree(st);
         if (st == NQ_OK) st = agree(activations_mark_levels_done(act, l + 1));
         if (rank == 0 && st == NQ_OK) {
-            double const secs = now_seconds() - start;
+            double const secs = nq_seconds() - start;
             printf("capture: level %d/%d written, %.0f tokens/s\n", l + 1, c->n_layers + 1,
                    (double)N * T * (l + 1 - k) / (secs > 0 ? secs : 1e-9));
             fflush(stdout);

@@ -1,14 +1,10 @@
 #include "job_context.h"
+#include "clock.h"
 
 #include <stdarg.h>
 #include <stdio.h>
-#include <time.h>
 
-double job_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+double job_now(void) { return nq_seconds(); }
 
 void job_log(Job *job, const char *fmt, ...) {
     if (!job->log) return;

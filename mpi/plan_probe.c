@@ -8,11 +8,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <zstd.h>
 
 #include "block.h"
+#include "clock.h"
 #include "float16.h"
 #include "gemm.h"
 #include "h5util.h"
@@ -20,12 +20,6 @@
 #include "job.h"
 #include "quantizer.h"
 #include "recon.h"
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* The probes time many calls and keep the median one: the job meets a neighbour's
  * interruptions (another rank, the launcher, the system) as often as a median call does,
@@ -51,14 +45,14 @@ double plan_sgemm_probe_gflops(double seconds) {
     float *b = a + nn, *c = b + nn;
     for (size_t i = 0; i < 2 * nn; i++) a[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n); /* warm-up */
-    double const t0 = now_seconds();
+    double const t0 = nq_seconds();
     double t = t0, best = INFINITY;
     long calls = 0;
     while (t - t0 < seconds || calls < 2) { /* the fastest call: a busy neighbour only slows some */
         double const start = t;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
         calls++;
-        t = now_seconds();
+        t = nq_seconds();
         if (t - start < best) best = t - start;
     }
     free(a);
@@ -71,13 +65,13 @@ double plan_memory_probe_gbs(double seconds) {
     if (!x) return 0;
     float *y = x + n, *z = y + n;
     for (size_t i = 0; i < 3 * n; i++) x[i] = 1.0f;
-    double const t0 = now_seconds();
+    double const t0 = nq_seconds();
     double t = t0;
     long passes = 0;
     while (t - t0 < seconds || passes < 2) {
         for (size_t i = 0; i < n; i++) x[i] = y[i] + 0.5f * z[i];
         passes++;
-        t = now_seconds();
+        t = nq_seconds();
     }
     volatile float sink = x[n / 2];
     (void)sink;
@@ -87,7 +81,7 @@ double plan_memory_probe_gbs(double seconds) {
 
 double plan_page_touch_probe_gbs(double seconds) {
     size_t const bytes = (size_t)64 << 20, page = 4096; /* malloc maps it fresh: every page faults */
-    double const t0 = now_seconds();
+    double const t0 = nq_seconds();
     double t = t0;
     long rounds = 0;
     while (t - t0 < seconds || rounds < 2) {
@@ -96,7 +90,7 @@ double plan_page_touch_probe_gbs(double seconds) {
         for (size_t i = 0; i < bytes; i += page) x[i] = 1;
         free((void *)x);
         rounds++;
-        t = now_seconds();
+        t = nq_seconds();
     }
     return (double)bytes * rounds / (t - t0) / 1e9;
 }
@@ -131,10 +125,10 @@ double plan_setup_probe_seconds_per_weight(const NupesConfig *cfg, double second
          * longer than in the dry run before it */
         double passes[PROBE_MAX_CALLS];
         int k = 0;
-        for (double const t0 = now_seconds(); k < PROBE_MAX_CALLS && (k < 3 || now_seconds() - t0 < seconds); k++) {
-            double const start = now_seconds();
+        for (double const t0 = nq_seconds(); k < PROBE_MAX_CALLS && (k < 3 || nq_seconds() - t0 < seconds); k++) {
+            double const start = nq_seconds();
             quantizer_of(spec)->init(spec, sh, w, how, &out);
-            passes[k] = now_seconds() - start;
+            passes[k] = nq_seconds() - start;
         }
         per_weight = median_of(passes, k) / (double)n;
         /* the codes of that start, as a done file's zstd filter stores them */
@@ -145,11 +139,11 @@ double plan_setup_probe_seconds_per_weight(const NupesConfig *cfg, double second
             /* the quantizer's forward from that start, as a probe pass runs it over a block
              * before its forward (src/recon.c), w_hat over w: done with it; the median call */
             int calls = 0;
-            for (double const t0 = now_seconds(); calls < PROBE_MAX_CALLS && (calls < 3 || now_seconds() - t0 < 0.05);
+            for (double const t0 = nq_seconds(); calls < PROBE_MAX_CALLS && (calls < 3 || nq_seconds() - t0 < 0.05);
                  calls++) {
-                double const start = now_seconds();
+                double const start = nq_seconds();
                 quantizer_of(spec)->forward(spec, sh, &out, codes, w);
-                passes[calls] = now_seconds() - start;
+                passes[calls] = nq_seconds() - start;
             }
             *quantize_seconds_per_weight = median_of(passes, calls) / (double)n;
             size_t const stored = h5zstd_compress_chunk(cfg->zstd_level, H5Z_ZSTD_PARSE_SYMBOLS, codes, n, dst, cap);
@@ -182,17 +176,17 @@ static int store_passes(const void *data, size_t n, H5UType type, int level, dou
     long passes = 0;
     memset(out, 0, sizeof *out);
     if (h5u_init() != NQ_OK) return -1;
-    for (double const t0 = now_seconds(); passes < 1 || now_seconds() - t0 < seconds; passes++) {
+    for (double const t0 = nq_seconds(); passes < 1 || nq_seconds() - t0 < seconds; passes++) {
         hid_t file = -1;
         if (h5u_create_in_memory("dry-run-probe.h5", &file) != NQ_OK) {
             nq_clear_error(); /* a probe that cannot run plans without it, as below */
             return -1;
         }
-        double const t1 = now_seconds();
+        double const t1 = nq_seconds();
         nq_status st = h5u_write(file, "dry-run-probe.h5", "a", type, 2, dims, data, level);
-        double const t2 = now_seconds();
+        double const t2 = nq_seconds();
         if (st == NQ_OK && back) st = h5u_read_checked(file, "dry-run-probe.h5", "a", type, 2, dims, back);
-        double const t3 = now_seconds();
+        double const t3 = nq_seconds();
         hid_t const dset = st == NQ_OK ? H5Dopen2(file, "a", H5P_DEFAULT) : -1;
         out->stored = dset >= 0 ? (size_t)H5Dget_storage_size(dset) : 0;
         h5u_close(dset);
@@ -275,10 +269,10 @@ double plan_products_probe_gflops(int rows, int cols, int inner, double seconds)
     gemm(0, 1, rows, cols, inner, 1.0f, a, inner, b, inner, 0.0f, c, cols); /* warm-up */
     double calls[PROBE_MAX_CALLS];
     int n = 0;
-    for (double const t0 = now_seconds(); n < PROBE_MAX_CALLS && (n < 3 || now_seconds() - t0 < seconds); n++) {
-        double const start = now_seconds();
+    for (double const t0 = nq_seconds(); n < PROBE_MAX_CALLS && (n < 3 || nq_seconds() - t0 < seconds); n++) {
+        double const start = nq_seconds();
         gemm(0, 1, rows, cols, inner, 1.0f, a, inner, b, inner, 0.0f, c, cols);
-        calls[n] = now_seconds() - start;
+        calls[n] = nq_seconds() - start;
     }
     free(a);
     return 2.0 * rows * (double)cols * inner / median_of(calls, n) / 1e9;
@@ -405,8 +399,8 @@ double plan_elementwise_probe_seconds_per_weight(const NupesConfig *cfg, double 
         recon_set_timings(r, &t);
         double steps[PROBE_MAX_CALLS];
         int n = 0;
-        double const t0 = now_seconds();
-        for (int it = 0; n < PROBE_MAX_CALLS && (now_seconds() - t0 < seconds || n < 3); it++) {
+        double const t0 = nq_seconds();
+        for (int it = 0; n < PROBE_MAX_CALLS && (nq_seconds() - t0 < seconds || n < 3); it++) {
             memset(&t, 0, sizeof t);
             if (isnan(recon_accumulate_gradient(r, x, x + nd, 1, 1))) break;
             recon_apply(r);

@@ -1,6 +1,7 @@
 #include "block.h"
 
 #include "attention.h"
+#include "clock.h"
 #include "ffn.h"
 #include "linear.h"
 #include "rmsnorm.h"
@@ -10,7 +11,6 @@
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* The tensors of BlockActs, in carving order. The forward pass fills the first group and
  * the backward pass reads it; the second group is scratch that both passes reuse. The
@@ -71,21 +71,15 @@ static int stop_(BlockActs *a) {
     return a->abandoned;
 }
 
-static double now_(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Charges the time since *since to phase (when timed) and restarts the clock. */
 static void lap_(BlockActs *a, BlockPhase phase, double *since) {
     if (!a->timings) return;
-    double const now = now_();
+    double const now = nq_seconds();
     a->timings->seconds[phase] += now - *since;
     *since = now;
 }
 
-static double start_(const BlockActs *a) { return a->timings ? now_() : 0.0; }
+static double start_(const BlockActs *a) { return a->timings ? nq_seconds() : 0.0; }
 
 static size_t round16_(size_t n) { return (n + 15) / 16 * 16; }
 

@@ -4,10 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "adam.h"
 #include "block.h"
+#include "clock.h"
 #include "parallel.h"
 #include "rng.h"
 #include "status.h"
@@ -69,19 +69,13 @@ void recon_set_timings(Recon *r, ReconTimings *t) {
     if (r->acts) block_acts_set_timings(r->acts, t ? &t->block : NULL);
 }
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Starts the clock of a timed section (0 when not timed). */
-static double clock_start(const Recon *r) { return r->timings ? now_seconds() : 0.0; }
+static double clock_start(const Recon *r) { return r->timings ? nq_seconds() : 0.0; }
 
 /* Charges the seconds since *since to phase (when timed) and restarts the clock. */
 static void lap(const Recon *r, ReconPhase phase, double *since) {
     if (!r->timings) return;
-    double const now = now_seconds();
+    double const now = nq_seconds();
     r->timings->seconds[phase] += now - *since;
     *since = now;
 }
