@@ -114,7 +114,7 @@ void quant_normalise(QuantSpec s, QuantShape sh, const float *w, const float *sc
             int const n = quant_group_len(s, sh, g);
             float const M = scales[(size_t)r * sh.groups + g];
             if (M > 0.0f) {
-                for (int i = 0; i < n; i++) z[off + i] = fminf(1.0f, fmaxf(-1.0f, w[off + i] / M));
+                for (int i = 0; i < n; i++) z[off + i] = quant_clamp_unit(w[off + i] / M);
             } else {
                 memset(z + off, 0, (size_t)n * sizeof *z); /* all-zero group: no 0/0 */
             }

@@ -32,7 +32,7 @@ static double row_error(const QuantTable *t, QuantSpec s, QuantShape sh, const f
             continue;
         }
         for (int i = 0; i < n; i++) {
-            float const z = fminf(1.0f, fmaxf(-1.0f, wg[i] / M));
+            float const z = quant_clamp_unit(wg[i] / M);
             float const d = wg[i] - M * value[quant_table_code(t, z)];
             err += (double)d * d;
         }
