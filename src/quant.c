@@ -229,9 +229,13 @@ static void forward_group_fast(const QuantTable *t, const float *z, float M, int
     forward_group(t, z + done, M, len - done, codes + done, w_hat ? w_hat + done : NULL);
 }
 
-static int cpu_has_avx2(void) {
+static int avx2_allowed = 1; /* set by tests and benchmarks only, before any work */
+
+void quant_allow_avx2(int allowed) { avx2_allowed = allowed; }
+
+int quant_uses_avx2(void) {
 #ifdef QUANT_HAVE_AVX2_PATH
-    return __builtin_cpu_supports("avx2");
+    return avx2_allowed && __builtin_cpu_supports("avx2");
 #else
     return 0;
 #endif
@@ -240,7 +244,7 @@ static int cpu_has_avx2(void) {
 void quant_forward(QuantSpec s, QuantShape sh, const float *z, const float *scales,
                    const float *a, int8_t *codes, float *w_hat) {
     QuantTable t;
-    int const len = group_len(s, sh), use_avx2 = cpu_has_avx2();
+    int const len = group_len(s, sh), use_avx2 = quant_uses_avx2();
     quant_table_init(&t, s.bits, a[0]);
     for (int r = 0; r < sh.rows; r++) {
         if (s.per_row && r > 0) quant_table_set_exponent(&t, a[r]);
@@ -449,7 +453,7 @@ static void backward_rows(QuantSpec s, QuantShape sh, int r0, int r1, const floa
                           const float *dw_hat, float *dz, double *row_sum, double *da,
                           double *dM) {
     QuantTable t;
-    int const len = group_len(s, sh), use_avx2 = cpu_has_avx2();
+    int const len = group_len(s, sh), use_avx2 = quant_uses_avx2();
     quant_table_init(&t, s.bits, a[s.per_row ? r0 : 0]);
     for (int r = r0; r < r1; r++) {
         if (s.per_row && r > r0) quant_table_set_exponent(&t, a[r]);

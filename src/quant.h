@@ -88,6 +88,13 @@ double quant_error(QuantSpec s, QuantShape sh, const float *w, const float *scal
 void quant_search_exponent(QuantSpec s, QuantShape sh, const float *w, const float *scales,
                            float *a);
 
+/* 1 when the AVX2 loops of the forward, the backward and the search's error run: the CPU
+ * has AVX2 and quant_allow_avx2(0) was not called. Both paths give bit-identical results,
+ * so ranks on machines with and without AVX2 agree; tests and bench/search compare them
+ * by turning the AVX2 loops off (call it before any work, not while threads run). */
+int quant_uses_avx2(void);
+void quant_allow_avx2(int allowed);
+
 /* Shannon entropy of the codes in bits per weight (for reporting). */
 double quant_code_entropy(const int8_t *codes, size_t n);
 

@@ -315,6 +315,74 @@ static void test_search_vs_dense_scan(void **state) {
     }
 }
 
+/* quant_error, the search's objective (an AVX2 loop where the CPU has it, the scalar loop
+ * for the tails and without AVX2), against the same sum formed another way: z by
+ * quant_normalise, w_hat by quant_forward (tested against brute force above), d = w -
+ * w_hat in float, d^2 added in double with element i of a group in lane i % 8 and the
+ * lanes added in order at the row's end. Exactly equal, with the AVX2 loops on and off
+ * (quant_allow_avx2), and so are the forward's codes and w_hat and the exponent found: the
+ * result may not depend on the machine's SIMD. Bits 2..8 (up to 4 the error's AVX2 loop,
+ * above it the scalar loop), every test exponent, one group per row, groups of 36 (a tail of 4 after each
+ * 32) and of 5 (mostly scalar), with an all-zero group. On a CPU without AVX2 both runs
+ * are the scalar loops and only the comparison with the reference tests anything. */
+static void test_error_matches_forward(void **state) {
+    (void)state;
+    Rng rng;
+    rng_seed(&rng, 21, 6);
+    enum { R = 3, C = 1000 };
+    static float w[R * C], scales[R * C], z[R * C], w_hat[R * C], w_hat_scalar[R * C];
+    static int8_t codes[R * C], codes_scalar[R * C];
+    fill_weights(&rng, w, R * C);
+    for (int i = 36; i < 72; i++) w[C + i] = 0.0f; /* row 1, group 1 of 36: all zero */
+    int const groups[] = {0, 36, 5};
+    for (int bits = 2; bits <= 8; bits++) {
+        for (int gi = 0; gi < 3; gi++) {
+            QuantSpec const s = {bits, groups[gi], 0, QUANTIZER_POWER};
+            QuantShape const sh = quant_shape(s, R, C);
+            int const len = groups[gi] > 0 ? groups[gi] : C;
+            quant_init_scales(s, sh, w, scales);
+            quant_normalise(s, sh, w, scales, z);
+            for (int e = 0; e < N_TEST_EXPONENTS; e++) {
+                float const a = test_exponents[e];
+                quant_forward(s, sh, z, scales, &a, codes, w_hat);
+                quant_allow_avx2(0);
+                quant_forward(s, sh, z, scales, &a, codes_scalar, w_hat_scalar);
+                quant_allow_avx2(1);
+                assert_memory_equal(codes, codes_scalar, sizeof codes);
+                assert_memory_equal(w_hat, w_hat_scalar, sizeof w_hat);
+                double total = 0.0;
+                for (int r = 0; r < R; r++) {
+                    double lane[8] = {0};
+                    for (int c = 0; c < C; c++) {
+                        float const d = w[r * C + c] - w_hat[r * C + c];
+                        lane[(c % len) % 8] += (double)d * d;
+                    }
+                    double expected = 0.0;
+                    for (int l = 0; l < 8; l++) expected += lane[l];
+                    for (int simd = 1; simd >= 0; simd--) {
+                        quant_allow_avx2(simd);
+                        double const got = quant_error(s, sh, w, scales, a, r);
+                        quant_allow_avx2(1);
+                        if (got != expected)
+                            fail_msg("bits %d group %d a %.2f row %d, AVX2 %s: quant_error %.17g, "
+                                     "expected %.17g",
+                                     bits, groups[gi], (double)a, r, simd ? "on" : "off", got, expected);
+                    }
+                    total += expected;
+                }
+                assert_true(quant_error(s, sh, w, scales, a, -1) == total);
+            }
+            float found[2];
+            for (int simd = 1; simd >= 0; simd--) {
+                quant_allow_avx2(simd);
+                quant_search_exponent(s, sh, w, scales, &found[simd]);
+            }
+            quant_allow_avx2(1);
+            assert_true(found[0] == found[1]);
+        }
+    }
+}
+
 /* The search splits each evaluation's rows (per tensor) or the rows themselves (per row)
  * over the rank's threads and adds per-row errors in row order: the exponents found are
  * bit-identical on 1, 2, 3 and 5 threads, for per-tensor and per-row exponents, per
@@ -734,6 +802,7 @@ int main(void) {
         cmocka_unit_test(test_edge_groups),
         cmocka_unit_test(test_check_finite_and_entropy),
         cmocka_unit_test(test_search_vs_dense_scan),
+        cmocka_unit_test(test_error_matches_forward),
         cmocka_unit_test(test_search_same_on_any_thread_count),
         cmocka_unit_test(test_backward_vs_naive),
         cmocka_unit_test(test_ops_table_power),
