@@ -141,6 +141,7 @@ launch() {
   local name=$1 mode=$2 rundir=$3 hold=${4:-}
   rm -f "$work/$name".pid.* "$work/$name".time.*
   rm -rf "$work/hold-$name"; mkdir -p "$work/hold-$name"
+  date +%s.%N > "$work/$name.launched"
   NUPES_TEST_HOLD="$hold" NUPES_TEST_HOLD_DIR="$work/hold-$name" \
     flock "$lock" "$MPIEXEC" -np "$NP" sh -c 'echo $$ > "$0.pid.$OMPI_COMM_WORLD_RANK"; exec /usr/bin/time -v -o "$0.time.$OMPI_COMM_WORLD_RANK" "$@"' \
       "$work/$name" "$bin" --config "$work/job.toml" --set run.dir="$rundir" \
@@ -309,7 +310,8 @@ report_mode() {
   p_state=$(plan_num "$mode" 'blocks? in flight x')
   p_done=$(plan_num "$mode" 'blocks x ~')
   p_ckpt=$(plan_num "$mode" 'checkpoint \(~, zstd codes \+ fp32 head\)')
-  t0=$(head -n 1 "$work/$name.out" | cut -d' ' -f1)
+  # from the launch: the model's check (root, before its first line) is part of the job
+  t0=$(cat "$work/$name.launched" 2>/dev/null || head -n 1 "$work/$name.out" | cut -d' ' -f1)
   tc0=$(first_ts "$name" 'capture:'); tc1=$(last_ts "$name" 'capture:')
   tb=$(last_ts "$name" 'block [0-9]+ done'); tck=$(last_ts "$name" 'checkpoint: .* written')
   tend=$(tail -n 1 "$work/$name.out" | cut -d' ' -f1)
@@ -349,7 +351,7 @@ report_mode() {
   bpw=$( ("$bin" inspect "$work/run-$name/checkpoint.h5" 2>/dev/null || true) |
     (grep -E 'stored: .* bits per quantized weight' || true) | head -n 1 | sed -E 's/^ *stored: *//; s/\|/\//g')
   echo "| checkpoint bits per weight | | ${bpw:--} | |"
-  local pc pr pg pk ps pp ph pj mk mj
+  local pc pr pg pk ps pp ph pj pm mk mj
   pc=$(plan_min_s "$mode" 'capture over' ':')
   pr=$(plan_min_s "$mode" "^  $mode " 'total')
   pg=$(plan_num "$mode" 'waited for:')
@@ -359,7 +361,8 @@ report_mode() {
   ph=$(plan_min_s "$mode" 'the hand-on of its output to the next block' 'next block')
   pj=$(plan_min_s "$mode" '^  job \(' ':')
   mk=$(span "$tb" "$tck"); mj=$(span "$t0" "$tend")
-  echo "| time: start to capture, s | | $(span "$t0" "$tc0") | |"
+  pm=$(plan_min_s "$mode" '^  model check by root' ':')
+  echo "| time: launch to capture (MPI start, tokenizing; the model hashed and every weight checked by root), s | $pm (the model check) | $(span "$t0" "$tc0") | $(pct "$(span "$t0" "$tc0")" "$pm") |"
   echo "| time: capture, s | $pc | $(span "$tc0" "$tc1") | $(pct "$(span "$tc0" "$tc1")" "$pc") |"
   echo "| time: block 0 setup (scales, exponent search), s | $ps | ${setup0:--} | $(pct "${setup0:--}" "$ps") |"
   echo "| time: block 0 probe passes (loss before + after), s | $pp | $probes0 | $(pct "$probes0" "$pp") |"

@@ -15,6 +15,7 @@
 #include "block_file.h"
 #include "calib_tokens.h"
 #include "checkpoint.h"
+#include "clock.h"
 #include "capture.h"
 #include "fingerprint.h"
 #include "h5util.h"
@@ -170,11 +171,6 @@ static char *toml_with_blas(const char *toml, const Job *job) {
 }
 
 /* Root: the run directory is resumed, created, or refused (another config). */
-/* Root, before the run directory is written: every weight the job will read is finite
- * (model_file.c checks a block the first time it is handed out). Done here, not as the
- * capture reaches each block, so that a NaN in the last block of a 7B model is exit 2
- * before the capture starts, not after an hour of it; root reads the whole model for the
- * fingerprint just before anyway. */
 /* A group's scale starts as its max |w| and is stored as fp16 (src/quantizer.h): a weight
  * of a quantized matrix beyond HALF_MAX has no stored scale, refused here before any work. */
 static nq_status check_weights_storable(Job *job, int l, const BlockWeights *w) {
@@ -191,31 +187,92 @@ static nq_status check_weights_storable(Job *job, int l, const BlockWeights *w) 
     return NQ_OK;
 }
 
+/* Root, before the run directory is written: every weight the job will read is finite
+ * (model_file.c checks a block the first time it is handed out). Done here, not as the
+ * capture reaches each block, so that a NaN in the last block of a 7B model is exit 2
+ * before the capture starts, not after an hour of it; root reads the whole model for the
+ * fingerprint just before anyway. Every block is read into fresh fp32 memory: ~2 minutes
+ * for a 7B model on a machine that faults pages in at 0.35 GB/s, so root reports it with
+ * a rate and an ETA once it has taken 2 s. */
+static size_t block_weight_count(const ModelConfig *c) {
+    size_t n = 0;
+    for (int i = 0; i < N_MATS; i++) n += (size_t)mat_rows(c, i) * (size_t)mat_cols(c, i);
+    return n;
+}
+
 static nq_status check_weights_finite(Job *job) {
+    int const L = job->c->n_layers;
+    size_t const block = block_weight_count(job->c);
+    double const start = nq_seconds();
+    double last_print = start;
     HeadWeights head;
     nq_status st = model_head(job->model, &head);
-    for (int l = 0; l < job->c->n_layers && st == NQ_OK; l++) {
+    for (int l = 0; l < L && st == NQ_OK; l++) {
         BlockWeights w;
         st = model_block(job->model, l, &w);
         if (st != NQ_OK) break;
         st = check_weights_storable(job, l, &w);
         model_release_block(job->model, l);
+        double const now = nq_seconds();
+        if (st == NQ_OK && l + 1 < L && now - start >= 2.0 && now - last_print >= 2.0) {
+            double const rate = (double)(l + 1) * (double)block / (now - start);
+            printf("model: checked %d/%d blocks (finite, within fp16's range), %.1f M weights/s, ETA %.0f s\n",
+                   l + 1, L, rate * 1e-6, (double)(L - l - 1) * (double)block / rate);
+            fflush(stdout);
+            last_print = now;
+        }
+    }
+    if (st == NQ_OK && nq_seconds() - start >= 2.0) {
+        printf("model: every weight checked in %.1f s\n", nq_seconds() - start);
+        fflush(stdout);
     }
     return st;
+}
+
+/* 1 when dir/run.toml holds this fingerprint, so that this job resumes: its weights, the
+ * same bytes, were checked when the run started (and each block is checked again when
+ * first handed out, io/model_file.c). */
+static int resumes_checked_weights(const Job *job, const Fingerprint *fp, int restart) {
+    Fingerprint stored;
+    if (restart) return 0;
+    if (run_dir_read_fingerprint(job->run_dir, &stored) != NQ_OK) {
+        nq_clear_error(); /* no run.toml (a new run) or an unreadable one: run_dir_prepare says */
+        return 0;
+    }
+    return strcmp(stored.hex, fp->hex) == 0;
 }
 
 static nq_status prepare_run_dir(Job *job, const JobOptions *opt) {
     if (job->layout.world_rank != 0) return NQ_OK;
     uint64_t model_hash = 0;
     nq_status st = plan_check_run_dir_space(job->run_dir, job->c, job->cfg->mode, job->cfg->activation_dtype, job->N, job->T);
+    double const hash_start = nq_seconds();
+    /* one pass over the model's files, seconds per GB: announced for a model that is not small */
+    double const weights = (double)job->c->n_layers * (double)block_weight_count(job->c) +
+                           2.0 * (double)job->c->vocab_size * (double)job->c->dim;
+    if (st == NQ_OK && weights >= 1e8) {
+        printf("model: hashing %.2f G weights for the run's fingerprint\n", weights * 1e-9);
+        fflush(stdout);
+    }
     if (st == NQ_OK) st = model_content_hash(job->model, &model_hash);
-    if (st == NQ_OK) st = check_weights_finite(job);
+    if (st == NQ_OK && nq_seconds() - hash_start >= 2.0) {
+        printf("model: weights hashed for the run's fingerprint in %.1f s\n", nq_seconds() - hash_start);
+        fflush(stdout);
+    }
     Fingerprint fp;
     char *settings = st == NQ_OK ? fingerprint_job_settings(job->cfg, job->layout.data_parallel, job->c) : NULL;
     if (st == NQ_OK && !settings) st = nq_fail(NQ_ERR_RUNTIME, "out of memory printing the fingerprint's settings");
     if (st == NQ_OK)
         st = fingerprint_from_parts(model_hash, job->tokens, (size_t)job->N, (size_t)job->T, settings, &fp);
     free(settings);
+    if (st == NQ_OK) {
+        if (resumes_checked_weights(job, &fp, opt->restart)) {
+            printf("model: every weight was checked when this run started (same fingerprint): not again\n");
+            fflush(stdout);
+        } else {
+            st = check_weights_finite(job);
+        }
+    }
     char *toml = st == NQ_OK ? config_to_toml(job->cfg) : NULL;
     if (st == NQ_OK && !toml) st = nq_fail(NQ_ERR_RUNTIME, "out of memory printing the config");
     RunDirStatus status = {0};

@@ -139,6 +139,10 @@ typedef struct {
     /* Filled by plan_set_speed (0 until then): */
     double sgemm_gflops, memory_gbs, zstd_mbs;
     double capture_seconds, gather_seconds, checkpoint_seconds;
+    /* Root, at every start of a new run: the model hashed (its files read once) and every
+     * weight checked, block by block in fresh fp32 memory (mpi/job.c); a resume of the run
+     * hashes only */
+    double model_check_seconds;
     /* A block's setup (scales, the data-free exponent search, latents) per quantized weight
      * on one rank's threads, from plan_setup_probe (0: not probed, not counted); set
      * before plan_set_speed. */

@@ -219,6 +219,26 @@ if m and first_step:
             500 * (flops / (products * 1e9) + ew * W))
     checks["block = read + setup + probe passes + first step + 500 x (products + element-wise)"] = (
         abs(block - want) <= 0.08 * want)
+# The model check, root alone before the run directory is written: the files (float16: 2
+# bytes a weight, the 32 blocks and the untied head) read once at 500 MB/s for the hash,
+# then every weight converted into fresh fp32 memory (page faults); the job's time adds it
+# to the capture, the reconstruction, the gather and the checkpoint.
+all_weights = 32 * W + head / 4
+want = 2 * all_weights / 500e6 + 4 * all_weights / (touch_gbs * 1e9)
+m_check = re.search(r"model check by root \(.*a resume only hashes\): ([0-9.]+ \w+)", text)
+checks["model check = files hashed at 500 MB/s + every weight faulted in as fp32"] = (
+    m_check is not None and abs(seconds(m_check.group(1)) - want) <= 0.05 * want)
+parts = [re.search(p, text) for p in
+         (r"model check by root .*: ([0-9.]+ \w+)\n", r"capture over 32 ranks .*: ([0-9.]+ \w+)\n",
+          r"  parallel .*, total +([0-9.]+ \w+)", r"  gather: .*: ([0-9.]+ \w+)\n",
+          r"  checkpoint: every done file .*: ([0-9.]+ \w+)\n")]
+if all(parts):
+    total = sum(seconds(x.group(1)) for x in parts)
+    job = seconds(re.search(r"job \(parallel mode\): ([0-9.]+ \w+)", text).group(1))
+    # each part and the total printed to 1 decimal of its unit: <= 5%
+    checks["job = model check + capture + reconstruction + gather + checkpoint"] = abs(job - total) <= 0.05 * total
+else:
+    checks["job = model check + capture + reconstruction + gather + checkpoint"] = False
 for phase in ("capture over 32 ranks", "gather:", "checkpoint:", "job (parallel mode)"):
     checks["time of " + phase] = re.search(re.escape(phase) + r".*: [0-9.]+ (s|min|h|days)", text) is not None
 m = re.search(r"sbatch --nodes=8 --ntasks-per-node=4 --cpus-per-task=2 --mem=([0-9]+)G --time=(?:(\d+)-)?(\d\d):(\d\d):00 slurm/nupes.sbatch \S*configs/llama7b.toml", text)

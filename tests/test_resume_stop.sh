@@ -38,6 +38,9 @@ expect_stopped() {
   grep -qE 'stopped \(signal (15|10)\): state saved, exit 75' "$dir/progress.log" ||
     fail "$RL_NAME: progress.log does not record the stop"
   [ -e "$dir/checkpoint.h5" ] && fail "$RL_NAME: a stopped run wrote the checkpoint"
+  # a new run checks every weight (the resume below says it need not)
+  grep -q 'model: every weight was checked when this run started' "$RL_WORK/$RL_NAME.out" &&
+    fail "$RL_NAME: a new run skipped the weights' check"
   rl_log "  $RL_NAME: exit 75, ranks ${RL_RANK_EXIT_SECONDS:-?} s and mpirun ${RL_STOP_SECONDS:-?} s" \
     "after the signal; $(rl_count "$dir/done") done," \
     "$(rl_count "$dir/state") in progress"
@@ -49,6 +52,9 @@ resume_and_compare() {
   rl_run "$name-resume" "$np" "${ARGS[@]}"
   rl_expect_rc 0
   grep -q "run: $dir (resumed)" "$RL_WORK/$RL_NAME.out" || fail "$RL_NAME: run directory not resumed"
+  # the same fingerprint: root hashed the model but did not check every weight again
+  grep -q 'model: every weight was checked when this run started' "$RL_WORK/$RL_NAME.out" ||
+    fail "$RL_NAME: the resume checked the weights again (or did not say it skipped them)"
   grep -qi 'warning' "$RL_WORK/$RL_NAME.err" && fail "$RL_NAME: unexpected warning: $(cat "$RL_WORK/$RL_NAME.err")"
   rl_same_codes "$ref" "$dir/checkpoint.h5"
   [ "$(rl_count "$dir/state")" = 0 ] || fail "$RL_NAME: state files left after completion"
