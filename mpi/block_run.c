@@ -212,7 +212,7 @@ static nq_status save_state_on_stop(BlockRun *b) {
     return NQ_OK;
 }
 
-/* The block's setup (scales, exponent search, latents) takes minutes at 7B width: root
+/* The block's setup (scales, exponent search, latents) takes 15 s to a minute at 7B width: root
  * reports its progress with a rate and an ETA, and a stop signal abandons it (nothing of
  * it is saved: a resume does it again, to the same numbers). */
 typedef struct {

@@ -231,7 +231,8 @@ double plan_elementwise_probe_seconds_per_weight(const NupesConfig *cfg, double 
 /* Seconds per weight of a block's setup with cfg's quantizer and method on this process's
  * threads (parallel_threads), timed on a 256 x 4096 matrix of heavy-tailed weights (the
  * median of at least 3 passes). At 7B
- * width the setup took minutes per block, more than the plan could leave out. *code_bits
+ * width the setup took a minute per block on one thread before the search's AVX2 loop,
+ * ~15 s with it, and the plan must not leave it out. *code_bits
  * (left alone on failure): bits per code that zstd at cfg's level stores for the codes
  * of that start (int8 codes of a 4-bit quantizer store near their entropy, ~3 bits).
  * *quantize_seconds_per_weight: the quantizer's forward from that start (0 on failure). */
