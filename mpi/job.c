@@ -249,7 +249,7 @@ static nq_status prepare_run_dir(Job *job, const JobOptions *opt) {
     double const hash_start = nq_seconds();
     /* one pass over the model's files, seconds per GB: announced for a model that is not small */
     double const weights = (double)job->c->n_layers * (double)block_weight_count(job->c) +
-                           2.0 * (double)job->c->vocab_size * (double)job->c->dim;
+                           (job->c->tied_embeddings ? 1.0 : 2.0) * (double)job->c->vocab_size * (double)job->c->dim;
     if (st == NQ_OK && weights >= 1e8) {
         printf("model: hashing %.2f G weights for the run's fingerprint\n", weights * 1e-9);
         fflush(stdout);
