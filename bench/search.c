@@ -1,7 +1,7 @@
 /* bench/search: the exponent search of a block's setup (docs/design.md 3.2), the AVX2
  * loops against the scalar loops (the reference, measured in the same run, alternately),
- * on LLaMA-7B-shaped weights (Laplace with a x20 outlier every 1024 weights, as the
- * dry-run's probe draws them).
+ * on 7B-wide heavy-tailed weights as the dry run's setup probe draws them
+ * (plan_probe_weights), through the quantizer's init as a block's setup runs it.
  *
  *   bench_search [--rows 512] [--bits 3,4,8] [--repeats 3]
  *
@@ -14,25 +14,16 @@
 #include <stdint.h>
 
 #include "bench_util.h"
+#include "plan.h"
 #include "quant.h"
+#include "quantizer.h"
 
-static void fill_weights(float *w, size_t n) {
-    uint32_t x = 88172645u;
-    for (size_t i = 0; i < n; i++) {
-        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
-        double const u = ((x >> 8) + 0.5) / 16777216.0;
-        double const v = u < 0.5 ? log(2 * u) : -log(2 * (1 - u));
-        w[i] = (float)(0.02 * v * ((x & 1023) == 0 ? 20.0 : 1.0));
-    }
-}
-
-/* Seconds of one setup of the matrix (scales, z, search) and its exponent. */
+/* Seconds of one setup of the matrix (scales, exponent search, z); its exponent in *a. */
 static double setup_seconds(QuantSpec s, QuantShape sh, const float *w, float *scales, float *z,
                             float *a) {
+    QuantLatents out = {z, scales, a};
     double const t0 = bench_now();
-    quant_init_scales(s, sh, w, scales);
-    quant_search_exponent(s, sh, w, scales, a);
-    quant_normalise(s, sh, w, scales, z);
+    quantizer_of(s)->init(s, sh, w, QUANT_INIT_SEARCH, &out);
     return bench_now() - t0;
 }
 
@@ -63,13 +54,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_search: out of memory for %d x %d\n", rows, cols);
         return 1;
     }
-    fill_weights(w, n);
+    plan_probe_weights(w, n, 88172645u);
     printf("bench_search: setup (scales, exponent search, z) of a %d x %d matrix, one exponent per "
            "tensor, one thread; best of %d; AVX2 on this CPU: %s\n\n",
            rows, cols, repeats, quant_uses_avx2() ? "yes" : "no (both columns are the scalar loops)");
     printf("bits   scalar ns/weight   AVX2 ns/weight   scalar/AVX2   same exponent   7B block setup, s (scalar, AVX2)\n");
     for (int b = 0; b < n_bits; b++) {
-        QuantSpec const s = {bits[b], 0, 0, 0};
+        QuantSpec const s = {bits[b], 0, 0, QUANTIZER_POWER};
         if (s.bits < QUANT_MIN_BITS || s.bits > QUANT_MAX_BITS) continue;
         QuantShape const sh = quant_shape(s, rows, cols);
         double best[2] = {INFINITY, INFINITY};

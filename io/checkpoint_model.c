@@ -17,11 +17,7 @@ typedef struct {
     float **blocks;   /* [L]: NULL, or attn_norm [d], ffn_norm [d], then the seven mats */
 } CheckpointBackend;
 
-static size_t block_floats_(const ModelConfig *c) {
-    size_t n = 2 * (size_t)c->dim;
-    for (int i = 0; i < N_MATS; i++) n += (size_t)mat_rows(c, i) * (size_t)mat_cols(c, i);
-    return n;
-}
+static size_t block_floats_(const ModelConfig *c) { return 2 * (size_t)c->dim + block_matrix_weights(c); }
 
 /* Carves the views of BlockWeights out of one block buffer. */
 static void block_views_(const ModelConfig *c, float *buf, BlockWeights *w) {

@@ -194,15 +194,9 @@ static nq_status check_weights_storable(Job *job, int l, const BlockWeights *w) 
  * fingerprint just before anyway. Every block is read into fresh fp32 memory: ~2 minutes
  * for a 7B model on a machine that faults pages in at 0.35 GB/s, so root reports it with
  * a rate and an ETA once it has taken 2 s. */
-static size_t block_weight_count(const ModelConfig *c) {
-    size_t n = 0;
-    for (int i = 0; i < N_MATS; i++) n += (size_t)mat_rows(c, i) * (size_t)mat_cols(c, i);
-    return n;
-}
-
 static nq_status check_weights_finite(Job *job) {
     int const L = job->c->n_layers;
-    size_t const block = block_weight_count(job->c);
+    size_t const block = block_matrix_weights(job->c);
     double const start = nq_seconds();
     double last_print = start;
     HeadWeights head;
@@ -248,7 +242,7 @@ static nq_status prepare_run_dir(Job *job, const JobOptions *opt) {
     nq_status st = plan_check_run_dir_space(job->run_dir, job->c, job->cfg->mode, job->cfg->activation_dtype, job->N, job->T);
     double const hash_start = nq_seconds();
     /* one pass over the model's files, seconds per GB: announced for a model that is not small */
-    double const weights = (double)job->c->n_layers * (double)block_weight_count(job->c) +
+    double const weights = (double)job->c->n_layers * (double)block_matrix_weights(job->c) +
                            (job->c->tied_embeddings ? 1.0 : 2.0) * (double)job->c->vocab_size * (double)job->c->dim;
     if (st == NQ_OK && weights >= 1e8) {
         printf("model: hashing %.2f G weights for the run's fingerprint\n", weights * 1e-9);

@@ -95,9 +95,7 @@ double plan_page_touch_probe_gbs(double seconds) {
     return (double)bytes * rounds / (t - t0) / 1e9;
 }
 
-/* Heavy-tailed weights, as LLaMA's rows look to a quantizer: a Laplace draw of sd ~0.03
- * times a rare (1 in 1024) outlier factor of 20. */
-static void fill_heavy_tailed(float *w, size_t n, uint32_t seed) {
+void plan_probe_weights(float *w, size_t n, uint32_t seed) {
     uint32_t x = seed;
     for (size_t i = 0; i < n; i++) {
         x ^= x << 13, x ^= x >> 17, x ^= x << 5;
@@ -118,7 +116,7 @@ double plan_setup_probe_seconds_per_weight(const NupesConfig *cfg, double second
     float *a = malloc((size_t)(sh.n_exponents > 0 ? sh.n_exponents : 1) * sizeof *a);
     double per_weight = 0;
     if (w && z && scales && a) {
-        fill_heavy_tailed(w, n, 88172645u);
+        plan_probe_weights(w, n, 88172645u);
         QuantInit const how = cfg->method == METHOD_RTN ? QUANT_INIT_FIXED : QUANT_INIT_SEARCH;
         QuantLatents out = {z, scales, a};
         /* the median of at least 3 passes: one pass of ~0.7 s at 7B settings once took 37%
@@ -383,7 +381,7 @@ double plan_elementwise_probe_seconds_per_weight(const NupesConfig *cfg, double 
         size_t const n = (size_t)mat_rows(&c, i) * mat_cols(&c, i);
         mats[i] = ok ? malloc(n * sizeof(float)) : NULL;
         ok = ok && mats[i];
-        if (ok) fill_heavy_tailed(mats[i], n, 2463534242u + (uint32_t)i);
+        if (ok) plan_probe_weights(mats[i], n, 2463534242u + (uint32_t)i);
         fp.mat[i] = mats[i];
         if (!(p.skip_mask & (1u << i))) quantized += n;
     }
@@ -391,7 +389,7 @@ double plan_elementwise_probe_seconds_per_weight(const NupesConfig *cfg, double 
     Recon *r = NULL;
     if (ok && quantized > 0) {
         for (int i = 0; i < 2 * c.dim; i++) norms[i] = 1.0f;
-        fill_heavy_tailed(x, 2 * nd, 88172645u); /* x, then the target y */
+        plan_probe_weights(x, 2 * nd, 88172645u); /* x, then the target y */
         r = recon_create(&c, &fp, &p, 0, 1, T, 1);
     }
     if (r) {

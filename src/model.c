@@ -19,6 +19,12 @@ int mat_cols(const ModelConfig *c, int which) {
     return which == MAT_W2 ? c->hidden_dim : c->dim;
 }
 
+size_t block_matrix_weights(const ModelConfig *c) {
+    size_t n = 0;
+    for (int i = 0; i < N_MATS; i++) n += (size_t)mat_rows(c, i) * (size_t)mat_cols(c, i);
+    return n;
+}
+
 int mat_index(const char *name) {
     for (int i = 0; i < N_MATS; i++)
         if (strcmp(name, mat_names[i]) == 0) return i;

@@ -7,6 +7,8 @@
 #ifndef NUPES_MODEL_H
 #define NUPES_MODEL_H
 
+#include <stddef.h>
+
 typedef enum {
     ROPE_INTERLEAVED = 0, /* llama2.c / Meta: rotate pairs (2i, 2i+1) of each head */
     ROPE_HALF = 1,        /* Hugging Face: rotate pairs (i, i + hs/2) of each head */
@@ -34,6 +36,8 @@ extern const char *const mat_names[N_MATS]; /* "wq", "wk", "wv", "wo", "w1", "w2
 /* Rows (out) and columns (in) of matrix `which` of a block. */
 int mat_rows(const ModelConfig *c, int which);
 int mat_cols(const ModelConfig *c, int which);
+/* Weights of the seven matrices of one block (norm gains not included). */
+size_t block_matrix_weights(const ModelConfig *c);
 
 /* Index of a matrix name ("wq".."w3"), or -1. */
 int mat_index(const char *name);
