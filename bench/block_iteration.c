@@ -9,7 +9,9 @@
  * T 2048, B 4: ~11 GB); --config FILE adds the shape of any job config ([model.shape], or
  * the model's header or config.json) with its calibration.seq_len as T and
  * reconstruction.batch as B. W4 per channel, learn_scale on (the recommended config). Per
- * BLAS thread count: ms per iteration (best of the warm-up and --iters more), GFLOP/s of
+ * BLAS thread count: ms per iteration (best of the warm-up and --iters more; the first
+ * thread count's warm-up, which faults in the buffers the iterations keep, is also shown
+ * whole and by phase, as the dry run's "first step" plans it), GFLOP/s of
  * the matrix products, and their fraction of the cblas_sgemm peak measured here on 4096^3.
  * Before a shape runs, its memory plan is printed (analytic minimum, and what the
  * iteration allocates); a shape whose plan exceeds MemAvailable is not run, nor any with
@@ -293,9 +295,10 @@ static int bench_shape(const Shape *s, const Options *o, double *peak) {
     }
     printf("   setup (scales, exponent search, latents): %.1f s\n", setup);
 
-    printf("\n   %-7s %10s %9s %8s %9s %9s  %s\n", "threads", "ms/iter", "GFLOP/s", "of peak",
-           "sgemm pk", "loss", "(best of the timed iterations)");
-    IterResult best[4];
+    printf("\n   %-7s %10s %9s %8s %9s %9s %11s  %s\n", "threads", "ms/iter", "GFLOP/s", "of peak",
+           "sgemm pk", "loss", "first, ms", "(best of the timed iterations; the first faults in the "
+           "buffers the iterations keep)");
+    IterResult best[4], first[1];
     double predicted_products[4], predicted_ew[4];
     double hwm = 0;
     for (int ti = 0; ti < o->n_threads; ti++) {
@@ -304,14 +307,17 @@ static int bench_shape(const Shape *s, const Options *o, double *peak) {
         if (again > peak[ti]) peak[ti] = again;
         bench_reset_peak_rss();
         best[ti] = run_iteration(r, x, y, nd, B); /* warm-up: first touch of the buffers */
+        if (ti == 0) first[0] = best[ti];
         for (int it = 0; it < o->iters; it++) {
             IterResult const res = run_iteration(r, x, y, nd, B);
             if (res.total < best[ti].total) best[ti] = res;
         }
         if (bench_peak_rss_bytes() > hwm) hwm = bench_peak_rss_bytes();
         double const gf = (k.proj + k.attn) / best[ti].total * 1e-9;
-        printf("   %-7d %10.1f %9.1f %7.1f%% %9.1f %9.3g\n", o->threads[ti],
-               1e3 * best[ti].total, gf, 100 * gf / peak[ti], peak[ti], best[ti].loss);
+        printf("   %-7d %10.1f %9.1f %7.1f%% %9.1f %9.3g ", o->threads[ti], 1e3 * best[ti].total, gf,
+               100 * gf / peak[ti], peak[ti], best[ti].loss);
+        if (ti == 0) printf("%11.1f\n", 1e3 * first[ti].total);
+        else printf("%11s\n", "-"); /* its buffers were faulted in by the first thread count */
         /* what the dry run would plan for this iteration, from its own probes (mpi/plan.h) */
         predicted_products[ti] = plan_rank_products_gflops(&c, B, T, o->threads[ti], 0, NULL);
         predicted_ew[ti] = plan_elementwise_probe_seconds_per_weight(&cfg, 0.3);
@@ -328,6 +334,11 @@ static int bench_shape(const Shape *s, const Options *o, double *peak) {
         printf("\n   time by phase, %d thread%s (%.1f ms):\n", o->threads[ti],
                o->threads[ti] > 1 ? "s" : "", 1e3 * best[ti].total);
         print_phases(&best[ti], &k, peak[ti]);
+        if (ti > 0) continue;
+        printf("   the first iteration by phase, %d thread%s (%.1f ms; the buffers it keeps faulted in, "
+               "as the dry run's \"first step\" plans them):\n", o->threads[ti], o->threads[ti] > 1 ? "s" : "",
+               1e3 * first[0].total);
+        print_phases(&first[0], &k, peak[ti]);
     }
     printf("\n   peak RSS during the iterations: %.0f MiB; analytic minimum %.0f MiB "
            "(20 B x %.1f M weights + %.0f MiB activations): %.2f x\n",

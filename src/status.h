@@ -26,7 +26,8 @@ const char *nq_last_error(void);
 void nq_clear_error(void);
 
 /* Checked allocation: on failure records "out of memory allocating N bytes for what"
- * and returns NULL; the caller returns NQ_ERR_RUNTIME. Memory is zeroed. */
+ * and returns NULL; the caller returns NQ_ERR_RUNTIME. Memory is zeroed. Arrays of 8 MB
+ * or more are advised to the kernel as transparent huge pages (faulted in 2 MB at a time). */
 void *nq_calloc(size_t count, size_t size, const char *what);
 
 /* count * size with overflow check (SIZE_MAX on overflow, which any allocation refuses). */
