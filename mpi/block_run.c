@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "block_run.h"
+#include "group_sum.h"
 #include "mpi_check.h"
 #include "qlevel_file.h"
 #include "run_dir.h"
@@ -412,8 +413,8 @@ static nq_status iterate(BlockRun *b) {
             size_t nf = 0, nd = 0;
             float *gf = recon_grad_floats(b->recon, &nf);
             double *gd = recon_grad_doubles(b->recon, &nd);
-            MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, gf, (int)nf, MPI_FLOAT, MPI_SUM, L->group_comm));
-            MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, gd, (int)nd, MPI_DOUBLE, MPI_SUM, L->group_comm));
+            group_sum(gf, nf, MPI_FLOAT, L->group_comm);
+            group_sum(gd, nd, MPI_DOUBLE, L->group_comm);
         }
         st = finish_state_write(b, NULL); /* before the step changes what it writes */
         if (st != NQ_OK) return st;

@@ -43,10 +43,11 @@
  * beyond the caches. bench/block_iteration measures the whole iteration against them. */
 #define PLAN_FS_MBS 500.0          /* assumed write rate of run.dir's file system, MB/s */
 /* All-reduce rates, GB/s per rank in a ring (each rank sends and receives 2 (D-1)/D of the
- * buffer). Within a node: measured here, 2 ranks summing a 7B block's 0.81 GB of
- * gradients through Open MPI's shared memory in 0.47-0.57 s; across nodes: assumed, a
- * 25 Gb/s link (100 Gb/s InfiniBand is ~4x faster). */
-#define PLAN_SHM_ALLREDUCE_GBS 1.5
+ * buffer). Within a node: measured here (bench/allreduce), 2 ranks summing a 7B block's
+ * 0.81 GB of gradients through Open MPI's shared memory 4 MB at a time (mpi/group_sum.h)
+ * in 0.08-0.14 s, 6-10 GB/s; 5 leaves room for a node whose other ranks compute. Across
+ * nodes: assumed, a 25 Gb/s link (100 Gb/s InfiniBand is ~4x faster). */
+#define PLAN_SHM_ALLREDUCE_GBS 5.0
 #define PLAN_NETWORK_ALLREDUCE_GBS 3.0
 #define PLAN_SIGNAL_MARGIN 300     /* nupes.sbatch's --signal=B:USR1@300 */
 #define PLAN_TIME_FACTOR 1.25      /* the suggested --time: estimate x this + the margin */
