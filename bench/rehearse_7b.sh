@@ -43,6 +43,10 @@
 #                     there is reused if it has the right number of layers
 #   --build DIR       build directory (default build)
 #   --keep            keep the model and run directories (default: removed at the end)
+#   --settle S        seconds to wait after a job before each dry run (default 30): on a
+#                     VM, memory a job freed faults back in ~25x faster for ~10-20 s (the
+#                     host has not taken it back yet), and a dry run's page fault probe
+#                     then plans a fresh job's faults far too fast
 # Environment: MPIEXEC (mpirun), NUPES_BIGMEM_LOCK, OPENBLAS_NUM_THREADS (1).
 set -eEuo pipefail
 src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -51,8 +55,8 @@ src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 trap '[ "$BASH_SUBSHELL" = 0 ] && echo "rehearse_7b: line $LINENO failed (exit $?): $BASH_COMMAND" >&2' ERR
 
 layers=2 modes="parallel pipelined sequential" seq_len=256 sequences=8 batch=2 iterations=4
-skip="" mem_limit=11 interrupt=1 work=/work/rehearse-7b build="$src/build" keep=0
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
+skip="" mem_limit=11 interrupt=1 work=/work/rehearse-7b build="$src/build" keep=0 settle=30
+usage() { sed -n '2,/^set -e/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case $1 in
     --layers) layers=$2; shift ;;
@@ -67,12 +71,14 @@ while [ $# -gt 0 ]; do
     --work) work=$2; shift ;;
     --build) build=$(cd "$2" && pwd); shift ;;
     --keep) keep=1 ;;
+    --settle) settle=$2; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "rehearse_7b: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 case $layers in 1|2|3|4) ;; *) echo "rehearse_7b: --layers must be 1..4" >&2; exit 2 ;; esac
+case $settle in ''|*[!0-9]*) echo "rehearse_7b: --settle must be whole seconds" >&2; exit 2 ;; esac
 for m in $modes; do
   case $m in parallel|pipelined|sequential) ;; *) echo "rehearse_7b: unknown mode $m" >&2; exit 2 ;; esac
 done
@@ -423,6 +429,7 @@ report_mode() {
 # ---------------------------------------------------------------- main
 log "work directory $work; $(df -h "$work" | awk 'NR == 2 { print $4 " free" }'); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for mode in $modes; do
+  sleep "$settle"
   "$MPIEXEC" -np "$NP" "$bin" --config "$work/job.toml" --set run.dir="$work/run-plan" \
     --set reconstruction.mode="$mode" --dry-run > "$work/plan-$mode.txt" 2>&1 ||
     { cat "$work/plan-$mode.txt" >&2; exit 3; }
@@ -434,6 +441,7 @@ for mode in $modes; do
   fi
   log "$mode: plan $node GB per node; uninterrupted run"
   run_measured "$mode"
+  sleep "$settle"
   "$MPIEXEC" -np "$NP" "$bin" --config "$work/job.toml" --set run.dir="$work/run-plan" \
     --set reconstruction.mode="$mode" --dry-run > "$work/plan-$mode-after.txt" 2>&1 ||
     { cat "$work/plan-$mode-after.txt" >&2; exit 3; }

@@ -15,8 +15,8 @@ void group_sum(void *x, size_t n, MPI_Datatype type, MPI_Comm comm);
 
 /* Open MPI reduces into a temporary buffer as large as the message. glibc maps any block
  * over 32 MB (its largest mmap threshold) fresh and unmaps it on free, so a 0.81 GB
- * gradient summed whole faulted 0.4 GB of new pages in on every step: 1.9-2.3 s per sum
- * on the VM this was measured on, where 4 MB chunks take 0.10-0.14 s (bench/allreduce). */
+ * gradient summed whole faulted 0.4 GB of new pages in on every step: 1.9-2.7 s per sum
+ * on the VM this was measured on, where 4 MB chunks take 0.08-0.14 s (bench/allreduce). */
 #define GROUP_SUM_CHUNK_BYTES ((size_t)4 << 20)
 
 #endif

@@ -291,6 +291,11 @@ static nq_status prepare_run_dir(Job *job, const JobOptions *opt) {
                status.resumed ? "resumed" : status.restarted ? "restarted" : "new", fp.hex);
         printf("blas: %s; %d thread%s per rank (OPENBLAS_NUM_THREADS)\n", job->blas, job->threads,
                job->threads > 1 ? "s" : "");
+        const char *thp = nq_huge_pages_setting();
+        printf("memory: transparent huge pages \"%s\" here: %s\n", thp,
+               !strcmp(thp, "always") || !strcmp(thp, "madvise")
+                   ? "arrays of 8 MB or more fault in 2 MB at a time"
+                   : "fresh memory faults in 4 KB at a time (a block's first step is slower)");
         printf("model: %s: d %d, f %d, %d blocks, %d heads (%d kv), vocab %d\n"
                "calibration: %d sequences of %d tokens\n",
                job->cfg->model_path, job->c->dim, job->c->hidden_dim, job->c->n_layers, job->c->n_heads,

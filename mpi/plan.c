@@ -640,8 +640,9 @@ static void print_times(const Plan *p, FILE *out) {
     if (p->first_step_seconds > 0)
         fprintf(out, "  per block: fresh memory (the block read, the setup's latents, the first probe pass's w_hat, "
                      "codes and activations, the first step's Adam moments and gradients) faulted in at %.2f GB/s "
-                     "(probed page faults); the first step's, with its quantizer forward: %s\n",
-                p->page_touch_gbs, human_time(p->first_step_seconds, a, sizeof a));
+                     "(probed page faults, transparent huge pages \"%s\" here); the first step's, with its "
+                     "quantizer forward: %s\n",
+                p->page_touch_gbs, nq_huge_pages_setting(), human_time(p->first_step_seconds, a, sizeof a));
     if (p->hand_on_seconds[p->mode] > 0)
         fprintf(out, "  per block, in the %s mode's times below: the hand-on of its output to the next block %s\n",
                 config_mode_name(p->mode), human_time(p->hand_on_seconds[p->mode], a, sizeof a));

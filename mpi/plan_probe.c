@@ -84,7 +84,9 @@ double plan_page_touch_probe_gbs(double seconds) {
      * applies (src/status.h). The chunks are all held until the end: memory freed a moment
      * ago faults back in far faster than the job's fresh arrays do (on a VM: 64 MB
      * allocated and freed in turn read 3.5-5.8 GB/s in 2 MB pages, where 2 GB fresh read
-     * 0.6-0.8), so the probe must not reuse it. */
+     * 0.6-0.8), so the probe must not reuse it. The same holds across processes on a VM
+     * for ~10-20 s after a job frees its memory (the host has not taken it back yet): a dry
+     * run right after a job plans its faults too fast (bench/rehearse_7b.sh --settle). */
     enum { CHUNKS_MIN = 4, CHUNKS_MAX = 16 };
     size_t const bytes = (size_t)64 << 20, page = 4096;
     volatile unsigned char *chunk[CHUNKS_MAX];

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 
 static char last_error[1024];
@@ -51,6 +52,22 @@ static void advise_huge_pages(void *p, size_t bytes) {
 #else
     (void)p, (void)bytes;
 #endif
+}
+
+const char *nq_huge_pages_setting(void) {
+    static char setting[16];
+    if (setting[0]) return setting;
+    char line[128] = "";
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (f) {
+        if (!fgets(line, sizeof line, f)) line[0] = '\0';
+        fclose(f);
+    }
+    const char *open_ = strchr(line, '['), *close_ = open_ ? strchr(open_, ']') : NULL;
+    size_t const len = close_ ? (size_t)(close_ - open_ - 1) : 0;
+    if (len > 0 && len < sizeof setting) memcpy(setting, open_ + 1, len), setting[len] = '\0';
+    else snprintf(setting, sizeof setting, "unavailable");
+    return setting;
 }
 
 void *nq_calloc(size_t count, size_t size, const char *what) {

@@ -30,6 +30,10 @@ void nq_clear_error(void);
  * or more are advised to the kernel as transparent huge pages (faulted in 2 MB at a time). */
 void *nq_calloc(size_t count, size_t size, const char *what);
 
+/* The kernel's transparent huge page setting, as the job prints it: "always", "madvise"
+ * (the advice above takes effect), "never", or "unavailable" (no such setting here). */
+const char *nq_huge_pages_setting(void);
+
 /* count * size with overflow check (SIZE_MAX on overflow, which any allocation refuses). */
 size_t nq_mul_size(size_t count, size_t size);
 

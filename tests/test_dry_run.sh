@@ -162,7 +162,7 @@ checks["shared file system named"] = "run.dir must be on a file system every nod
 # the files' own path (printed to 1 decimal: <= 5%; the page faults' to 2 decimals).
 m = re.search(r"codes stored at ([0-9.]+) MB/s, read back at ([0-9.]+) MB/s; fp32 float16 copies stored at ([0-9.]+) MB/s", text)
 ck = re.search(r"checkpoint: every done file read back into fresh memory and compressed again, with the head: ([0-9.]+) (s|min)", text)
-touch = re.search(r"fresh memory .* at ([0-9.]+) GB/s \(probed page faults\)", text)
+touch = re.search(r"fresh memory .* at ([0-9.]+) GB/s \(probed page faults[,)]", text)
 checks["store path probed"] = m is not None and all(float(g) > 0 for g in m.groups())
 if m and ck and touch:
     store, read, fp32 = (float(g) * 1e6 for g in m.groups())
@@ -188,7 +188,7 @@ probe_products = num(r"forward-only products, parallel mode: the probe passes' (
 checks["products, forward-only products and element-wise work probed"] = (
     products > 0 and capture_products > 0 and probe_products > 0 and ew > 0)
 quantize = num(r"the quantizer's forward alone ([0-9.]+) \(probes\)") * 1e-9
-touch_gbs = num(r"fresh memory .* at ([0-9.]+) GB/s \(probed page faults\)")
+touch_gbs = num(r"fresh memory .* at ([0-9.]+) GB/s \(probed page faults[,)]")
 acts = num(r"block activations for the backward \(iterating\) +([0-9.]+) GB") * 1e9
 checks["quantizer forward probed, within the element-wise work"] = 0 < quantize < ew
 probes = (2 * 8 * (2 * W * T + 4 * H * T * T * (d // H)) / (probe_products * 1e9) + quantize * W +
@@ -311,7 +311,7 @@ floor = (4 * 32 * T * d + 5 * W) / 1e9
 good2 = m is not None and floor < float(m.group(1)) < floor + 3.5
 print("  %s hand-on memory %s GB, above %.2f (+ a forward's scratch of 8 sequences, < 3.5 GB)" % ("ok  " if good2 else "FAIL", m.group(1) if m else "missing", floor))
 hand_on_gb = float(m.group(1)) if m else float("nan")
-m = re.search(r"fresh memory .* at ([0-9.]+) GB/s \(probed page faults\)", text)
+m = re.search(r"fresh memory .* at ([0-9.]+) GB/s \(probed page faults[,)]", text)
 touch_gbs = float(m.group(1)) if m else float("nan")
 m = re.search(r"forward-only products, sequential mode: .*, the hand-on's ([0-9.]+) \((\d+) at a time\)", text)
 rate = float(m.group(1)) * 1e9 if m and m.group(2) == "8" else float("nan")

@@ -56,6 +56,11 @@ resume_and_compare() {
   grep -q 'model: every weight was checked when this run started' "$RL_WORK/$RL_NAME.out" ||
     fail "$RL_NAME: the resume checked the weights again (or did not say it skipped them)"
   grep -qi 'warning' "$RL_WORK/$RL_NAME.err" && fail "$RL_NAME: unexpected warning: $(cat "$RL_WORK/$RL_NAME.err")"
+  # the job names the kernel's huge page setting (the bracketed word of sysfs's file)
+  local thp
+  thp=$(sed -n 's/.*\[\(.*\)\].*/\1/p' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)
+  grep -q "memory: transparent huge pages \"${thp:-unavailable}\" here" "$RL_WORK/$RL_NAME.out" ||
+    fail "$RL_NAME: no 'memory: transparent huge pages \"${thp:-unavailable}\"' line"
   rl_same_codes "$ref" "$dir/checkpoint.h5"
   [ "$(rl_count "$dir/state")" = 0 ] || fail "$RL_NAME: state files left after completion"
 }
