@@ -298,7 +298,7 @@ static int bench_shape(const Shape *s, const Options *o, double *peak) {
     printf("\n   %-7s %10s %9s %8s %9s %9s %11s  %s\n", "threads", "ms/iter", "GFLOP/s", "of peak",
            "sgemm pk", "loss", "first, ms", "(best of the timed iterations; the first faults in the "
            "buffers the iterations keep)");
-    IterResult best[4], first[1];
+    IterResult best[4], first; /* first: the first thread count's warm-up */
     double predicted_products[4], predicted_ew[4];
     double hwm = 0;
     for (int ti = 0; ti < o->n_threads; ti++) {
@@ -307,7 +307,7 @@ static int bench_shape(const Shape *s, const Options *o, double *peak) {
         if (again > peak[ti]) peak[ti] = again;
         bench_reset_peak_rss();
         best[ti] = run_iteration(r, x, y, nd, B); /* warm-up: first touch of the buffers */
-        if (ti == 0) first[0] = best[ti];
+        if (ti == 0) first = best[ti];
         for (int it = 0; it < o->iters; it++) {
             IterResult const res = run_iteration(r, x, y, nd, B);
             if (res.total < best[ti].total) best[ti] = res;
@@ -316,7 +316,7 @@ static int bench_shape(const Shape *s, const Options *o, double *peak) {
         double const gf = (k.proj + k.attn) / best[ti].total * 1e-9;
         printf("   %-7d %10.1f %9.1f %7.1f%% %9.1f %9.3g ", o->threads[ti], 1e3 * best[ti].total, gf,
                100 * gf / peak[ti], peak[ti], best[ti].loss);
-        if (ti == 0) printf("%11.1f\n", 1e3 * first[ti].total);
+        if (ti == 0) printf("%11.1f\n", 1e3 * first.total);
         else printf("%11s\n", "-"); /* its buffers were faulted in by the first thread count */
         /* what the dry run would plan for this iteration, from its own probes (mpi/plan.h) */
         predicted_products[ti] = plan_rank_products_gflops(&c, B, T, o->threads[ti], 0, NULL);
@@ -337,8 +337,8 @@ static int bench_shape(const Shape *s, const Options *o, double *peak) {
         if (ti > 0) continue;
         printf("   the first iteration by phase, %d thread%s (%.1f ms; the buffers it keeps faulted in, "
                "as the dry run's \"first step\" plans them):\n", o->threads[ti], o->threads[ti] > 1 ? "s" : "",
-               1e3 * first[0].total);
-        print_phases(&first[0], &k, peak[ti]);
+               1e3 * first.total);
+        print_phases(&first, &k, peak[ti]);
     }
     printf("\n   peak RSS during the iterations: %.0f MiB; analytic minimum %.0f MiB "
            "(20 B x %.1f M weights + %.0f MiB activations): %.2f x\n",

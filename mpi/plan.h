@@ -189,6 +189,11 @@ double plan_job_seconds(const Plan *p);
  * (1 - f) block-times after block l - 1 and not before its group (l mod G) is free. */
 double plan_pipelined_block_times(int L, int G, double f);
 
+/* The weights the dry run's probes time (bench/search too): heavy-tailed, as LLaMA's rows
+ * look to a quantizer, a Laplace draw of sd ~0.03 times a rare (1 in 1024) outlier factor
+ * of 20; deterministic for a seed. */
+void plan_probe_weights(float *w, size_t n, uint32_t seed);
+
 /* The measured sgemm rate of this process (square 1024 products for `seconds`, the fastest
  * call: the peak the products probes below are compared with; those keep their median
  * call, as the job meets its neighbours). */
@@ -237,11 +242,6 @@ double plan_elementwise_probe_seconds_per_weight(const NupesConfig *cfg, double 
  * (left alone on failure): bits per code that zstd at cfg's level stores for the codes
  * of that start (int8 codes of a 4-bit quantizer store near their entropy, ~3 bits).
  * *quantize_seconds_per_weight: the quantizer's forward from that start (0 on failure). */
-/* The weights the dry run's probes time (bench/search too): heavy-tailed, as LLaMA's rows
- * look to a quantizer, a Laplace draw of sd ~0.03 times a rare (1 in 1024) outlier factor
- * of 20; deterministic for a seed. */
-void plan_probe_weights(float *w, size_t n, uint32_t seed);
-
 double plan_setup_probe_seconds_per_weight(const NupesConfig *cfg, double seconds, double *code_bits,
                                            double *quantize_seconds_per_weight);
 
