@@ -307,7 +307,7 @@ run_interrupted() { # run_interrupted MODE: SIGKILL after capture, SIGTERM mid-b
 # first_ts NAME REGEX / last_ts NAME REGEX: timestamp of the first / last matching line.
 first_ts() { (grep -E -- "^[0-9.]+ $2" "$work/$1.out" || true) | head -n 1 | cut -d' ' -f1; }
 last_ts() { (grep -E -- "^[0-9.]+ $2" "$work/$1.out" || true) | tail -n 1 | cut -d' ' -f1; }
-span() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", b - a }' || echo -; }
+span() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }' || echo -; }
 plan_num() { # plan_num MODE REGEX: the first number after the regex in the plan
   (grep -E -- "$2" "$work/plan-$1.txt" || true) | head -n 1 | sed -E "s/.*$2[^0-9]*([0-9.]+).*/\1/"
 }
@@ -315,7 +315,7 @@ plan_min_s() { # a "X min" or "X s" figure of the plan, in seconds
   local line
   line=$( (grep -E -- "$2" "$work/plan-$1.txt" || true) | head -n 1)
   printf '%s\n' "$line" | sed -E "s/.*$3 *([0-9.]+) (min|s).*/\1 \2/" |
-    awk 'NF == 2 { printf "%.0f", $2 == "min" ? $1 * 60 : $1; exit } { print "-" }'
+    awk 'NF == 2 { printf "%.1f", $2 == "min" ? $1 * 60 : $1; exit } { print "-" }'
 }
 max_rss_kb() { awk '/Maximum resident set size/ { print $NF }' "$work/$1.time.$2" 2>/dev/null || echo 0; }
 phase_peak() { # phase_peak NAME PHASE RANK: max sampled VmRSS in GB
@@ -329,7 +329,7 @@ longest_silence() { # the longest gap between two lines of root's stdout, and th
 pct() { awk -v m="$1" -v p="$2" 'BEGIN { if (m == "-" || p == "-" || p + 0 == 0) print "-"; else printf "%+.0f%%", (m / p - 1) * 100 }'; }
 
 report_mode() {
-  local mode=$1 name=ref-$1 r p_peak p_setup p_block p_head p_cap p_act p_state p_done p_ckpt t0 tc0 tc1 tb tck tend
+  local mode=$1 name=ref-$1 r p_peak p_setup p_block p_head p_cap p_act p_state p_done p_ckpt t0 t1 tc0 tc1 tb tck tend
   p_peak=$(plan_num "$mode" 'peak per rank')
   p_setup=$(plan_num "$mode" '^  setup: the model.s block, no activations yet')
   p_block=$(plan_num "$mode" '^  iterating: the model.s block released')
@@ -391,7 +391,10 @@ report_mode() {
   pj=$(plan_min_s "$mode" '^  job \(' ':')
   mk=$(span "$tb" "$tck"); mj=$(span "$t0" "$tend")
   pm=$(plan_min_s "$mode" '^  model check by root' ':')
-  echo "| time: launch to capture (MPI start, tokenizing; the model hashed and every weight checked by root), s | $pm (the model check) | $(span "$t0" "$tc0") | $(pct "$(span "$t0" "$tc0")" "$pm") |"
+  # the launcher's start (mpirun, every rank's MPI_Init) is not the job's to plan: its own row
+  t1=$(head -n 1 "$work/$name.out" | cut -d' ' -f1)
+  echo "| time: launch to root's first line (mpirun, MPI_Init, the config read), s | | $(span "$t0" "$t1") | |"
+  echo "| time: root's first line to capture (the model hashed and every weight checked by root, tokenizing), s | $pm (the model check) | $(span "$t1" "$tc0") | $(pct "$(span "$t1" "$tc0")" "$pm") |"
   echo "| time: capture, s | $pc | $(span "$tc0" "$tc1") | $(pct "$(span "$tc0" "$tc1")" "$pc") |"
   echo "| time: block 0 setup (scales, exponent search), s | $ps | ${setup0:--} | $(pct "${setup0:--}" "$ps") |"
   echo "| time: block 0 probe passes (loss before + after), s | $pp | $probes0 | $(pct "$probes0" "$pp") |"

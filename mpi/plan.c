@@ -308,6 +308,12 @@ static double touch_seconds(const Plan *p, uint64_t bytes) {
     return p->page_touch_gbs > 0 ? (double)bytes / (p->page_touch_gbs * 1e9) : 0;
 }
 
+/* The same for memory the process freed a moment before (the previous block's fp32
+ * weights): at the recycled rate when probed. */
+static double retouch_seconds(const Plan *p, uint64_t bytes) {
+    return p->page_retouch_gbs > 0 ? (double)bytes / (p->page_retouch_gbs * 1e9) : touch_seconds(p, bytes);
+}
+
 /* FLOPs of one block's forward over `sequences` sequences of T tokens: the projections and
  * attention's QK^T and PV. */
 static double forward_flops(const Plan *p, int sequences) {
@@ -353,26 +359,36 @@ void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd
     int const L = p->model.n_layers;
     double const capture_rate = 1e9 * (p->capture_products_gflops > 0 ? p->capture_products_gflops : sgemm_gflops);
     /* Every rank reads each block, and the head once, from the model's files (the pages
-     * are dropped once converted: io/hf_model.c), its node's ranks side by side. */
+     * are dropped once converted: io/hf_model.c), at the probed rate of one reader (a model
+     * in the page cache: GB/s), or else at the assumed file system's rate shared by the
+     * node's ranks. */
     double const source_bytes = !strcmp(p->source_dtype, "float16") || !strcmp(p->source_dtype, "bfloat16") ? 2 : 4;
-    double const read_rate = PLAN_FS_MBS * 1e6 / (p->ranks_per_node > 0 ? p->ranks_per_node : 1);
+    double const read_rate = p->model_read_mbs > 0 ? p->model_read_mbs * 1e6
+                                                   : PLAN_FS_MBS * 1e6 / (p->ranks_per_node > 0 ? p->ranks_per_node : 1);
     double const head_read = source_bytes * (double)(p->mem.head / 4) / read_rate;
+    double const block_read = source_bytes * (double)block_weights(&p->model, 0, 0) / read_rate;
     /* A block as the model hands it out: read, converted to fp32 into fresh memory (freed
-     * after its use: the next block faults its pages in again). At 7B width on a VM
-     * faulting 0.27 GB/s that is 3 s of each block's capture, and the head's 1.05 GB 4 s
-     * more: the capture ran 80% over a plan of reads and FLOPs alone. */
-    p->block_read_seconds = source_bytes * (double)block_weights(&p->model, 0, 0) / read_rate +
-                            touch_seconds(p, p->mem.weights);
+     * after its use). At 7B width on a VM faulting 0.27 GB/s that is 3 s of each block's
+     * setup. */
+    p->block_read_seconds = block_read + touch_seconds(p, p->mem.weights);
     /* Root alone, before anything else: the hash reads the model's files once, then the
-     * check converts each block (and the head) into fresh fp32 memory. On the rehearsal's
-     * 0.67 G weights (files in the page cache): hash 0.7 s, check 8.7 s, 2.67 GB faulted
-     * in at ~0.35 GB/s. */
+     * check reads them again, holds the head and converts each block in turn into fp32
+     * memory: the head and the first block fault in fresh, every later block into the
+     * pages its predecessor freed a moment before. On the rehearsal's 0.67 G weights
+     * (files in the page cache, read at ~2.3 GB/s): hash and check 4.2-5.3 s, of which
+     * 0.6-0.7 s block 1; with every block fresh and the files at 500 MB/s the plan said 7.4. */
     double const all_weights = (double)L * (double)block_weights(&p->model, 0, 0) + (double)(p->mem.head / 4);
-    p->model_check_seconds = source_bytes * all_weights / (PLAN_FS_MBS * 1e6) + touch_seconds(p, (uint64_t)(4.0 * all_weights));
+    double const root_read_rate = p->model_read_mbs > 0 ? p->model_read_mbs * 1e6 : PLAN_FS_MBS * 1e6;
+    p->model_check_seconds = 2.0 * source_bytes * all_weights / root_read_rate + touch_seconds(p, p->mem.head + p->mem.weights) +
+                             (L > 1 ? retouch_seconds(p, (uint64_t)(L - 1) * p->mem.weights) : 0);
     /* The ranks of a node write their shares of each level of activations.h5 side by side. */
     double const levels_write = (double)p->inputs_bytes / (p->nodes > 0 ? p->nodes : 1) / (PLAN_FS_MBS * 1e6);
-    p->capture_seconds = p->flops_capture / p->world_size / capture_rate + L * p->block_read_seconds + head_read +
-                         touch_seconds(p, p->mem.head) + levels_write;
+    /* Each rank: the head read and held, then block by block as in the check (block 0
+     * fresh, the others into recycled pages). The plan had every block fresh: 19 s where
+     * the rehearsal's capture took 11. */
+    p->capture_seconds = p->flops_capture / p->world_size / capture_rate + L * block_read + head_read +
+                         touch_seconds(p, p->mem.head + p->mem.weights) +
+                         (L > 1 ? retouch_seconds(p, (uint64_t)(L - 1) * p->mem.weights) : 0) + levels_write;
     /* The setup probe times the exponent search with its memory already touched; the
      * setup writes the latents z into fresh memory. */
     p->setup_seconds = p->setup_seconds_per_weight * (double)p->quantized_weights_per_block +
@@ -413,12 +429,14 @@ void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd
     if (p->mode != MODE_PARALLEL) last_round = 1;
     p->gather_seconds = last_round * per_done;
     /* Root holds the head from the capture on: it is not read again. Each done file is read
-     * back (decompressed, checksums verified) into fresh memory and stored again. On a VM
-     * that faults pages in at 0.32 GB/s, a 7B block's codes read into fresh memory in 0.79 s
+     * back (decompressed, checksums verified) into memory and stored again: the first into
+     * fresh memory, each later one into the pages the one before freed. On a VM that
+     * faults pages in at 0.32 GB/s, a 7B block's codes read into fresh memory in 0.79 s
      * and into a reused buffer in 0.13 s: the faults are most of the read. */
-    double const read_back = (p->codes_read_mbs > 0 ? codes_raw / (p->codes_read_mbs * 1e6) : 0) +
-                             touch_seconds(p, p->done_raw_bytes);
-    p->checkpoint_seconds = (double)L * (read_back + codes_raw / (zstd_mbs * 1e6)) +
+    double const read_back = (double)L * (p->codes_read_mbs > 0 ? codes_raw / (p->codes_read_mbs * 1e6) : 0) +
+                             touch_seconds(p, p->done_raw_bytes) +
+                             (L > 1 ? retouch_seconds(p, (uint64_t)(L - 1) * p->done_raw_bytes) : 0);
+    p->checkpoint_seconds = read_back + (double)L * codes_raw / (zstd_mbs * 1e6) +
                             ((double)L * (double)p->done_raw_fp32_bytes + (double)p->mem.head) / (fp32_mbs * 1e6) +
                             (double)p->checkpoint_bytes / (PLAN_FS_MBS * 1e6);
 }
@@ -594,6 +612,14 @@ static void print_times(const Plan *p, FILE *out) {
     fprintf(out, "speed per rank (probes on this machine): sgemm %.1f GFLOP/s, memory %.1f GB/s; file system %.0f MB/s "
                  "assumed\n",
             p->sgemm_gflops, p->memory_gbs, PLAN_FS_MBS);
+    if (p->model_read_mbs > 0)
+        fprintf(out, "  the model's files read at %.0f MB/s per rank (probed: %s mapped as the job reads it, as this "
+                     "node holds it now; a node that has not read the model yet reads at its file system's rate)\n",
+                p->model_read_mbs, p->model_read_file);
+    else
+        fprintf(out, "  the model's files read at the file system's %.0f MB/s, shared by a node's ranks (assumed: no "
+                     "model here to probe)\n",
+                PLAN_FS_MBS);
     fprintf(out, "  files (zstd, checksums, HDF5; probed in memory): codes stored at %.0f MB/s, read back at %.0f MB/s; "
                  "fp32 %s copies stored at %.0f MB/s\n",
             p->zstd_mbs, p->codes_read_mbs, p->source_dtype, p->fp32_zstd_mbs > 0 ? p->fp32_zstd_mbs : p->zstd_mbs);
@@ -624,11 +650,11 @@ static void print_times(const Plan *p, FILE *out) {
                      "threads; more ranks of fewer threads (mpi.data_parallel) use the cores better\n",
                 100 * p->products_threads_busy, p->threads);
     fprintf(out, "estimated time at that speed per rank:\n");
-    fprintf(out, "  model check by root (the files hashed for the run's fingerprint, every weight checked in fresh "
-                 "fp32 memory; a resume only hashes): %s\n",
+    fprintf(out, "  model check by root (the files hashed for the run's fingerprint, read again and every weight "
+                 "checked in fp32, block by block; a resume only hashes): %s\n",
             human_time(p->model_check_seconds, a, sizeof a));
-    fprintf(out, "  capture over %d rank%s (forward passes; every rank reads each block and the head into fresh "
-                 "fp32 memory): %s\n",
+    fprintf(out, "  capture over %d rank%s (forward passes; every rank reads each block and the head into fp32 "
+                 "memory): %s\n",
             p->world_size, p->world_size > 1 ? "s" : "", human_time(p->capture_seconds, a, sizeof a));
     if (p->setup_seconds > 0) {
         char c[32];
@@ -640,9 +666,12 @@ static void print_times(const Plan *p, FILE *out) {
     if (p->first_step_seconds > 0)
         fprintf(out, "  per block: fresh memory (the block read, the setup's latents, the first probe pass's w_hat, "
                      "codes and activations, the first step's Adam moments and gradients) faulted in at %.2f GB/s "
-                     "(probed page faults, transparent huge pages \"%s\" here); the first step's, with its "
-                     "quantizer forward: %s\n",
-                p->page_touch_gbs, nq_huge_pages_setting(), human_time(p->first_step_seconds, a, sizeof a));
+                     "(probed page faults, transparent huge pages \"%s\" here; memory freed a moment before, as the "
+                     "capture and the model check free a block and read the next, at %.2f GB/s); the first step's, "
+                     "with its quantizer forward: %s\n",
+                p->page_touch_gbs, nq_huge_pages_setting(),
+                p->page_retouch_gbs > 0 ? p->page_retouch_gbs : p->page_touch_gbs,
+                human_time(p->first_step_seconds, a, sizeof a));
     if (p->hand_on_seconds[p->mode] > 0)
         fprintf(out, "  per block, in the %s mode's times below: the hand-on of its output to the next block %s\n",
                 config_mode_name(p->mode), human_time(p->hand_on_seconds[p->mode], a, sizeof a));
@@ -671,7 +700,7 @@ static void print_times(const Plan *p, FILE *out) {
                 human_time(p->allreduce_seconds[p->mode], a, sizeof a));
     fprintf(out, "  gather: root compresses and writes each done file as its block arrives; waited for: %s\n",
             human_time(p->gather_seconds, a, sizeof a));
-    fprintf(out, "  checkpoint: every done file read back into fresh memory and compressed again, with the head: %s\n",
+    fprintf(out, "  checkpoint: every done file read back and compressed again, with the head: %s\n",
             human_time(p->checkpoint_seconds, a, sizeof a));
     fprintf(out, "  job (%s mode): %s\n", config_mode_name(p->mode),
             human_time(p->model_check_seconds + p->capture_seconds + p->wall_seconds[p->mode] + p->gather_seconds +

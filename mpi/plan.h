@@ -150,6 +150,12 @@ typedef struct {
     double setup_seconds_per_weight;
     double page_touch_gbs;               /* plan_page_touch_probe_gbs (0: not counted); set
                                             before plan_set_speed */
+    double page_retouch_gbs;             /* its *recycled_gbs: memory this process freed a
+                                            moment ago, faulted in again (0: at page_touch_gbs) */
+    double model_read_mbs;               /* plan_model_read_probe_mbs: one rank reading the
+                                            model's files (0: not probed; PLAN_FS_MBS assumed,
+                                            shared by a node's ranks) */
+    char model_read_file[256];           /* the file it read (for the plan's line) */
     double first_step_seconds;           /* a block's first step: its fresh memory touched */
     double block_read_seconds;           /* a block read from the model, converted to fp32 in
                                             fresh memory (the capture's, each setup's) */
@@ -200,12 +206,21 @@ void plan_probe_weights(float *w, size_t n, uint32_t seed);
 double plan_sgemm_probe_gflops(double seconds);
 /* The measured memory bandwidth (triad over 3 x 32 MB arrays for `seconds`), GB/s. */
 double plan_memory_probe_gbs(double seconds);
-/* The rate at which this process gets fresh memory (64 MB malloc'd, a byte written per
- * page, freed; over `seconds`), GB/s: the kernel's page faults and zeroing. Measured on
- * this project's test machine, a VM: ~2 GB/s, 0.2-0.8 GB/s with the other core busy. A
+/* The rate at which this process gets fresh memory (64 MB chunks allocated as the job's
+ * arrays are, a byte written per page, all held; over `seconds`), GB/s: the kernel's page
+ * faults and zeroing. Measured on this project's test machine, a VM: 0.5-0.7 GB/s. A
  * block's first step touches the activations, Adam's moments and the gradients for the
- * first time; at 7B width it took ~6 s more than the next ones, ~1.3 s of it at this rate. */
-double plan_page_touch_probe_gbs(double seconds);
+ * first time; at 7B width it took ~6 s more than the next ones, ~1.3 s of it at this rate.
+ * *recycled_gbs (may be NULL): the same chunks freed and at once allocated and touched
+ * again, as the capture and the model check free a block and read the next one: on that
+ * VM 5-15 GB/s (the host still backs the pages), on bare metal about the fresh rate. */
+double plan_page_touch_probe_gbs(double seconds, double *recycled_gbs);
+/* The rate at which one process reads the model's files the way the job does (mapped,
+ * every page touched, io/safetensors.c), MB/s: up to 256 MB or `seconds` of the largest
+ * file at model_path (a file, or a directory's largest *.safetensors), as this node holds
+ * it now (a model in its page cache reads at GB/s, one on the file system at that file
+ * system's rate). 0 when there is no such file. *file: its path, for the plan's line. */
+double plan_model_read_probe_mbs(const char *model_path, double seconds, char *file, size_t file_size);
 /* The rate at which 8 MB of int8 codes like a checkpoint's are stored at zstd `level`
  * through the files' own path (io/h5util.h h5u_write: zstd chunks, checksum, HDF5's
  * copies) into an in-memory file, MB/s of codes; *read_mbs: the rate at which they are

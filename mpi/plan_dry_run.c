@@ -221,7 +221,11 @@ nq_status plan_dry_run_cluster(const NupesConfig *cfg, int world_size, const Pla
     p.elementwise_seconds_per_weight =
         plan_elementwise_probe_seconds_per_weight(cfg, 0.3) * parallel_threads() / threads;
     launch_in_step();
-    p.page_touch_gbs = plan_page_touch_probe_gbs(0.2);
+    p.page_touch_gbs = plan_page_touch_probe_gbs(0.2, &p.page_retouch_gbs);
+    if (shape_from == cfg->model_path) {
+        launch_in_step();
+        p.model_read_mbs = plan_model_read_probe_mbs(cfg->model_path, 0.3, p.model_read_file, sizeof p.model_read_file);
+    }
     int const D = p.data_parallel[p.mode];
     launch_in_step();
     p.products_gflops = plan_rank_products_gflops(&c, (cfg->batch + D - 1) / D, T, threads, 0, &p.products_threads_busy);

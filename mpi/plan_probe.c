@@ -1,13 +1,19 @@
 /* The speed probes of the dry-run plan (mpi/plan.h): short timings of this process's sgemm,
- * memory bandwidth, zstd on codes and on fp32 weights, and a block's setup, which the plan
- * scales to the job. */
+ * memory bandwidth, page faults, model file reads, zstd on codes and on fp32 weights, and
+ * a block's setup, which the plan scales to the job. */
 #include "plan.h"
 
 #include <cblas.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <zstd.h>
 
@@ -79,14 +85,16 @@ double plan_memory_probe_gbs(double seconds) {
     return 3.0 * 4.0 * (double)n * passes / (t - t0) / 1e9;
 }
 
-double plan_page_touch_probe_gbs(double seconds) {
+double plan_page_touch_probe_gbs(double seconds, double *recycled_gbs) {
     /* The job's allocator maps each chunk fresh, and the huge-page advice its arrays get
      * applies (src/status.h). The chunks are all held until the end: memory freed a moment
      * ago faults back in far faster than the job's fresh arrays do (on a VM: 64 MB
      * allocated and freed in turn read 3.5-5.8 GB/s in 2 MB pages, where 2 GB fresh read
-     * 0.6-0.8), so the probe must not reuse it. The same holds across processes on a VM
-     * for ~10-20 s after a job frees its memory (the host has not taken it back yet): a dry
-     * run right after a job plans its faults too fast (bench/rehearse_7b.sh --settle). */
+     * 0.6-0.8), so the fresh pass must not reuse it. The same holds across processes on a
+     * VM for ~10-20 s after a job frees its memory (the host has not taken it back yet): a
+     * dry run right after a job plans its faults too fast (bench/rehearse_7b.sh --settle).
+     * The recycled pass then measures exactly that, as the job meets it when it frees one
+     * block's fp32 weights and reads the next. */
     enum { CHUNKS_MIN = 4, CHUNKS_MAX = 16 };
     size_t const bytes = (size_t)64 << 20, page = 4096;
     volatile unsigned char *chunk[CHUNKS_MAX];
@@ -100,8 +108,80 @@ double plan_page_touch_probe_gbs(double seconds) {
         chunk[n++] = x;
         t = nq_seconds();
     }
+    double const fresh = n > 0 ? (double)bytes * n / (t - t0) / 1e9 : 0;
     for (int i = 0; i < n; i++) free((void *)chunk[i]);
-    return n > 0 ? (double)bytes * n / (t - t0) / 1e9 : 0;
+    if (recycled_gbs) {
+        *recycled_gbs = 0;
+        double const r0 = nq_seconds();
+        int k = 0;
+        for (; k < n; k++) {
+            volatile unsigned char *x = nq_calloc(bytes, 1, "the page fault probe");
+            if (!x) break;
+            for (size_t i = 0; i < bytes; i += page) x[i] = 1;
+            chunk[k] = x;
+        }
+        double const r1 = nq_seconds();
+        for (int i = 0; i < k; i++) free((void *)chunk[i]);
+        if (k == n && n > 0 && r1 > r0) *recycled_gbs = (double)bytes * n / (r1 - r0) / 1e9;
+    }
+    return fresh;
+}
+
+/* The largest regular file in dir whose name ends in ".safetensors" (a sharded model's
+ * shards are about equal: any one reads as the rest). */
+static int largest_safetensors(const char *dir, char *out, size_t size) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    off_t best = -1;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t const len = strlen(e->d_name);
+        if (len < 12 || strcmp(e->d_name + len - 12, ".safetensors") != 0) continue;
+        char path[PATH_MAX];
+        struct stat st;
+        int const k = snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (k < 0 || (size_t)k >= sizeof path || stat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (st.st_size > best && (size_t)snprintf(out, size, "%s", path) < size) best = st.st_size;
+    }
+    closedir(d);
+    return best > 0;
+}
+
+double plan_model_read_probe_mbs(const char *model_path, double seconds, char *file, size_t file_size) {
+    char path[PATH_MAX];
+    struct stat st;
+    if (file_size > 0) file[0] = '\0';
+    if (!model_path || !model_path[0] || stat(model_path, &st) != 0) return 0;
+    if (S_ISDIR(st.st_mode)) {
+        if (!largest_safetensors(model_path, path, sizeof path) || stat(path, &st) != 0) return 0;
+    } else if (S_ISREG(st.st_mode) && (size_t)snprintf(path, sizeof path, "%s", model_path) < sizeof path) {
+    } else {
+        return 0;
+    }
+    int const fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    size_t const len = (size_t)st.st_size < ((size_t)256 << 20) ? (size_t)st.st_size : (size_t)256 << 20;
+    unsigned char *map = len > 0 ? mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+    close(fd);
+    if (map == MAP_FAILED) return 0;
+    /* A byte of every page, as converting a tensor reads its pages (the kernel's readahead
+     * brings the rest); then the pages are dropped from this mapping as the model does. */
+    size_t const page = 4096, step = (size_t)1 << 20;
+    unsigned sum = 0;
+    size_t done = 0;
+    double const t0 = nq_seconds();
+    double t = t0;
+    while (done < len && (t - t0 < seconds || done < ((size_t)16 << 20))) {
+        size_t const end = done + step < len ? done + step : len;
+        for (size_t i = done; i < end; i += page) sum += ((volatile unsigned char *)map)[i];
+        done = end;
+        t = nq_seconds();
+    }
+    (void)madvise(map, len, MADV_DONTNEED); /* advice only */
+    munmap(map, len);
+    (void)sum;
+    if (file_size > 0) snprintf(file, file_size, "%s", path);
+    return t > t0 ? (double)done / (t - t0) / 1e6 : 0;
 }
 
 void plan_probe_weights(float *w, size_t n, uint32_t seed) {
