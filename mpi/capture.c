@@ -104,6 +104,7 @@ nq_status capture_run(Model *m, const int *tokens, int N, int T, Activations *ac
 
     double const start = nq_seconds();
     for (int l = k; l <= c->n_layers && st == NQ_OK; l++) {
+        double const level_start = nq_seconds();
         st = activations_write(act, l, first, count, x);
         if (st == NQ_OK && l < c->n_layers && count > 0) {
             BlockWeights w;
@@ -118,9 +119,13 @@ nq_status capture_run(Model *m, const int *tokens, int N, int T, Activations *ac
         st = agree(st);
         if (st == NQ_OK) st = agree(activations_mark_levels_done(act, l + 1));
         if (rank == 0 && st == NQ_OK) {
-            double const secs = nq_seconds() - start;
-            printf("capture: level %d/%d written, %.0f tokens/s\n", l + 1, c->n_layers + 1,
-                   (double)N * T * (l + 1 - k) / (secs > 0 ? secs : 1e-9));
+            /* The ETA from this level alone: the first also read the head, and its block
+             * faulted fresh memory in where the later ones reuse the pages the block before
+             * freed (mpi/plan.c). */
+            double const now = nq_seconds(), secs = now - start;
+            printf("capture: level %d/%d written, %.0f tokens/s, ETA %.0f s\n", l + 1, c->n_layers + 1,
+                   (double)N * T * (l + 1 - k) / (secs > 0 ? secs : 1e-9),
+                   (double)(c->n_layers - l - 1 > 0 ? c->n_layers - l - 1 : 0) * (now - level_start));
             fflush(stdout);
         }
     }

@@ -72,6 +72,12 @@ rl_expect_rc 0
 # The checkpoint assembly (minutes at 7B width) reports each block it adds.
 n=$(grep -cE '^checkpoint: block [1-5]/5 added, [0-9.]+ s, ETA [0-9]+ s$' "$RL_WORK/ref-par.out")
 [ "$n" = 5 ] || fail "ref-par: $n 'checkpoint: block N/5 added' lines, expected 5"
+# So does the capture (minutes too), each level with the time the remaining blocks take at
+# the last one's pace: ETA 0 once the last block is forwarded.
+n=$(grep -cE '^capture: level [1-6]/6 written, [0-9]+ tokens/s, ETA [0-9]+ s$' "$RL_WORK/ref-par.out")
+[ "$n" = 6 ] || fail "ref-par: $n 'capture: level N/6 written ... ETA' lines, expected 6"
+grep -qE '^capture: level 6/6 written, [0-9]+ tokens/s, ETA 0 s$' "$RL_WORK/ref-par.out" ||
+  fail "ref-par: the last capture level's ETA is not 0"
 args_for "$RL_WORK/ref-seq" --set reconstruction.mode=sequential
 rl_run ref-seq 2 "${ARGS[@]}"
 rl_expect_rc 0
