@@ -93,7 +93,7 @@ rank_node() {
   for ((i = 1; i <= 3; i++)); do
     for p in $(mn_node_pids "$cluster" "$i"); do
       [ "$(cat "/proc/$p/comm" 2>/dev/null)" = nupes-mpi ] || continue
-      if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "SLURM_PROCID=$rank"; then
+      if tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" | grep -qx "SLURM_PROCID=$rank"; then
         echo "$i"
         return 0
       fi
