@@ -161,7 +161,9 @@ checks["shared file system named"] = "run.dir must be on a file system every nod
 # the file written at the assumed 500 MB/s; the rates as the dry run probed them through
 # the files' own path (printed to 1 decimal: <= 5%; the page faults' to 2 decimals).
 m = re.search(r"codes stored at ([0-9.]+) MB/s, read back at ([0-9.]+) MB/s; fp32 float16 copies stored at ([0-9.]+) MB/s", text)
-ck = re.search(r"checkpoint: every done file read back and compressed again, with the head: ([0-9.]+) (s|min)", text)
+# (units as the plan prints them: a loaded machine's probes can make minutes hours)
+UNIT = {"s": 1, "min": 60, "h": 3600, "days": 86400}
+ck = re.search(r"checkpoint: every done file read back and compressed again, with the head: ([0-9.]+) (s|min|h|days)\n", text)
 touch = re.search(r"fresh memory .* at ([0-9.]+) GB/s \(probed page faults[,)]", text)
 checks["store path probed"] = m is not None and all(float(g) > 0 for g in m.groups())
 if m and ck and touch:
@@ -170,7 +172,7 @@ if m and ck and touch:
     retouch = num(r"memory freed a moment before, as the capture .* at ([0-9.]+) GB/s")
     want = (32 * (W / read + W / store) + W / (float(touch.group(1)) * 1e9) + 31 * W / (retouch * 1e9) + head / fp32 +
             ckpt_bytes / 500e6)
-    got = float(ck.group(1)) * (60 if ck.group(2) == "min" else 1)
+    got = float(ck.group(1)) * UNIT[ck.group(2)]
     checks["checkpoint = 32 x (read back + page faults + store) + head + write"] = abs(got - want) <= 0.05 * want
 def seconds(s):
     v, unit = s.split()
@@ -312,8 +314,15 @@ def printed(pattern):
     return seconds(m.group(1)), 0.05 * seconds("1 " + m.group(1).split()[1])
 got, half_unit = printed(r"capture over 32 ranks .*: ([0-9.]+ \w+)")
 shared = want + 32 * 2 * W / read * 3 + 2 * (head / 4) / read * 3
-checks["capture reads at the probed rate per rank (%.1f s, want %.1f; shared by 4 ranks %.1f)" % (got, want, shared)] = (
-    abs(got - want) <= half_unit + 1e-3 * want < abs(got - shared))
+tolerance = half_unit + 1e-3 * want
+checks["capture reads at the probed rate per rank (%.1f s, want %.1f)" % (got, want)] = abs(got - want) <= tolerance
+# told apart when the reads are slow enough against the printing (a loaded machine's
+# capture can print in minutes: 3 s), as they were at every rate seen here (1.5-3 GB/s)
+if shared - want > 2 * tolerance:
+    checks["... not at the rate shared by the node's 4 ranks (%.1f s)" % shared] = abs(got - shared) > tolerance
+else:
+    print("  note: reads at %.0f MB/s: sharing them would add %.1f s, within the printing's %.1f s" %
+          (read / 1e6, shared - want, tolerance))
 want = 2 * 2 * (32 * W + head / 4) / read + faults
 got, half_unit = printed(r"model check by root \(.*a resume only hashes\): ([0-9.]+ \w+)")
 checks["model check reads at the probed rate (%.1f s, want %.1f)" % (got, want)] = abs(got - want) <= half_unit + 1e-3 * want
@@ -368,8 +377,8 @@ for path, D, where, rate in ((sys.argv[1], 4, "shared memory within a node", 5e9
 # Sequential mode hands each block's output on: its group's 4 ranks forward 32 of the 128
 # sequences each through the quantized block, 8 at a time (at the forward's probed rate
 # for those rows), the level (128 x 2048 x 4096 fp16) is read and written at the assumed
-# 500 MB/s, and the hand-on's memory is touched fresh at the probed page-fault rate (0.34
-# GB/s on one AVX-512 VM, 13.6 s of this hand-on; several GB/s elsewhere). Memory: the 32
+# 500 MB/s, and the hand-on's memory is touched at the probed rate of memory freed a moment
+# before (the block's run has just freed its latents, moments and gradients). Memory: the 32
 # sequences fp32, the block dequantized (4 W) and its codes (W), plus a forward's scratch.
 text = open(sys.argv[2]).read()
 d, f, H, T, N = 4096, 11008, 32, 2048, 128
@@ -378,13 +387,14 @@ floor = (4 * 32 * T * d + 5 * W) / 1e9
 good2 = m is not None and floor < float(m.group(1)) < floor + 3.5
 print("  %s hand-on memory %s GB, above %.2f (+ a forward's scratch of 8 sequences, < 3.5 GB)" % ("ok  " if good2 else "FAIL", m.group(1) if m else "missing", floor))
 hand_on_gb = float(m.group(1)) if m else float("nan")
-m = re.search(r"fresh memory .* at ([0-9.]+) GB/s \(probed page faults[,)]", text)
-touch_gbs = float(m.group(1)) if m else float("nan")
 m = re.search(r"forward-only products, sequential mode: .*, the hand-on's ([0-9.]+) \((\d+) at a time\)", text)
 rate = float(m.group(1)) * 1e9 if m and m.group(2) == "8" else float("nan")
-want = 32 * (2 * W * T + 4 * H * T * T * (d // H)) / rate + 2 * N * T * d * 2 / 500e6 + hand_on_gb / touch_gbs
-m = re.search(r"the hand-on of its output to the next block ([0-9.]+) (s|min)", text)
-got = float(m.group(1)) * (60 if m.group(2) == "min" else 1) if m else -1
+m = re.search(r"memory freed a moment before, as the capture .* at ([0-9.]+) GB/s", text)
+retouch_gbs = float(m.group(1)) if m else float("nan")
+want = 32 * (2 * W * T + 4 * H * T * T * (d // H)) / rate + 2 * N * T * d * 2 / 500e6 + hand_on_gb / retouch_gbs
+# (units as the plan prints them: on a loaded machine this hand-on was planned at 2.1 h)
+m = re.search(r"the hand-on of its output to the next block ([0-9.]+) (s|min|h|days)\n", text)
+got = float(m.group(1)) * {"s": 1, "min": 60, "h": 3600, "days": 86400}[m.group(2)] if m else -1
 good = abs(got - want) <= 0.05 * want
 print("  %s hand-on time %.1f s, want %.1f s" % ("ok  " if good else "FAIL", got, want))
 sys.exit(0 if ok and good and good2 else 1)
