@@ -309,7 +309,8 @@ static double touch_seconds(const Plan *p, uint64_t bytes) {
 }
 
 /* The same for memory the process freed a moment before (the previous block's fp32
- * weights): at the recycled rate when probed. */
+ * weights or done file, the finished block's run before a hand-on): at the recycled rate
+ * when probed. */
 static double retouch_seconds(const Plan *p, uint64_t bytes) {
     return p->page_retouch_gbs > 0 ? (double)bytes / (p->page_retouch_gbs * 1e9) : touch_seconds(p, bytes);
 }
@@ -377,8 +378,9 @@ void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd
      * check reads them again, holds the head and converts each block in turn into fp32
      * memory: the head and the first block fault in fresh, every later block into the
      * pages its predecessor freed a moment before. On the rehearsal's 0.67 G weights
-     * (files in the page cache, read at ~2.3 GB/s): hash and check 4.2-5.3 s, of which
-     * 0.6-0.7 s block 1; with every block fresh and the files at 500 MB/s the plan said 7.4. */
+     * (files in the page cache, read at ~2.3 GB/s): hash and check 4.2-7.7 s over five
+     * runs, of which 0.6-1.0 s block 1; this plans 4.5-5.8 s, and with every block fresh
+     * and the files at 500 MB/s it said 7.4. */
     double const all_weights = (double)L * (double)block_weights(&p->model, 0, 0) + (double)(p->mem.head / 4);
     double const root_read_rate = p->model_read_mbs > 0 ? p->model_read_mbs * 1e6 : PLAN_FS_MBS * 1e6;
     p->model_check_seconds = 2.0 * source_bytes * all_weights / root_read_rate + touch_seconds(p, p->mem.head + p->mem.weights) +

@@ -152,12 +152,10 @@ double plan_model_read_probe_mbs(const char *model_path, double seconds, char *f
     struct stat st;
     if (file_size > 0) file[0] = '\0';
     if (!model_path || !model_path[0] || stat(model_path, &st) != 0) return 0;
-    if (S_ISDIR(st.st_mode)) {
-        if (!largest_safetensors(model_path, path, sizeof path) || stat(path, &st) != 0) return 0;
-    } else if (S_ISREG(st.st_mode) && (size_t)snprintf(path, sizeof path, "%s", model_path) < sizeof path) {
-    } else {
-        return 0;
-    }
+    int const found = S_ISDIR(st.st_mode) ? largest_safetensors(model_path, path, sizeof path) && stat(path, &st) == 0
+                      : S_ISREG(st.st_mode) ? (size_t)snprintf(path, sizeof path, "%s", model_path) < sizeof path
+                                            : 0;
+    if (!found) return 0;
     int const fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return 0;
     size_t const len = (size_t)st.st_size < ((size_t)256 << 20) ? (size_t)st.st_size : (size_t)256 << 20;
@@ -165,7 +163,7 @@ double plan_model_read_probe_mbs(const char *model_path, double seconds, char *f
     close(fd);
     if (map == MAP_FAILED) return 0;
     /* A byte of every page, as converting a tensor reads its pages (the kernel's readahead
-     * brings the rest); then the pages are dropped from this mapping as the model does. */
+     * brings the rest). */
     size_t const page = 4096, step = (size_t)1 << 20;
     unsigned sum = 0;
     size_t done = 0;
@@ -177,7 +175,6 @@ double plan_model_read_probe_mbs(const char *model_path, double seconds, char *f
         done = end;
         t = nq_seconds();
     }
-    (void)madvise(map, len, MADV_DONTNEED); /* advice only */
     munmap(map, len);
     (void)sum;
     if (file_size > 0) snprintf(file, file_size, "%s", path);
