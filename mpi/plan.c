@@ -315,6 +315,15 @@ static double retouch_seconds(const Plan *p, uint64_t bytes) {
     return p->page_retouch_gbs > 0 ? (double)bytes / (p->page_retouch_gbs * 1e9) : touch_seconds(p, bytes);
 }
 
+/* Page faults of `count` blocks of `each` bytes taken in turn beside `held` bytes kept
+ * throughout: the held bytes and the first block fault in fresh, every later block into
+ * the pages the one before freed a moment earlier (the model check, the capture, the
+ * checkpoint's read-back). */
+static double in_turn_seconds(const Plan *p, uint64_t held, uint64_t each, int count) {
+    if (count < 1) return touch_seconds(p, held);
+    return touch_seconds(p, held + each) + retouch_seconds(p, (uint64_t)(count - 1) * each);
+}
+
 /* FLOPs of one block's forward over `sequences` sequences of T tokens: the projections and
  * attention's QK^T and PV. */
 static double forward_flops(const Plan *p, int sequences) {
@@ -383,16 +392,15 @@ void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd
      * and the files at 500 MB/s it said 7.4. */
     double const all_weights = (double)L * (double)block_weights(&p->model, 0, 0) + (double)(p->mem.head / 4);
     double const root_read_rate = p->model_read_mbs > 0 ? p->model_read_mbs * 1e6 : PLAN_FS_MBS * 1e6;
-    p->model_check_seconds = 2.0 * source_bytes * all_weights / root_read_rate + touch_seconds(p, p->mem.head + p->mem.weights) +
-                             (L > 1 ? retouch_seconds(p, (uint64_t)(L - 1) * p->mem.weights) : 0);
+    double const blocks_faults = in_turn_seconds(p, p->mem.head, p->mem.weights, L);
+    p->model_check_seconds = 2.0 * source_bytes * all_weights / root_read_rate + blocks_faults;
     /* The ranks of a node write their shares of each level of activations.h5 side by side. */
     double const levels_write = (double)p->inputs_bytes / (p->nodes > 0 ? p->nodes : 1) / (PLAN_FS_MBS * 1e6);
     /* Each rank: the head read and held, then block by block as in the check (block 0
      * fresh, the others into recycled pages). The plan had every block fresh: 19 s where
      * the rehearsal's capture took 11. */
-    p->capture_seconds = p->flops_capture / p->world_size / capture_rate + L * block_read + head_read +
-                         touch_seconds(p, p->mem.head + p->mem.weights) +
-                         (L > 1 ? retouch_seconds(p, (uint64_t)(L - 1) * p->mem.weights) : 0) + levels_write;
+    p->capture_seconds =
+        p->flops_capture / p->world_size / capture_rate + L * block_read + head_read + blocks_faults + levels_write;
     /* The setup probe times the exponent search with its memory already touched; the
      * setup writes the latents z into fresh memory. */
     p->setup_seconds = p->setup_seconds_per_weight * (double)p->quantized_weights_per_block +
@@ -438,8 +446,7 @@ void plan_set_speed(Plan *p, double sgemm_gflops, double memory_gbs, double zstd
      * faults pages in at 0.32 GB/s, a 7B block's codes read into fresh memory in 0.79 s
      * and into a reused buffer in 0.13 s: the faults are most of the read. */
     double const read_back = (double)L * (p->codes_read_mbs > 0 ? codes_raw / (p->codes_read_mbs * 1e6) : 0) +
-                             touch_seconds(p, p->done_raw_bytes) +
-                             (L > 1 ? retouch_seconds(p, (uint64_t)(L - 1) * p->done_raw_bytes) : 0);
+                             in_turn_seconds(p, 0, p->done_raw_bytes, L);
     p->checkpoint_seconds = read_back + (double)L * codes_raw / (zstd_mbs * 1e6) +
                             ((double)L * (double)p->done_raw_fp32_bytes + (double)p->mem.head) / (fp32_mbs * 1e6) +
                             (double)p->checkpoint_bytes / (PLAN_FS_MBS * 1e6);

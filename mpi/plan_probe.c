@@ -85,6 +85,13 @@ double plan_memory_probe_gbs(double seconds) {
     return 3.0 * 4.0 * (double)n * passes / (t - t0) / 1e9;
 }
 
+/* A chunk allocated as the job's arrays are, a byte written per page; NULL when out of memory. */
+static volatile unsigned char *fault_in_chunk(size_t bytes) {
+    volatile unsigned char *x = nq_calloc(bytes, 1, "the page fault probe");
+    for (size_t i = 0; x && i < bytes; i += 4096) x[i] = 1;
+    return x;
+}
+
 double plan_page_touch_probe_gbs(double seconds, double *recycled_gbs) {
     /* The job's allocator maps each chunk fresh, and the huge-page advice its arrays get
      * applies (src/status.h). The chunks are all held until the end: memory freed a moment
@@ -96,16 +103,13 @@ double plan_page_touch_probe_gbs(double seconds, double *recycled_gbs) {
      * The recycled pass then measures exactly that, as the job meets it when it frees one
      * block's fp32 weights and reads the next. */
     enum { CHUNKS_MIN = 4, CHUNKS_MAX = 16 };
-    size_t const bytes = (size_t)64 << 20, page = 4096;
+    size_t const bytes = (size_t)64 << 20;
     volatile unsigned char *chunk[CHUNKS_MAX];
     double const t0 = nq_seconds();
     double t = t0;
     int n = 0;
-    while (n < CHUNKS_MAX && (t - t0 < seconds || n < CHUNKS_MIN)) {
-        volatile unsigned char *x = nq_calloc(bytes, 1, "the page fault probe");
-        if (!x) break;
-        for (size_t i = 0; i < bytes; i += page) x[i] = 1;
-        chunk[n++] = x;
+    while (n < CHUNKS_MAX && (t - t0 < seconds || n < CHUNKS_MIN) && (chunk[n] = fault_in_chunk(bytes)) != NULL) {
+        n++;
         t = nq_seconds();
     }
     double const fresh = n > 0 ? (double)bytes * n / (t - t0) / 1e9 : 0;
@@ -114,12 +118,7 @@ double plan_page_touch_probe_gbs(double seconds, double *recycled_gbs) {
         *recycled_gbs = 0;
         double const r0 = nq_seconds();
         int k = 0;
-        for (; k < n; k++) {
-            volatile unsigned char *x = nq_calloc(bytes, 1, "the page fault probe");
-            if (!x) break;
-            for (size_t i = 0; i < bytes; i += page) x[i] = 1;
-            chunk[k] = x;
-        }
+        while (k < n && (chunk[k] = fault_in_chunk(bytes)) != NULL) k++;
         double const r1 = nq_seconds();
         for (int i = 0; i < k; i++) free((void *)chunk[i]);
         if (k == n && n > 0 && r1 > r0) *recycled_gbs = (double)bytes * n / (r1 - r0) / 1e9;

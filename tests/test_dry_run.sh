@@ -157,8 +157,8 @@ checks["float16 head stored at 2.2-3.0 bytes per weight"] = 2.2 <= fp32_bytes <=
 checks["checkpoint ~ codes + head"] = near(num(r"checkpoint \(~.*\) +([0-9.]+) GB"), (32 * W * code_bits / 8 + head / 4 * fp32_bytes) / 1e9, 0.05)
 checks["shared file system named"] = "run.dir must be on a file system every node mounts" in text
 # The checkpoint: every done file's codes read back (block 0 into fresh memory at the
-# probed page-fault rate, the others into the pages the block before freed) and stored again, the fp32 head stored (root holds it: not read again),
-# the file written at the assumed 500 MB/s; the rates as the dry run probed them through
+# probed page-fault rate, the others into the pages the block before freed) and stored
+# again, the fp32 head stored (root holds it: not read again), the file written at the assumed 500 MB/s; the rates as the dry run probed them through
 # the files' own path (printed to 1 decimal: <= 5%; the page faults' to 2 decimals).
 m = re.search(r"codes stored at ([0-9.]+) MB/s, read back at ([0-9.]+) MB/s; fp32 float16 copies stored at ([0-9.]+) MB/s", text)
 # (units as the plan prints them: a loaded machine's probes can make minutes hours)
@@ -176,7 +176,7 @@ if m and ck and touch:
     checks["checkpoint = 32 x (read back + page faults + store) + head + write"] = abs(got - want) <= 0.05 * want
 def seconds(s):
     v, unit = s.split()
-    return float(v) * {"s": 1, "min": 60, "h": 3600, "days": 86400}[unit]
+    return float(v) * UNIT[unit]
 # Per block: the block read, the setup (probed on this machine: only > 0 can be asserted)
 # and the two probe passes, a forward over 8 sequences each (1 rank per group: D = 1), at
 # the probed rate of a forward of a batch (4 sequences) at a time, the first after a
@@ -233,8 +233,9 @@ if m and first_step:
         abs(block - want) <= 0.08 * want)
 # The model check, root alone before the run directory is written: the files (float16: 2
 # bytes a weight, the 32 blocks and the untied head) read at 500 MB/s for the hash and
-# again for the check, which converts every weight into fp32 memory, the page faults as in the capture; the
-# job's time adds it to the capture, the reconstruction, the gather and the checkpoint.
+# again for the check, which converts every weight into fp32 memory, the page faults as
+# in the capture; the job's time adds it to the capture, the reconstruction, the gather
+# and the checkpoint.
 all_weights = 32 * W + head / 4
 want = 2 * 2 * all_weights / 500e6 + faults
 m_check = re.search(r"model check by root \(.*a resume only hashes\): ([0-9.]+ \w+)", text)
